@@ -1,0 +1,1 @@
+"""Configuration: one commented defaults file (defaults.py), YAML inheritance, command-line overrides."""

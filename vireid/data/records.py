@@ -1,0 +1,35 @@
+"""The record every dataset reader yields: one image, its person, camera and modality."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+VISIBLE = "visible"
+INFRARED = "infrared"
+MODALITIES = (VISIBLE, INFRARED)
+
+#: Integer codes used in training batches (``batch["modality"]``).
+#: ``INTERMEDIATE`` is a view derived from a visible image (CAJ's channel-exchanged view,
+#: FAFE's grayscale view); it goes through the visible stem of two-stream models.
+MODALITY_CODES = {VISIBLE: 0, INFRARED: 1}
+INTERMEDIATE_CODE = 2
+
+
+@dataclass(frozen=True, order=True)
+class ImageRecord:
+    """One image of a dataset.
+
+    ``pid`` is the person id exactly as the dataset names it (not relabelled); ``camera`` is the
+    dataset's own camera number (SYSU-MM01: 1..6, RegDB: 1 visible / 2 thermal, LLCM: 1..9).
+    ``path`` is absolute.
+    """
+
+    path: Path
+    pid: int
+    camera: int
+    modality: str
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r} for {self.path}")

@@ -1,0 +1,45 @@
+"""Dataset plug-in registry: ``@register_dataset("name")`` on a :class:`VIReIDDataset` subclass."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vireid.data.base import VIReIDDataset
+
+DATASETS: dict[str, type[VIReIDDataset]] = {}
+
+
+def register_dataset(name: str) -> Callable[[type[VIReIDDataset]], type[VIReIDDataset]]:
+    """Class decorator adding a dataset reader under ``name`` (also sets ``cls.name``)."""
+
+    def deco(cls: type[VIReIDDataset]) -> type[VIReIDDataset]:
+        if name in DATASETS and DATASETS[name] is not cls:
+            raise ValueError(f"dataset name {name!r} is already registered by {DATASETS[name].__qualname__}")
+        cls.name = name
+        DATASETS[name] = cls
+        return cls
+
+    return deco
+
+
+def dataset_names() -> list[str]:
+    _load_builtin()
+    return sorted(DATASETS)
+
+
+def build_dataset(name: str, root: str | Path, **kwargs: Any) -> VIReIDDataset:
+    """Read the dataset ``name`` from ``root``; an unknown name lists the valid ones."""
+    _load_builtin()
+    if name not in DATASETS:
+        near = difflib.get_close_matches(name, DATASETS, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}.{hint}")
+    return DATASETS[name](root, **kwargs)
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers the built-in readers.
+    from vireid.data import llcm, manifest, regdb, sysu  # noqa: F401

@@ -1,0 +1,46 @@
+"""The interface every vireid model implements (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+from vireid.data.records import INTERMEDIATE_CODE, MODALITY_CODES
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def modality_codes(modality: torch.Tensor | str, n: int, device: torch.device) -> torch.Tensor:
+    """``modality`` as a long tensor of ``n`` codes (a string applies to the whole batch)."""
+    if isinstance(modality, str):
+        if modality not in MODALITY_CODES and modality != "intermediate":
+            raise ValueError(f"modality must be 'visible', 'infrared' or 'intermediate', got {modality!r}")
+        code = MODALITY_CODES.get(modality, INTERMEDIATE_CODE)
+        return torch.full((n,), code, dtype=torch.long, device=device)
+    if modality.shape != (n,):
+        raise ValueError(f"modality codes must have shape ({n},), got {tuple(modality.shape)}")
+    return modality.to(device=device, dtype=torch.long)
+
+
+class ReIDModel(nn.Module, abc.ABC):
+    """A re-id model: losses in training, features in evaluation; normalises its own [0, 1] input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """ImageNet mean/std normalisation of images in [0, 1]."""
+        return (images - self.pixel_mean) / self.pixel_std
+
+    @abc.abstractmethod
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Training step outputs: named losses (keys starting with ``loss``) and logged values."""
+
+    @abc.abstractmethod
+    def extract(self, images: torch.Tensor, modality: torch.Tensor | str) -> torch.Tensor:
+        """Test features ``[N, D]`` of images in [0, 1] of the given modality codes."""
