@@ -37,6 +37,15 @@ class ReIDModel(nn.Module, abc.ABC):
         """ImageNet mean/std normalisation of images in [0, 1]."""
         return (images - self.pixel_mean) / self.pixel_std
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters split for the optimiser: ``backbone`` (pretrained, lower LR: every
+        parameter under the ``backbone`` attribute) and ``head`` (everything else: new layers)."""
+        groups: dict[str, list[nn.Parameter]] = {"backbone": [], "head": []}
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                groups["backbone" if name.startswith("backbone.") else "head"].append(param)
+        return groups
+
     @abc.abstractmethod
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Training step outputs: named losses (keys starting with ``loss``) and logged values."""
