@@ -1,0 +1,184 @@
+"""The config loader: defaults, YAML inheritance, overrides, errors that name the key, saving."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError
+
+from vireid.config import config_keys, config_to_yaml, load_config, save_config
+from vireid.config.defaults import VireidConfig
+from vireid.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_match_the_dataclasses() -> None:
+    cfg = load_config()
+    ref = VireidConfig()
+    assert cfg.train.epochs == ref.train.epochs
+    assert cfg.data.height == ref.data.height
+    assert list(cfg.optim.milestones) == ref.optim.milestones
+    assert cfg.output_dir == ref.output_dir
+    assert OmegaConf.is_struct(cfg)
+    with pytest.raises(ConfigAttributeError):  # struct mode: a new key cannot be added by assignment
+        cfg.train.not_a_key = 1
+
+
+def test_config_keys_lists_every_leaf() -> None:
+    keys = config_keys()
+    expected = []
+    defaults = VireidConfig()
+    for field in dataclasses.fields(defaults):
+        value = getattr(defaults, field.name)
+        if dataclasses.is_dataclass(value):
+            expected += [f"{field.name}.{f.name}" for f in dataclasses.fields(value)]
+        else:
+            expected.append(field.name)
+    assert keys == expected
+    assert "train.epochs" in keys and "model.mca_after" in keys
+    assert "data" not in keys  # sections are not leaves
+
+
+def test_two_level_inheritance_and_relative_bases(tmp_path: Path) -> None:
+    write(tmp_path / "base.yaml", "train:\n  epochs: 50\n  seed: 3\ndata:\n  name: regdb\n")
+    write(
+        tmp_path / "method" / "mid.yaml", "_base_: ../base.yaml\ntrain:\n  epochs: 40\nmodel:\n  name: dam\n"
+    )
+    leaf = write(tmp_path / "method" / "exp" / "leaf.yaml", "_base_: ../mid.yaml\ntrain:\n  seed: 7\n")
+    cfg = load_config(leaf)
+    assert cfg.train.epochs == 40  # mid overrides base
+    assert cfg.train.seed == 7  # leaf overrides base
+    assert cfg.data.name == "regdb"  # from base, untouched by the others
+    assert cfg.model.name == "dam"  # from mid
+    assert cfg.optim.lr == VireidConfig().optim.lr  # default
+
+
+def test_list_of_bases_merged_in_order_and_absolute_path(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.yaml", "train:\n  epochs: 1\n  seed: 1\n")
+    write(tmp_path / "b.yaml", "train:\n  epochs: 2\n")
+    top = write(tmp_path / "sub" / "top.yaml", f"_base_: [{a}, ../b.yaml]\n")
+    cfg = load_config(top)
+    assert cfg.train.epochs == 2  # the later base wins
+    assert cfg.train.seed == 1
+
+
+def test_override_precedence_and_yaml_values(tmp_path: Path) -> None:
+    write(tmp_path / "base.yaml", "train:\n  epochs: 50\n")
+    top = write(tmp_path / "top.yaml", "_base_: base.yaml\ntrain:\n  epochs: 40\n")
+    cfg = load_config(
+        top, ["train.epochs=5", "model.mca_after=[3]", "optim.lr=1e-3", "train.epochs=6", "data.flip=false"]
+    )
+    assert cfg.train.epochs == 6  # overrides beat files; the last override wins
+    assert list(cfg.model.mca_after) == [3]
+    assert cfg.optim.lr == pytest.approx(0.001)
+    assert cfg.data.flip is False
+    # a value containing '=' keeps everything after the first '='
+    assert load_config(None, ["output_dir=runs/a=b"]).output_dir == "runs/a=b"
+
+
+def test_unknown_key_in_yaml_names_file_and_suggests(tmp_path: Path) -> None:
+    write(tmp_path / "base.yaml", "train:\n  epoch: 3\n")
+    top = write(tmp_path / "top.yaml", "_base_: base.yaml\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(top)
+    msg = str(info.value)
+    assert "'train.epoch'" in msg
+    assert str((tmp_path / "base.yaml").resolve()) in msg  # the file the key came from, not top.yaml
+    assert "Did you mean 'train.epochs'?" in msg
+
+
+def test_unknown_override_suggests_nearest_key() -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'optim.weight_decy'\. Did you mean 'optim.weight_decay'\?"
+    ):
+        load_config(None, ["optim.weight_decy=0.1"])
+    with pytest.raises(ConfigError, match=r"Did you mean 'train.epochs'\?"):
+        load_config(None, ["epochs=3"])
+    with pytest.raises(ConfigError, match="unknown config key 'zzzz'") as info:
+        load_config(None, ["zzzz=1"])
+    assert "Did you mean" not in str(info.value)
+
+
+def test_wrong_type_names_key_value_and_type(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.epochs=abc"])
+    msg = str(info.value)
+    assert "'train.epochs'" in msg and "'abc'" in msg and "expected int" in msg
+    with pytest.raises(ConfigError, match=r"'data.flip'.*'maybe'.*expected bool"):
+        load_config(None, ["data.flip=maybe"])
+    with pytest.raises(ConfigError, match=r"'model.mca_after\[0\]'.*'x'.*expected int"):
+        load_config(None, ["model.mca_after=[x]"])
+    bad = write(tmp_path / "bad.yaml", "optim:\n  lr: fast\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*'optim.lr'.*'fast'.*expected float"):
+        load_config(bad)
+    section = write(tmp_path / "section.yaml", "train: 3\n")
+    with pytest.raises(ConfigError, match=r"'train' is a section"):
+        load_config(section)
+
+
+def test_malformed_override_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["train.epochs"])
+    with pytest.raises(ConfigError, match="no key"):
+        load_config(None, ["=3"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    top = write(tmp_path / "top.yaml", "_base_: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_config(top)
+    lst = write(tmp_path / "list.yaml", "- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(lst)
+    broken = write(tmp_path / "broken.yaml", "train: {epochs: 3\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(broken)
+
+
+def test_base_cycle_is_detected(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", "_base_: b.yaml\n")
+    write(tmp_path / "b.yaml", "_base_: c.yaml\n")
+    c = write(tmp_path / "c.yaml", "_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle") as info:
+        load_config(c)
+    msg = str(info.value)
+    for name in ("a.yaml", "b.yaml", "c.yaml"):
+        assert name in msg
+    selfref = write(tmp_path / "self.yaml", "_base_: self.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(selfref)
+
+
+def test_diamond_inheritance_is_not_a_cycle(tmp_path: Path) -> None:
+    write(tmp_path / "root.yaml", "train:\n  seed: 9\n")
+    write(tmp_path / "l.yaml", "_base_: root.yaml\ntrain:\n  epochs: 4\n")
+    write(tmp_path / "r.yaml", "_base_: root.yaml\n")
+    top = write(tmp_path / "top.yaml", "_base_: [l.yaml, r.yaml]\n")
+    cfg = load_config(top)
+    assert cfg.train.seed == 9 and cfg.train.epochs == 4
+
+
+def test_save_then_load_round_trip(tmp_path: Path) -> None:
+    write(tmp_path / "base.yaml", "output_dir: runs/${data.name}\ndata:\n  name: llcm\n")
+    cfg = load_config(tmp_path / "base.yaml", ["model.mca_after=[2,3]", "optim.lr=0.02", "loss.metric=none"])
+    assert cfg.output_dir == "runs/llcm"  # interpolations are resolved
+    out = save_config(cfg, tmp_path / "run" / "config.yaml")
+    assert out.is_file()
+    assert [p.name for p in out.parent.iterdir()] == ["config.yaml"]  # no temporary file left
+    again = load_config(out)
+    assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
+    assert config_to_yaml(again) == config_to_yaml(cfg) == out.read_text(encoding="utf-8")
+
+
+def test_save_replaces_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("old", encoding="utf-8")
+    save_config(load_config(None, ["train.epochs=3"]), path)
+    assert load_config(path).train.epochs == 3
