@@ -28,6 +28,8 @@ class DataConfig:
     random_erasing: float = 0.5  # probability of random erasing (0 disables)
     channel_exchange: bool = False  # CAJ: add a channel-exchanged visible view (modality code 2) to each step
     channel_erasing: float = 0.5  # CAJ: probability of channel random erasing on the exchanged view
+    channel_exchange_gray: bool = False  # CAJ: grayscale as a 4th channel-exchange choice (reference script: R, G, B only)
+    infrared_channel_gray: float = 0.5  # CAJ: probability of random channel replication or grayscale on the infrared view
     grayscale_view: bool = False  # FAFE: add a grayscale-of-visible view (modality code 2) to each step
     trivial_augment: bool = False  # FAFE: torchvision TrivialAugmentWide on training images
     workers: int = 2  # data-loader worker processes
