@@ -1,0 +1,336 @@
+"""The training data pipeline: paired visible/infrared samples, batch collation, the training loader.
+
+A batch (``docs/architecture.md``, "Training batches") is a dict:
+
+- ``images``: float ``[N, 3, H, W]`` in [0, 1], blocks ``[visible | derived | infrared]`` of ``B = P x K``
+  images each (the derived block only when ``data.channel_exchange`` or ``data.grayscale_view``);
+- ``pids``: long ``[N]``, labels ``0..num_classes-1``; element ``i`` of every block shows the same person;
+- ``modality``: long ``[N]``: 0 visible, 2 derived, 1 infrared;
+- ``camera``: long ``[N]``, the dataset's camera numbers (the derived view keeps its visible camera).
+
+Identities are relabelled ``0..C-1`` in ascending order of their raw ids, over the identities that have
+both visible and infrared training images; the others are dropped (and counted in a log line), since
+the sampler can never pair them.
+
+Reproducibility: batch ``b`` of epoch ``e`` draws its identities and images from ``(train.seed, e, b)``
+(:class:`~vireid.data.sampler.IdentitySampler`), and every sample of that batch is augmented under its
+own torch seed derived from ``(train.seed, e, b, position)``. Augmentations therefore do not depend on
+the number of workers, on which worker loads a sample, or on any RNG state of the training process
+(which the loader leaves untouched): a run resumed at epoch ``e`` sees the batches and augmentations of
+an uninterrupted run at epoch ``e``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from vireid.data.records import INFRARED, INTERMEDIATE_CODE, MODALITY_CODES, VISIBLE, ImageRecord
+from vireid.data.sampler import IdentitySampler
+from vireid.data.transforms import build_train_transforms
+from vireid.errors import ConfigError, DatasetError
+
+logger = logging.getLogger(__name__)
+
+#: A training sample key: ``(visible_index, infrared_index)`` or with a per-sample augmentation seed.
+SampleKey = tuple[int, int] | tuple[int, int, int]
+
+
+def load_rgb(path: Any) -> Image.Image:
+    """Open an image file as a 3-channel RGB PIL image (infrared images get three equal channels)."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError("image file is missing", path=path) from None
+    except Exception as exc:  # PIL raises many types for corrupt files
+        raise DatasetError(f"image cannot be read ({type(exc).__name__}: {exc})", path=path) from exc
+
+
+class TrainSet(Dataset):
+    """Visible and infrared training images with identities relabelled ``0..num_classes-1``.
+
+    Indexed by ``(visible_index, infrared_index)`` pairs (positions in :attr:`visible_records` and
+    :attr:`infrared_records`), optionally with a third element: a torch seed under which the sample is
+    augmented (the global torch RNG state is restored afterwards). A sample is a dict with the
+    transformed ``visible``, ``infrared`` and (when ``transforms`` has it) ``derived`` images, the
+    ``pid`` label, and ``visible_camera`` / ``infrared_camera``.
+    """
+
+    def __init__(
+        self,
+        visible: Sequence[ImageRecord],
+        infrared: Sequence[ImageRecord],
+        *,
+        transforms: Mapping[str, Callable[[Image.Image], torch.Tensor]],
+    ):
+        missing = {"visible", "infrared"} - set(transforms)
+        if missing:
+            raise ValueError(f"transforms lacks {sorted(missing)}; got keys {sorted(transforms)}")
+        for name, recs, modality in (("visible", visible, VISIBLE), ("infrared", infrared, INFRARED)):
+            wrong = next((r for r in recs if r.modality != modality), None)
+            if wrong is not None:
+                raise ValueError(f"{name} records must all be {modality!r}; got {wrong}")
+        vis_pids = {r.pid for r in visible}
+        ir_pids = {r.pid for r in infrared}
+        both = sorted(vis_pids & ir_pids)
+        if not both:
+            raise DatasetError(
+                f"no identity has both visible and infrared training images "
+                f"({len(vis_pids)} visible-only ids, {len(ir_pids)} infrared-only ids)"
+            )
+        self.pid_to_label: dict[int, int] = {pid: label for label, pid in enumerate(both)}
+        self.visible_records: list[ImageRecord] = [r for r in visible if r.pid in self.pid_to_label]
+        self.infrared_records: list[ImageRecord] = [r for r in infrared if r.pid in self.pid_to_label]
+        self.visible_labels: list[int] = [self.pid_to_label[r.pid] for r in self.visible_records]
+        self.infrared_labels: list[int] = [self.pid_to_label[r.pid] for r in self.infrared_records]
+        #: identities (and their images) dropped because they lack one modality
+        self.dropped = {
+            "visible_only_ids": len(vis_pids - ir_pids),
+            "infrared_only_ids": len(ir_pids - vis_pids),
+            "visible_images": len(visible) - len(self.visible_records),
+            "infrared_images": len(infrared) - len(self.infrared_records),
+        }
+        if self.dropped["visible_only_ids"] or self.dropped["infrared_only_ids"]:
+            logger.info(
+                "training set: dropped %d visible-only identities (%d images) and %d infrared-only "
+                "identities (%d images); %d identities have both modalities",
+                self.dropped["visible_only_ids"],
+                self.dropped["visible_images"],
+                self.dropped["infrared_only_ids"],
+                self.dropped["infrared_images"],
+                len(both),
+            )
+        self.transforms = dict(transforms)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, records: Sequence[ImageRecord]) -> TrainSet:
+        """Split ``records`` by modality and use :func:`build_train_transforms` of ``cfg``."""
+        visible = [r for r in records if r.modality == VISIBLE]
+        infrared = [r for r in records if r.modality == INFRARED]
+        return cls(visible, infrared, transforms=build_train_transforms(cfg))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.pid_to_label)
+
+    @property
+    def derived(self) -> bool:
+        """Whether samples carry the derived view of the visible image (modality code 2)."""
+        return "derived" in self.transforms
+
+    def __len__(self) -> int:
+        """The number of visible training images (samples are addressed by pairs, not by position)."""
+        return len(self.visible_records)
+
+    def _augment(self, vis_img: Image.Image, ir_img: Image.Image) -> dict[str, torch.Tensor]:
+        out = {"visible": self.transforms["visible"](vis_img)}
+        if self.derived:
+            out["derived"] = self.transforms["derived"](vis_img)
+        out["infrared"] = self.transforms["infrared"](ir_img)
+        return out
+
+    def __getitem__(self, key: SampleKey) -> dict[str, Any]:
+        if not isinstance(key, (tuple, list)) or len(key) not in (2, 3):
+            raise TypeError(f"TrainSet is indexed by (visible_index, infrared_index[, seed]), got {key!r}")
+        vis_rec = self.visible_records[key[0]]
+        ir_rec = self.infrared_records[key[1]]
+        if vis_rec.pid != ir_rec.pid:
+            raise ValueError(f"pair {tuple(key[:2])} mixes identities {vis_rec.pid} and {ir_rec.pid}")
+        vis_img, ir_img = load_rgb(vis_rec.path), load_rgb(ir_rec.path)
+        if len(key) == 3:
+            state = torch.get_rng_state()
+            try:
+                torch.default_generator.manual_seed(int(key[2]))
+                views = self._augment(vis_img, ir_img)
+            finally:
+                torch.set_rng_state(state)
+        else:
+            views = self._augment(vis_img, ir_img)
+        views["pid"] = self.pid_to_label[vis_rec.pid]
+        views["visible_camera"] = vis_rec.camera
+        views["infrared_camera"] = ir_rec.camera
+        return views
+
+
+def collate_train_batch(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack samples into the batch dict, blocks ``[visible | derived (if present) | infrared]``."""
+    if not samples:
+        raise ValueError("cannot collate an empty batch")
+    n = len(samples)
+    derived = "derived" in samples[0]
+    pids = torch.tensor([s["pid"] for s in samples], dtype=torch.long)
+    vis_cams = torch.tensor([s["visible_camera"] for s in samples], dtype=torch.long)
+    ir_cams = torch.tensor([s["infrared_camera"] for s in samples], dtype=torch.long)
+    blocks = [torch.stack([s["visible"] for s in samples])]
+    codes = [MODALITY_CODES[VISIBLE]]
+    cams = [vis_cams]
+    if derived:
+        blocks.append(torch.stack([s["derived"] for s in samples]))
+        codes.append(INTERMEDIATE_CODE)
+        cams.append(vis_cams)
+    blocks.append(torch.stack([s["infrared"] for s in samples]))
+    codes.append(MODALITY_CODES[INFRARED])
+    cams.append(ir_cams)
+    return {
+        "images": torch.cat(blocks),
+        "pids": pids.repeat(len(blocks)),
+        "modality": torch.cat([torch.full((n,), c, dtype=torch.long) for c in codes]),
+        "camera": torch.cat(cams),
+    }
+
+
+def sample_seeds(seed: int, epoch: int, batch_index: int, n: int) -> list[int]:
+    """The augmentation seeds of the ``n`` samples of global batch ``batch_index`` of ``epoch``."""
+    # the trailing 1 separates this stream from the sampler's (seed, epoch, batch) stream
+    state = np.random.SeedSequence([seed, epoch, batch_index, 1]).generate_state(n, dtype=np.uint64)
+    return [int(s) for s in state]
+
+
+class _SeededBatches:
+    """The sampler's batches with a per-sample augmentation seed appended to each pair."""
+
+    def __init__(self, sampler: IdentitySampler):
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        s = self.sampler
+        for index, pairs in s.indexed_batches():
+            seeds = sample_seeds(s.seed, s.epoch, index, len(pairs))
+            yield [(v, i, seed) for (v, i), seed in zip(pairs, seeds)]
+
+
+def _seed_worker(worker_id: int) -> None:
+    # Python's and NumPy's RNGs of a worker follow the worker's torch seed (itself drawn from the
+    # loader's generator, seeded from (seed, epoch)), for transforms that would use them.
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+class TrainLoader:
+    """Iterates over one epoch of training batches; call :meth:`set_epoch` before each epoch.
+
+    ``num_classes``, ``sampler`` (the :class:`IdentitySampler`, whose ``state_dict`` is the loader's
+    state) and ``dataset`` (the :class:`TrainSet`) are attributes; ``len(loader)`` is the number of
+    batches this rank yields per epoch.
+    """
+
+    def __init__(
+        self,
+        dataset: TrainSet,
+        sampler: IdentitySampler,
+        *,
+        workers: int = 0,
+        pin_memory: bool = False,
+    ):
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        self.dataset = dataset
+        self.sampler = sampler
+        self.workers = workers
+        self.pin_memory = pin_memory
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        generator = torch.Generator()
+        # seeds the workers' base seed (Python/NumPy RNGs of the workers) from (seed, epoch)
+        generator.manual_seed(
+            int(
+                np.random.SeedSequence([self.sampler.seed, self.sampler.epoch, 2]).generate_state(
+                    1, np.uint64
+                )[0]
+            )
+        )
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=_SeededBatches(self.sampler),
+            num_workers=self.workers,
+            collate_fn=collate_train_batch,
+            pin_memory=self.pin_memory,
+            worker_init_fn=_seed_worker if self.workers > 0 else None,
+            generator=generator,
+        )
+        yield from loader
+
+
+def build_train_loader(
+    cfg: DictConfig,
+    records: Sequence[ImageRecord],
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    seed_offset: int = 0,
+) -> TrainLoader:
+    """The training loader of ``records`` (visible and infrared, raw pids) as configured by ``cfg``.
+
+    Reads ``data.ids_per_batch`` (P), ``data.images_per_id`` (K), ``data.workers``, the transform keys
+    of ``data`` (:func:`build_train_transforms`), ``train.seed`` (plus ``seed_offset``),
+    ``train.iters_per_epoch`` and ``train.device`` (pinned memory on CUDA). Batches per epoch:
+    ``train.iters_per_epoch``, or when it is 0 the number of infrared training images // (P x K), at
+    least 1; with ``world_size`` processes each rank yields its share (see :class:`IdentitySampler`).
+    """
+    data = cfg.data
+    if data.ids_per_batch < 1 or data.images_per_id < 1:
+        raise ConfigError(
+            f"data.ids_per_batch and data.images_per_id must be >= 1, got {data.ids_per_batch} and "
+            f"{data.images_per_id}"
+        )
+    if data.workers < 0:
+        raise ConfigError(f"data.workers must be >= 0, got {data.workers}")
+    if cfg.train.iters_per_epoch < 0:
+        raise ConfigError(f"train.iters_per_epoch must be >= 0, got {cfg.train.iters_per_epoch}")
+    seed = int(cfg.train.seed) + int(seed_offset)
+    if seed < 0:
+        raise ConfigError(f"train.seed + seed_offset must be >= 0, got {seed}")
+    dataset = TrainSet.from_config(cfg, records)
+    if dataset.num_classes < data.ids_per_batch:
+        raise ConfigError(
+            f"data.ids_per_batch={data.ids_per_batch} but only {dataset.num_classes} training identities "
+            "have both visible and infrared images"
+        )
+    batch = data.ids_per_batch * data.images_per_id
+    num_batches = int(cfg.train.iters_per_epoch) or max(1, len(dataset.infrared_records) // batch)
+    sampler = IdentitySampler(
+        dataset.visible_labels,
+        dataset.infrared_labels,
+        ids_per_batch=int(data.ids_per_batch),
+        images_per_id=int(data.images_per_id),
+        num_batches=num_batches,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+    )
+    device = str(cfg.train.device)
+    pin = torch.cuda.is_available() and device != "cpu"
+    return TrainLoader(dataset, sampler, workers=int(data.workers), pin_memory=pin)
