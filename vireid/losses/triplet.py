@@ -1,0 +1,162 @@
+"""Triplet losses over a batch: adaptive-weight triplet (FAFE eqs 14-15), AGW's weighted
+regularisation triplet, and batch-hard triplet (FAFE eq 14, DAM eq 10, optionally cross-modality).
+
+All use Euclidean distance ``d``. For an anchor ``a``, ``P(a)`` are the other samples of its identity
+(the anchor itself is not its own positive) and ``N(a)`` the samples of other identities. Anchors
+without any positive or any negative contribute no term; the loss is the mean over the anchors that
+do (a scalar 0, still attached to the graph, when none does).
+
+Adaptive weights (FAFE eq 15)::
+
+    w_p = exp(d(a,p)) / sum_{p' in P(a)} exp(d(a,p'))       (far positives weigh more)
+    w_n = exp(-d(a,n)) / sum_{n' in N(a)} exp(-d(a,n'))     (near negatives weigh more)
+    t(a) = sum_p w_p d(a,p) - sum_n w_n d(a,n)
+    hinge:    L = mean_a [t(a) + alpha]_+      (FAFE eq 15 with the bracket read as a hinge, alpha = 1)
+    softplus: L = mean_a log(1 + exp(t(a)))    (AGW's weighted regularisation triplet, no margin)
+
+Batch-hard (FAFE eq 14, DAM eq 10)::
+
+    L = mean_a [rho + max_{p in P(a)} d(a,p) - min_{n in N(a)} d(a,n)]_+
+
+With ``cross_modality=True`` P(a) and N(a) keep only samples on the other side of the modality gap:
+codes 0 (visible) and 2 (visible-derived view: CAJ channel exchange, FAFE grayscale) form the
+visible side, code 1 the infrared side. See docs/paper-notes.md, "Losses".
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vireid.errors import ConfigError
+from vireid.losses.distance import (
+    INFRARED_CODE,
+    check_features,
+    check_modality,
+    pairwise_euclidean,
+    zero_loss,
+)
+
+TRIPLET_MODES = ("hinge", "softplus")
+
+
+def _check_margin(margin: float, loss: str) -> float:
+    margin = float(margin)
+    if not margin >= 0.0:
+        raise ValueError(f"{loss}: margin must be >= 0, got {margin!r}")
+    return margin
+
+
+def positive_negative_masks(pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean ``[N, N]`` masks: ``pos[a, j]`` same identity and ``j != a``; ``neg[a, j]`` other identity."""
+    same = pids.unsqueeze(1) == pids.unsqueeze(0)
+    eye = torch.eye(pids.shape[0], dtype=torch.bool, device=pids.device)
+    return same & ~eye, ~same
+
+
+def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Row-wise softmax of ``scores`` over the entries where ``mask`` is true (rows must have one)."""
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+
+
+class AdaptiveWeightTripletLoss(nn.Module):
+    """Adaptive-weight hard triplet of FAFE eqs 14-15 (``mode="hinge"``, ``margin`` is alpha) or AGW's
+    weighted regularisation triplet (``mode="softplus"``, margin unused). Mean over anchors."""
+
+    def __init__(self, *, margin: float = 1.0, mode: str = "hinge"):
+        super().__init__()
+        if mode not in TRIPLET_MODES:
+            raise ValueError(f"AdaptiveWeightTripletLoss: mode must be one of {TRIPLET_MODES}, got {mode!r}")
+        self.margin = _check_margin(margin, "AdaptiveWeightTripletLoss")
+        self.mode = mode
+
+    @classmethod
+    def from_config(cls, cfg) -> AdaptiveWeightTripletLoss:
+        """Reads ``loss.margin`` as alpha (FAFE uses alpha = 1: set ``loss.margin: 1.0``)."""
+        try:
+            return cls(margin=cfg.loss.margin, mode="hinge")
+        except ValueError as err:
+            raise ConfigError(f"loss.margin: expected a value >= 0, got {cfg.loss.margin!r}") from err
+
+    def forward(self, features: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
+        """``features`` ``[N, D]``, ``pids`` long ``[N]``; returns the mean over valid anchors."""
+        x = check_features(features, pids, loss=type(self).__name__)
+        pos, neg = positive_negative_masks(pids)
+        valid = pos.any(1) & neg.any(1)
+        if not bool(valid.any()):
+            return zero_loss(x)
+        dist = pairwise_euclidean(x, x)[valid]
+        pos, neg = pos[valid], neg[valid]
+        w_pos = _masked_softmax(dist, pos)
+        w_neg = _masked_softmax(-dist, neg)
+        term = (w_pos * dist).sum(1) - (w_neg * dist).sum(1)
+        if self.mode == "hinge":
+            return F.relu(term + self.margin).mean()
+        return F.softplus(term).mean()
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, mode={self.mode!r}"
+
+
+class WeightedRegularizationTriplet(AdaptiveWeightTripletLoss):
+    """AGW's weighted regularisation triplet (WRT): the adaptive weights of FAFE eq 15 with a softplus
+    instead of a margin hinge, ``mean_a log(1 + exp(sum_p w_p d(a,p) - sum_n w_n d(a,n)))``."""
+
+    def __init__(self) -> None:
+        super().__init__(margin=0.0, mode="softplus")
+
+    @classmethod
+    def from_config(cls, cfg) -> WeightedRegularizationTriplet:
+        """Reads no key (WRT has no hyper-parameter)."""
+        return cls()
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class BatchHardTripletLoss(nn.Module):
+    """Batch-hard triplet (FAFE eq 14, DAM eq 10): farthest positive and nearest negative per anchor,
+    hinge with ``margin`` (rho), mean over anchors. ``cross_modality=True`` mines positives and
+    negatives only on the other side of the modality gap (codes {0, 2} visible side vs {1} infrared)."""
+
+    def __init__(self, *, margin: float = 0.3, cross_modality: bool = False):
+        super().__init__()
+        self.margin = _check_margin(margin, "BatchHardTripletLoss")
+        self.cross_modality = bool(cross_modality)
+
+    @classmethod
+    def from_config(cls, cfg) -> BatchHardTripletLoss:
+        """Reads ``loss.margin`` and ``loss.cross_modality``."""
+        try:
+            return cls(margin=cfg.loss.margin, cross_modality=cfg.loss.cross_modality)
+        except ValueError as err:
+            raise ConfigError(f"loss.margin: expected a value >= 0, got {cfg.loss.margin!r}") from err
+
+    def forward(
+        self, features: torch.Tensor, pids: torch.Tensor, modality: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``features`` ``[N, D]``, ``pids`` and ``modality`` long ``[N]``; ``modality`` is required when
+        ``cross_modality`` is set (and only checked otherwise)."""
+        name = type(self).__name__
+        x = check_features(features, pids, loss=name)
+        pos, neg = positive_negative_masks(pids)
+        if self.cross_modality or modality is not None:
+            modality = check_modality(
+                modality, x.shape[0], loss=f"{name}(cross_modality={self.cross_modality})"
+            )
+        if self.cross_modality:
+            infrared = modality == INFRARED_CODE
+            other_side = infrared.unsqueeze(1) != infrared.unsqueeze(0)
+            pos, neg = pos & other_side, neg & other_side
+        valid = pos.any(1) & neg.any(1)
+        if not bool(valid.any()):
+            return zero_loss(x)
+        dist = pairwise_euclidean(x, x)[valid]
+        pos, neg = pos[valid], neg[valid]
+        hardest_pos = dist.masked_fill(~pos, float("-inf")).amax(1)
+        hardest_neg = dist.masked_fill(~neg, float("inf")).amin(1)
+        return F.relu(hardest_pos - hardest_neg + self.margin).mean()
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, cross_modality={self.cross_modality}"
