@@ -98,6 +98,7 @@ class TrainConfig:
     eval_every: int = 10  # evaluate trial 0 every N epochs (0 disables)
     checkpoint_every: int = 1  # write checkpoints/last.pt every N epochs
     log_every: int = 20  # log training losses every N steps
+    find_unused_parameters: bool = False  # DDP (torchrun): set when some parameters get no gradient in a step
 
 
 @dataclass

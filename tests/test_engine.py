@@ -1,0 +1,380 @@
+"""Trainer, optimiser and schedule: tested on a tiny ReIDModel and a tiny in-memory loader."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+
+from vireid.config.defaults import VireidConfig
+from vireid.engine import checkpoint as checkpoint_module
+from vireid.engine import trainer as trainer_module
+from vireid.engine.hooks import Hook
+from vireid.engine.optim import build_optimizer, build_scheduler, current_lrs
+from vireid.engine.trainer import Trainer, seed_everything
+from vireid.errors import CheckpointError, ConfigError
+from vireid.models.base import ReIDModel
+
+NUM_CLASSES = 5
+
+
+# -- fakes ---------------------------------------------------------------------------------------
+class TinyReIDModel(ReIDModel):
+    """Two-layer conv net with a BNNeck-like head; dropout makes the step depend on torch's RNG."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.bottleneck = nn.BatchNorm1d(4)
+        self.dropout = nn.Dropout(0.3)
+        self.classifier = nn.Linear(4, num_classes, bias=False)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.normalize(images)).mean(dim=(2, 3))
+
+    def forward(self, batch):
+        feat = self.features(batch["images"])
+        logits = self.classifier(self.dropout(self.bottleneck(feat)))
+        loss_id = F.cross_entropy(logits, batch["pids"])
+        loss_norm = 0.01 * feat.pow(2).sum(dim=1).mean()
+        acc = (logits.argmax(1) == batch["pids"]).float().mean()
+        return {"loss_id": loss_id, "loss_norm": loss_norm, "acc": acc}
+
+    def extract(self, images, modality):
+        return self.bottleneck(self.features(images))
+
+
+class FakeSampler:
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state):
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+
+class FakeLoader:
+    """Batches are a function of (seed, epoch, batch index) only, like the real training loader."""
+
+    def __init__(self, *, seed: int = 0, num_batches: int = 3, batch_size: int = 8, num_classes: int = NUM_CLASSES):
+        self.num_classes = num_classes
+        self.sampler = FakeSampler(seed)
+        self.num_batches = num_batches
+        self.batch_size = batch_size
+        self.seen: list[list[int]] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        for b in range(self.num_batches):
+            g = torch.Generator().manual_seed(self.sampler.seed * 100_003 + self.sampler.epoch * 1009 + b)
+            pids = torch.randint(0, self.num_classes, (self.batch_size,), generator=g)
+            images = torch.rand(self.batch_size, 3, 8, 4, generator=g) * 0.5 + pids.view(-1, 1, 1, 1) / 10
+            self.seen.append(pids.tolist())
+            yield {"images": images, "pids": pids, "modality": torch.arange(self.batch_size) % 2,
+                   "camera": torch.zeros(self.batch_size, dtype=torch.long)}
+
+
+class ScriptedEvaluator:
+    """Returns the next mAP of a script (and remembers the model's weights when evaluated)."""
+
+    def __init__(self, maps):
+        self.maps = list(maps)
+        self.calls: list[dict[str, torch.Tensor]] = []
+
+    def evaluate(self, model, trials):
+        assert not model.training
+        self.calls.append({k: v.clone() for k, v in model.state_dict().items()})
+        m = self.maps[len(self.calls) - 1]
+        row = {"trial": trials[0], "rank1": m + 1, "rank5": m + 2, "rank10": m + 3, "rank20": m + 4,
+               "mAP": m, "mINP": m - 1}
+        return {"dataset": "fake", "protocol": {"dataset": "fake"}, "trials": [row],
+                "mean": {k: v for k, v in row.items() if k != "trial"}}
+
+
+def make_cfg(tmp_path, **train):
+    cfg = OmegaConf.structured(VireidConfig)
+    cfg.output_dir = str(tmp_path / "run")
+    cfg.train.device = "cpu"
+    cfg.train.epochs = 3
+    cfg.train.eval_every = 0
+    cfg.train.log_every = 2
+    cfg.optim.warmup_epochs = 2
+    cfg.optim.milestones = [2]
+    cfg.optim.lr = 0.05
+    cfg.optim.backbone_lr = 0.02
+    for k, v in train.items():
+        cfg.train[k] = v
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _restore_determinism():
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
+# -- optimiser and schedule ---------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_default_schedule_hand_computed_lrs():
+    """Defaults: lr 0.1 / backbone 0.01, warm-up 10, x0.1 at 20 and 50 (0-based epochs, AGW code)."""
+    cfg = OmegaConf.structured(VireidConfig)
+    model = TinyReIDModel()
+    opt = build_optimizer(cfg, model)
+    sched = build_scheduler(cfg, opt)
+    expected_head = {0: 0.01, 9: 0.1, 10: 0.1, 19: 0.1, 20: 0.01, 49: 0.01, 50: 0.001}
+    seen = {}
+    for epoch in range(51):
+        seen[epoch] = current_lrs(opt)
+        sched.step()
+    for epoch, head in expected_head.items():
+        assert seen[epoch]["head"] == pytest.approx(head, rel=1e-12), epoch
+        assert seen[epoch]["backbone"] == pytest.approx(head / 10, rel=1e-12), epoch
+    # warm-up is linear: (e + 1) / 10 of the base LR
+    assert seen[4]["head"] == pytest.approx(0.05, rel=1e-12)
+
+
+def test_optimizer_groups_and_options():
+    cfg = OmegaConf.structured(VireidConfig)
+    model = TinyReIDModel()
+    opt = build_optimizer(cfg, model)
+    assert isinstance(opt, torch.optim.SGD)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert {id(p) for p in groups["backbone"]["params"]} == {id(p) for p in model.backbone.parameters()}
+    head_ids = {id(p) for m in (model.bottleneck, model.classifier) for p in m.parameters()}
+    assert {id(p) for p in groups["head"]["params"]} == head_ids
+    assert groups["head"]["nesterov"] and groups["head"]["momentum"] == 0.9
+    assert groups["head"]["weight_decay"] == 5e-4
+    cfg.optim.name = "adam"
+    cfg.optim.momentum = 0.8
+    adam = build_optimizer(cfg, model)
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["betas"] == (0.8, 0.999)
+    cfg.optim.name = "rmsprop"
+    with pytest.raises(ConfigError, match="rmsprop"):
+        build_optimizer(cfg, model)
+
+
+# -- the training step ---------------------------------------------------------------------------
+def _plain_sgd_cfg(tmp_path, lr=0.1):
+    cfg = make_cfg(tmp_path)
+    cfg.optim.momentum = 0.0
+    cfg.optim.nesterov = False
+    cfg.optim.weight_decay = 0.0
+    cfg.optim.warmup_epochs = 0
+    cfg.optim.lr = lr
+    cfg.optim.backbone_lr = lr
+    return cfg
+
+
+def test_run_step_is_one_sgd_step_on_the_sum_of_losses(tmp_path):
+    cfg = _plain_sgd_cfg(tmp_path, lr=0.1)
+    seed_everything(0)
+    model = TinyReIDModel()
+    model.dropout.p = 0.0
+    batch = next(iter(FakeLoader()))
+    # independent reference: autograd of loss_id + loss_norm (not "acc"), then p - lr * grad
+    ref = TinyReIDModel()
+    ref.load_state_dict(model.state_dict())
+    ref.dropout.p = 0.0
+    ref.train()
+    out = ref(batch)
+    (out["loss_id"] + out["loss_norm"]).backward()
+    expected = {n: (p - 0.1 * p.grad).detach() for n, p in ref.named_parameters()}
+
+    trainer = Trainer(cfg, model, FakeLoader(), default_hooks=False)
+    result = trainer.run_step(batch)
+    assert result["total_loss"] == pytest.approx(float((out["loss_id"] + out["loss_norm"]).detach()), rel=1e-6)
+    assert set(result) == {"total_loss", "loss_id", "loss_norm", "acc"}
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), expected[n], rtol=1e-6, atol=1e-7)
+
+
+def test_gradient_clipping_limits_the_update_norm(tmp_path):
+    cfg = _plain_sgd_cfg(tmp_path, lr=1.0)
+    cfg.optim.clip_grad_norm = 1e-3
+    seed_everything(0)
+    model = TinyReIDModel()
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(cfg, model, FakeLoader(), default_hooks=False)
+    trainer.run_step(next(iter(FakeLoader())))
+    update = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)])
+    assert update.norm().item() == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_nonfinite_loss_and_missing_losses_raise(tmp_path):
+    class NaNModel(TinyReIDModel):
+        def forward(self, batch):
+            out = super().forward(batch)
+            out["loss_bad"] = torch.tensor(float("nan"))
+            return out
+
+    class NoLossModel(TinyReIDModel):
+        def forward(self, batch):
+            return {"acc": torch.tensor(1.0)}
+
+    batch = next(iter(FakeLoader()))
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        Trainer(make_cfg(tmp_path), NaNModel(), FakeLoader(), default_hooks=False).run_step(batch)
+    with pytest.raises(ValueError, match="no 'loss\\*' keys"):
+        Trainer(make_cfg(tmp_path), NoLossModel(), FakeLoader(), default_hooks=False).run_step(batch)
+
+
+def test_override_point_run_step(tmp_path):
+    class CountingTrainer(Trainer):
+        def run_step(self, batch):
+            out = super().run_step(batch)
+            out["batch_size"] = float(len(batch["pids"]))
+            return out
+
+    cfg = make_cfg(tmp_path, epochs=1)
+    t = CountingTrainer(cfg, TinyReIDModel(), FakeLoader(num_batches=2), tensorboard=False)
+    t.train()
+    record = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")][-1]
+    assert record["losses"]["batch_size"] == 8.0
+
+
+# -- a whole run ---------------------------------------------------------------------------------
+def test_training_run_writes_logs_checkpoints_and_best(tmp_path):
+    cfg = make_cfg(tmp_path, epochs=3, eval_every=1, log_every=2)
+    seed_everything(0)
+    evaluator = ScriptedEvaluator([10.0, 30.0, 20.0])
+    loader = FakeLoader(num_batches=3)
+    trainer = Trainer(cfg, TinyReIDModel(), loader, evaluator=evaluator, eval_trials=[0])
+    trainer.train()
+    run = tmp_path / "run"
+
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["type"] == "train"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [r["step"] for r in steps] == [2, 4, 6, 8]  # log_every 2 over 9 steps
+    assert [r["epoch"] for r in epochs] == [0, 1, 2] and [r["step"] for r in epochs] == [3, 6, 9]
+    # LRs of the schedule (warm-up 2, x0.1 at epoch 2): head 0.05 * (1/2, 1, 0.1)
+    assert [r["lr"]["head"] for r in epochs] == pytest.approx([0.025, 0.05, 0.005])
+    assert [r["lr"]["backbone"] for r in epochs] == pytest.approx([0.01, 0.02, 0.002])
+    assert [r["eval"]["mean"]["mAP"] for r in epochs] == [10.0, 30.0, 20.0]
+    assert set(epochs[0]["losses"]) == {"total_loss", "loss_id", "loss_norm", "acc"}
+    assert all(math.isfinite(v) for r in steps for v in r["losses"].values())
+
+    last = checkpoint_module.load_checkpoint(run / "checkpoints" / "last.pt")
+    best = checkpoint_module.load_checkpoint(run / "checkpoints" / "best.pt")
+    assert last["epoch"] == 2 and last["global_step"] == 9 and last["best_metric"] == 30.0
+    assert best["epoch"] == 1 and best["best_epoch"] == 1 and best["num_classes"] == NUM_CLASSES
+    # best.pt holds the weights evaluated at epoch 1
+    for k, v in evaluator.calls[1].items():
+        assert torch.equal(best["model"][k], v), k
+    assert "optim:" in last["config"] and last["sampler"] == {"epoch": 2, "seed": 0}
+    log = (run / "log.txt").read_text()
+    assert "epoch 2 done" in log and "new best mAP 30.00 at epoch 1" in log
+    assert list(run.glob("events.out.tfevents.*"))
+    assert not list((run / "checkpoints").glob("*.tmp"))
+
+
+class KillAfterEpoch(Hook):
+    """Simulates a run killed right after epoch ``epoch`` (its checkpoint already written)."""
+
+    class Killed(Exception):
+        pass
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def after_epoch(self, trainer):
+        if trainer.epoch == self.epoch:
+            raise self.Killed
+
+
+def _train(tmp_path, name, *, kill_after=None, resume=False):
+    cfg = make_cfg(tmp_path, epochs=3, deterministic=True, eval_every=2)
+    cfg.output_dir = str(tmp_path / name)
+    seed_everything(cfg.train.seed)
+    model = TinyReIDModel()
+    hooks = [KillAfterEpoch(kill_after)] if kill_after is not None else []
+    script = [7.0] if resume else [5.0, 7.0]  # evaluations at epochs 1 and 2
+    trainer = Trainer(cfg, model, FakeLoader(seed=cfg.train.seed), evaluator=ScriptedEvaluator(script),
+                      eval_trials=[0], hooks=hooks, tensorboard=False)
+    if resume:
+        assert trainer.resume() == 2
+    try:
+        trainer.train()
+    except KillAfterEpoch.Killed:
+        pass
+    return trainer
+
+
+def _assert_same_training_state(a: Trainer, b: Trainer):
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    oa, ob = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
+    for i in oa:
+        assert torch.equal(oa[i]["momentum_buffer"], ob[i]["momentum_buffer"])
+    assert a.global_step == b.global_step and a.scheduler.last_epoch == b.scheduler.last_epoch
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """The uninterrupted 3-epoch run both resume tests compare against."""
+    before = torch.are_deterministic_algorithms_enabled()
+    trainer = _train(tmp_path_factory.mktemp("straight"), "straight")
+    torch.use_deterministic_algorithms(before)
+    return trainer
+
+
+def test_resume_after_a_kill_ends_with_identical_weights(tmp_path, straight_run):
+    straight = straight_run
+    _train(tmp_path, "resumed", kill_after=1)
+    killed_ckpt = checkpoint_module.load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert killed_ckpt["epoch"] == 1 and killed_ckpt["best_metric"] == 5.0
+    resumed = _train(tmp_path, "resumed", resume=True)
+    _assert_same_training_state(straight, resumed)
+    assert resumed.best_metric == straight.best_metric == 7.0
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert {"type": "resume", "epoch": 2, "step": 6} in [json.loads(x) for x in lines]
+
+
+def test_resume_without_rng_restore_would_differ(tmp_path, monkeypatch, straight_run):
+    """Control: the dropout RNG matters, so the equality above really tests the RNG restore."""
+    straight = straight_run
+    _train(tmp_path, "resumed", kill_after=1)
+    monkeypatch.setattr(trainer_module, "set_rng_state", lambda state: None)
+    torch.manual_seed(12345)
+    resumed = _train(tmp_path, "resumed", resume=True)
+    differs = any(not torch.equal(v, resumed.model.state_dict()[k]) for k, v in straight.model.state_dict().items())
+    assert differs
+
+
+def test_resume_missing_checkpoint_is_an_error(tmp_path):
+    trainer = Trainer(make_cfg(tmp_path), TinyReIDModel(), FakeLoader(), default_hooks=False)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        trainer.resume()
+
+
+def test_deterministic_flag_sets_torch_flags(tmp_path):
+    torch.use_deterministic_algorithms(False)
+    Trainer(make_cfg(tmp_path, deterministic=True), TinyReIDModel(), FakeLoader(), default_hooks=False)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+
+def test_bad_train_values_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="train.device"):
+        Trainer(make_cfg(tmp_path, device="tpu"), TinyReIDModel(), FakeLoader(), default_hooks=False)
+    with pytest.raises(ConfigError, match="train.eval_every"):
+        Trainer(make_cfg(tmp_path, eval_every=-1), TinyReIDModel(), FakeLoader(), default_hooks=False)

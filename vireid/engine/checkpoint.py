@@ -1,0 +1,252 @@
+"""Training checkpoints: atomic writes, clear errors, exact resumption.
+
+A vireid checkpoint is a ``torch.save`` dict::
+
+    {"format": "vireid-checkpoint", "format_version": 1, "vireid_version": "0.1.0",
+     "model": state_dict, "optimizer": ..., "scheduler": ..., "grad_scaler": ..., "sampler": ...,
+     "epoch": last completed epoch (0-based), "global_step": optimizer steps so far,
+     "best_metric": best eval mAP so far or None, "best_epoch": ..., "num_classes": ...,
+     "rng": [per-rank RNG states], "config": resolved config as YAML text, "extra": {...}}
+
+Everything in it is plain tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(weights_only=True)`` (no arbitrary code runs when opening a file from elsewhere).
+The file is written to a temporary name in the same folder, flushed to disk (``fsync``) and renamed
+over the destination (``os.replace``), so a run killed mid-write never leaves a truncated checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vireid import __version__
+from vireid.errors import CheckpointError
+
+FORMAT = "vireid-checkpoint"
+FORMAT_VERSION = 1
+#: How many missing/unexpected key names an error message lists before "... and N more".
+_MAX_KEYS_LISTED = 20
+
+
+# -- RNG states ------------------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    """Python ``random``, NumPy global, torch CPU and (when present) every CUDA device's RNG state,
+    in a form ``torch.load(weights_only=True)`` accepts."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore a state returned by :func:`rng_state` (CUDA states only where CUDA is available)."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            torch.cuda.set_rng_state(cuda_states[0])
+
+
+# -- writing -----------------------------------------------------------------------------------
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file next to ``path``, ``fsync``, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a ``DistributedDataParallel`` (or ``DataParallel``) wrapper."""
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    epoch: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    grad_scaler: Any | None = None,
+    sampler: Any | None = None,
+    global_step: int = 0,
+    best_metric: float | None = None,
+    best_epoch: int | None = None,
+    num_classes: int | None = None,
+    rng: list[dict[str, Any]] | dict[str, Any] | None = None,
+    config_yaml: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a vireid checkpoint atomically (see the module docstring); returns the path.
+
+    ``rng`` defaults to this process's :func:`rng_state`; a list holds one state per DDP rank.
+    """
+    if rng is None:
+        rng = [rng_state()]
+    elif isinstance(rng, Mapping):
+        rng = [dict(rng)]
+    ckpt: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "vireid_version": __version__,
+        "model": unwrap_model(model).state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "grad_scaler": grad_scaler.state_dict() if grad_scaler is not None else None,
+        "sampler": sampler.state_dict() if sampler is not None and hasattr(sampler, "state_dict") else None,
+        "epoch": int(epoch),
+        "global_step": int(global_step),
+        "best_metric": None if best_metric is None else float(best_metric),
+        "best_epoch": None if best_epoch is None else int(best_epoch),
+        "num_classes": None if num_classes is None else int(num_classes),
+        "rng": rng,
+        "config": config_yaml,
+        "extra": dict(extra or {}),
+    }
+    return atomic_torch_save(ckpt, path)
+
+
+# -- reading -----------------------------------------------------------------------------------
+def _torch_load(path: Path, map_location: Any) -> Any:
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: is not a file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated file, not a torch file, unsupported pickle content...
+        raise CheckpointError(
+            f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from exc
+
+
+def load_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a vireid checkpoint written by :func:`save_checkpoint`.
+
+    Raises :class:`CheckpointError` naming the file when it is missing, unreadable, not a vireid
+    checkpoint, or of a newer format version.
+    """
+    path = Path(path)
+    ckpt = _torch_load(path, map_location)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a vireid checkpoint (expected a dict with format={FORMAT!r}; "
+            "a bare state_dict can be loaded with load_model_weights)"
+        )
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format_version {version!r} is not supported (this vireid reads <= {FORMAT_VERSION})"
+        )
+    if not isinstance(ckpt.get("model"), Mapping):
+        raise CheckpointError(f"{path}: checkpoint has no 'model' state_dict")
+    return ckpt
+
+
+def _list_keys(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_KEYS_LISTED])
+    more = len(keys) - _MAX_KEYS_LISTED
+    return shown + (f" ... and {more} more" if more > 0 else "")
+
+
+def load_model_weights(
+    model: nn.Module, path: str | Path, *, strict: bool = True, map_location: Any = "cpu"
+) -> dict[str, list[str]]:
+    """Load the model weights of ``path`` (a vireid checkpoint or a bare ``state_dict``) into ``model``.
+
+    With ``strict=True`` (the default) any missing or unexpected key, or any shape mismatch, raises
+    :class:`CheckpointError` naming the file and listing the keys. With ``strict=False`` missing and
+    unexpected keys are allowed and returned, but a shape mismatch still raises, and so does a file
+    that matches none of the model's keys. Returns ``{"missing": [...], "unexpected": [...]}``.
+    """
+    path = Path(path)
+    obj = _torch_load(path, map_location)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        state = load_checkpoint(path, map_location=map_location)["model"]
+    elif isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = obj
+    elif isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        state = obj["state_dict"]
+    else:
+        raise CheckpointError(f"{path}: holds neither a vireid checkpoint nor a state_dict of tensors")
+
+    return apply_model_state(model, state, source=str(path), strict=strict)
+
+
+def apply_model_state(
+    model: nn.Module, state: Mapping[str, Any], *, source: str, strict: bool = True
+) -> dict[str, list[str]]:
+    """Copy ``state`` into ``model`` after checking it fits (the rules of :func:`load_model_weights`);
+    ``source`` names where the weights come from in error messages."""
+    target = unwrap_model(model)
+    own = target.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = sorted(
+        f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+        for k in own
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != own[k].shape
+    )
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {_list_keys(mismatched)}")
+    if strict and missing:
+        problems.append(f"{len(missing)} missing keys: {_list_keys(missing)}")
+    if strict and unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {_list_keys(unexpected)}")
+    if not strict and own and len(missing) == len(own):
+        problems.append(f"none of the model's {len(own)} keys are in the file")
+    if problems:
+        raise CheckpointError(f"{source}: weights do not fit {type(target).__name__}: " + "; ".join(problems))
+    target.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    return {"missing": missing, "unexpected": unexpected}

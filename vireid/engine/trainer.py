@@ -1,0 +1,409 @@
+"""The training loop: one override point for a step, hooks for everything else.
+
+:class:`Trainer` trains any :class:`~vireid.models.base.ReIDModel`: ``forward(batch)`` returns a
+dict whose ``loss*`` entries are summed into the objective. Subclasses change the step by overriding
+:meth:`Trainer.run_step`; logging, checkpoints and evaluation are :mod:`vireid.engine.hooks`.
+
+Epochs are 0-based everywhere (the LR schedule, ``metrics.jsonl``, checkpoints); a checkpoint's
+``epoch`` is the last completed epoch and a resumed run continues with the next one.
+
+Reproducibility: :func:`seed_everything` seeds Python, NumPy and torch; with ``train.deterministic``
+:func:`configure_determinism` turns on ``torch.use_deterministic_algorithms`` and the cuDNN flags. The
+training loader draws its batches and augmentations as a function of ``(train.seed, epoch)`` and the
+checkpoint restores model, optimiser, scheduler, AMP scaler, sampler and every RNG, so on CPU a run
+killed after epoch ``e`` and resumed ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vireid.engine.checkpoint import (
+    apply_model_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+    unwrap_model,
+)
+from vireid.engine.distributed import DistributedContext, resolve_device, wrap_model
+from vireid.engine.hooks import (
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
+    LOG_FILE,
+    METRICS_FILE,
+    CheckpointHook,
+    EvaluationHook,
+    Hook,
+    MetricsLogHook,
+    TensorBoardHook,
+    TextLogHook,
+)
+from vireid.engine.optim import build_optimizer, build_scheduler, current_lrs
+from vireid.errors import CheckpointError, ConfigError
+
+logger = logging.getLogger("vireid.engine")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python ``random``, NumPy's global RNG and torch (CPU and every CUDA device)."""
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_determinism(deterministic: bool) -> None:
+    """``train.deterministic``: deterministic algorithms (errors on ops that have none), cuDNN
+    deterministic and no autotuning, and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (needed by cuBLAS; set
+    before CUDA starts, or the variable has no effect). Off: cuDNN autotuning for speed."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The batch with every tensor on ``device`` (other values unchanged)."""
+    non_blocking = device.type == "cuda"
+    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
+
+
+def _config_yaml(cfg: Any) -> str:
+    try:
+        from vireid.config import config_to_yaml
+    except ImportError:  # the config loader is optional for library users
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_yaml(cfg)
+    return config_to_yaml(cfg)
+
+
+class Trainer:
+    """Trains ``model`` on ``train_loader`` as configured by ``cfg.train`` and ``cfg.optim``.
+
+    Args:
+        cfg: the resolved config (``train.*``, ``optim.*``, ``output_dir``).
+        model: a :class:`~vireid.models.base.ReIDModel` (moved to the device, wrapped in DDP when
+            distributed).
+        train_loader: iterable of batch dicts with ``len``; ``set_epoch(epoch)`` is called before each
+            epoch when present, and ``sampler.state_dict()``/``load_state_dict()`` go into checkpoints.
+        evaluator: an object with ``evaluate(model, trials) -> results`` (results in percent with a
+            ``"mean"`` dict holding ``"mAP"``); evaluated every ``train.eval_every`` epochs on
+            ``eval_trials`` (default: the protocol's first trial).
+        hooks: extra :class:`~vireid.engine.hooks.Hook` objects, called after the default ones.
+        output_dir: run folder (default ``cfg.output_dir``).
+        dist: the :class:`~vireid.engine.distributed.DistributedContext` (default: one process on
+            ``train.device``).
+        default_hooks: install evaluation, checkpoint, metrics.jsonl, TensorBoard and log.txt hooks.
+        tensorboard: include the TensorBoard hook among the defaults.
+    """
+
+    def __init__(
+        self,
+        cfg: Any,
+        model: nn.Module,
+        train_loader: Any,
+        *,
+        evaluator: Any | None = None,
+        eval_trials: Sequence[int] | None = None,
+        hooks: Iterable[Hook] = (),
+        output_dir: str | Path | None = None,
+        dist: DistributedContext | None = None,
+        default_hooks: bool = True,
+        tensorboard: bool = True,
+    ):
+        self.cfg = cfg
+        t = cfg.train
+        self.dist = dist if dist is not None else DistributedContext(device=resolve_device(t.device))
+        self.device = self.dist.device
+        configure_determinism(bool(t.deterministic))
+        if int(t.epochs) < 0:
+            raise ConfigError(f"train.epochs must be >= 0, got {t.epochs}")
+        for key in ("eval_every", "checkpoint_every", "log_every"):
+            if int(t[key]) < 0:
+                raise ConfigError(f"train.{key} must be >= 0, got {t[key]}")
+        self.output_dir = Path(output_dir if output_dir is not None else cfg.output_dir)
+        self.model = wrap_model(model, self.dist,
+                                find_unused_parameters=bool(t.find_unused_parameters))
+        self.train_loader = train_loader
+        self.num_classes: int | None = getattr(train_loader, "num_classes", None)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.amp = bool(t.amp) and self.device.type == "cuda"
+        self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.clip_grad_norm = float(cfg.optim.clip_grad_norm)
+        self.max_epochs = int(t.epochs)
+        self.eval_every = int(t.eval_every)
+        self.checkpoint_every = int(t.checkpoint_every)
+        self.evaluator = evaluator
+        if eval_trials is None and evaluator is not None:
+            protocol = getattr(evaluator, "protocol", None)
+            if protocol is None:
+                raise ValueError("eval_trials is required when the evaluator has no 'protocol' attribute")
+            eval_trials = [protocol.trials[0]]
+        self.eval_trials = list(eval_trials or [])
+
+        # state
+        self.start_epoch = 0
+        self.epoch = 0
+        self.global_step = 0
+        self.iter_in_epoch = 0
+        self.best_metric: float | None = None
+        self.best_epoch: int | None = None
+        self.eval_results: dict[str, Any] | None = None
+        self.eval_improved = False
+        self.epoch_losses: dict[str, float] = {}
+        self.epoch_lrs: dict[str, float] = current_lrs(self.optimizer)
+        self.epoch_time = 0.0
+        self.nonfinite_steps = 0
+
+        self.hooks: list[Hook] = []
+        if default_hooks:
+            if evaluator is not None:
+                self.hooks.append(EvaluationHook(evaluator, self.eval_trials))
+            self.hooks.append(CheckpointHook(self.output_dir / CHECKPOINT_DIR))
+            self.hooks.append(MetricsLogHook(self.output_dir / METRICS_FILE, int(t.log_every)))
+            if tensorboard:
+                self.hooks.append(TensorBoardHook(self.output_dir, int(t.log_every)))
+            self.hooks.append(TextLogHook(self.output_dir / LOG_FILE, int(t.log_every)))
+        self.hooks.extend(hooks)
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def model_without_ddp(self) -> nn.Module:
+        return unwrap_model(self.model)
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    @property
+    def world_size(self) -> int:
+        return self.dist.world_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    @property
+    def sampler(self) -> Any:
+        return getattr(self.train_loader, "sampler", None)
+
+    def eval_due(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` ends with an evaluation (every ``eval_every`` and the last)."""
+        if self.evaluator is None or self.eval_every == 0 or not self.eval_trials:
+            return False
+        return (epoch + 1) % self.eval_every == 0 or epoch == self.max_epochs - 1
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` ends with ``last.pt`` (every ``checkpoint_every`` and the last)."""
+        if self.checkpoint_every == 0:
+            return False
+        return (epoch + 1) % self.checkpoint_every == 0 or epoch == self.max_epochs - 1
+
+    # -- the one override point ------------------------------------------------------------
+    def run_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimisation step: forward, sum of the ``loss*`` outputs, backward (AMP-scaled on CUDA
+        when ``train.amp``), optional gradient clipping (``optim.clip_grad_norm``), optimiser step.
+
+        Returns the step's scalar outputs as floats, with the objective as ``total_loss``.
+        """
+        batch = move_batch(batch, self.device)
+        with torch.autocast(device_type=self.device.type, enabled=self.amp):
+            outputs = self.model(batch)
+        if not isinstance(outputs, dict):
+            raise TypeError(f"{type(self.model_without_ddp).__name__}.forward must return a dict in training mode")
+        losses = {k: v for k, v in outputs.items() if k.startswith("loss")}
+        if not losses:
+            raise ValueError(
+                f"{type(self.model_without_ddp).__name__}.forward returned no 'loss*' keys (got {sorted(outputs)})"
+            )
+        total = sum(v.float() for v in losses.values())
+        if not torch.isfinite(total):
+            self.nonfinite_steps += 1
+            if not self.amp:
+                values = {k: float(v.detach()) for k, v in losses.items()}
+                raise FloatingPointError(
+                    f"non-finite loss at epoch {self.epoch} iteration {self.iter_in_epoch} (step {self.global_step}): "
+                    f"{values}; lower optim.lr / optim.backbone_lr or set optim.clip_grad_norm"
+                )
+            # under AMP the scaler skips the step and lowers its scale
+        self.optimizer.zero_grad(set_to_none=True)
+        self.grad_scaler.scale(total).backward()
+        if self.clip_grad_norm > 0:
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], self.clip_grad_norm
+            )
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+
+        result = {"total_loss": float(total.detach())}
+        for k, v in outputs.items():
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                result[k] = float(v.detach())
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                result[k] = float(v)
+        return result
+
+    # -- loop --------------------------------------------------------------------------------
+    def _call(self, name: str, *args: Any) -> None:
+        for hook in self.hooks:
+            getattr(hook, name)(self, *args)
+
+    def train(self) -> None:
+        """Train from ``start_epoch`` (0, or the epoch after a resumed checkpoint) to ``train.epochs``."""
+        from vireid.engine.distributed import barrier
+
+        try:
+            self._call("before_train")
+            for epoch in range(self.start_epoch, self.max_epochs):
+                self.epoch = epoch
+                self.train_epoch(epoch)
+                self.scheduler.step()
+                self._call("after_epoch")
+                barrier()  # ranks > 0 wait while rank 0 evaluates and writes
+            self._call("after_train")
+        finally:
+            self._call("teardown")
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Run one epoch of :meth:`run_step`; sets and returns ``epoch_losses`` (epoch means)."""
+        if hasattr(self.train_loader, "set_epoch"):
+            self.train_loader.set_epoch(epoch)
+        self.epoch_lrs = current_lrs(self.optimizer)
+        self.model.train()
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        count = 0
+        self.iter_in_epoch = 0
+        bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch}/{self.max_epochs - 1}", unit="step",
+                   dynamic_ncols=True, leave=False, disable=None if self.is_main else True)
+        try:
+            for batch in self.train_loader:
+                self.iter_in_epoch += 1
+                outputs = self.run_step(batch)
+                self.global_step += 1
+                count += 1
+                for k, v in outputs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.set_postfix(loss=f"{outputs['total_loss']:.4f}", refresh=False)
+                bar.update()
+                self._call("after_step", outputs)
+        finally:
+            bar.close()
+        if count == 0:
+            raise ValueError(f"the training loader yielded no batch in epoch {epoch}")
+        self.epoch_losses = {k: v / count for k, v in sums.items()}
+        self.epoch_time = time.perf_counter() - t0
+        return self.epoch_losses
+
+    # -- evaluation --------------------------------------------------------------------------
+    def evaluate(self, evaluator: Any | None = None, trials: Sequence[int] | None = None) -> dict[str, Any]:
+        """``evaluator.evaluate(model, trials)`` on the unwrapped model (default: the trainer's
+        evaluator and eval trials); the model is back in training mode afterwards."""
+        evaluator = evaluator if evaluator is not None else self.evaluator
+        if evaluator is None:
+            raise ValueError("no evaluator was given to the Trainer")
+        model = self.model_without_ddp
+        was_training = model.training
+        model.eval()
+        try:
+            return evaluator.evaluate(model, list(trials if trials is not None else self.eval_trials))
+        finally:
+            model.train(was_training)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_checkpoint(self, path: str | Path, *, rng: list[dict[str, Any]] | None = None) -> Path:
+        """Write the full training state after epoch ``self.epoch`` (see
+        :mod:`vireid.engine.checkpoint`)."""
+        return save_checkpoint(
+            path,
+            model=self.model,
+            epoch=self.epoch,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            grad_scaler=self.grad_scaler if self.amp else None,
+            sampler=self.sampler,
+            global_step=self.global_step,
+            best_metric=self.best_metric,
+            best_epoch=self.best_epoch,
+            num_classes=self.num_classes,
+            rng=rng,
+            config_yaml=_config_yaml(self.cfg),
+        )
+
+    def resume(self, path: str | Path | None = None) -> int:
+        """Restore the state of a checkpoint (default ``output_dir/checkpoints/last.pt``) and return the
+        epoch training continues with. Raises :class:`CheckpointError` if the file is missing,
+        unreadable or does not fit the model/optimiser."""
+        path = Path(path) if path is not None else self.output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+        ckpt = load_checkpoint(path, map_location="cpu")
+        apply_model_state(self.model, ckpt["model"], source=str(path), strict=True)
+        try:
+            if ckpt.get("optimizer") is not None:
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            if ckpt.get("scheduler") is not None:
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: optimiser/scheduler state does not fit this model: {exc}") from exc
+        if self.amp and ckpt.get("grad_scaler"):
+            self.grad_scaler.load_state_dict(ckpt["grad_scaler"])
+        sampler = self.sampler
+        if ckpt.get("sampler") is not None and sampler is not None and hasattr(sampler, "load_state_dict"):
+            sampler.load_state_dict(ckpt["sampler"])
+        self.epoch = int(ckpt["epoch"])
+        self.start_epoch = self.epoch + 1
+        self.global_step = int(ckpt.get("global_step", 0))
+        self.best_metric = ckpt.get("best_metric")
+        self.best_epoch = ckpt.get("best_epoch")
+        self.epoch_lrs = current_lrs(self.optimizer)
+        rngs = ckpt.get("rng") or []
+        if self.dist.rank < len(rngs):
+            set_rng_state(rngs[self.dist.rank])
+        else:
+            logger.warning("%s has no RNG state for rank %d (saved with world size %d); RNG not restored",
+                           path, self.dist.rank, len(rngs))
+        self._warn_config_changes(path, ckpt.get("config"))
+        if self.is_main:
+            logger.info("resumed from %s (epoch %d done, step %d); continuing with epoch %d",
+                        path, self.epoch, self.global_step, self.start_epoch)
+        return self.start_epoch
+
+    def _warn_config_changes(self, path: Path, saved_yaml: str | None) -> None:
+        if not saved_yaml or not self.is_main:
+            return
+        import yaml
+
+        def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            if isinstance(d, dict):
+                for k, v in d.items():
+                    out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[prefix[:-1]] = d
+            return out
+
+        try:
+            old, new = flat(yaml.safe_load(saved_yaml)), flat(yaml.safe_load(_config_yaml(self.cfg)))
+        except Exception:  # a config that cannot be compared is not worth failing the resume for
+            return
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        if changed:
+            logger.warning("resuming %s with a changed config: %s",
+                           path, ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed))
