@@ -1,0 +1,191 @@
+"""Checkpoints: round trip, atomic writes, RNG states, clear errors for bad files and bad weights."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vireid import __version__
+from vireid.engine import checkpoint as ckpt_mod
+from vireid.engine.checkpoint import (
+    load_checkpoint,
+    load_model_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from vireid.errors import CheckpointError
+
+
+class Net(nn.Module):
+    def __init__(self, width: int = 3):
+        super().__init__()
+        self.backbone = nn.Linear(4, width)
+        self.bn = nn.BatchNorm1d(width)
+        self.head = nn.Linear(width, 2)
+
+
+def _trained_state():
+    torch.manual_seed(0)
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    loss = net.head(net.bn(net.backbone(torch.randn(6, 4)))).pow(2).mean()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return net, opt, sched
+
+
+class Sampler:
+    def __init__(self):
+        self.state = {"epoch": 4, "seed": 7}
+
+    def state_dict(self):
+        return dict(self.state)
+
+    def load_state_dict(self, s):
+        self.state = dict(s)
+
+
+def test_round_trip_restores_every_part(tmp_path):
+    net, opt, sched = _trained_state()
+    path = save_checkpoint(tmp_path / "c" / "last.pt", model=net, epoch=4, optimizer=opt, scheduler=sched,
+                           sampler=Sampler(), global_step=40, best_metric=12.5, best_epoch=3, num_classes=2,
+                           config_yaml="train:\n  epochs: 5\n", extra={"note": "x"})
+    assert path == tmp_path / "c" / "last.pt"
+    ck = load_checkpoint(path)
+    assert ck["vireid_version"] == __version__ and ck["format"] == "vireid-checkpoint"
+    assert (ck["epoch"], ck["global_step"], ck["best_metric"], ck["best_epoch"], ck["num_classes"]) == (
+        4, 40, 12.5, 3, 2)
+    assert ck["sampler"] == {"epoch": 4, "seed": 7} and ck["config"].startswith("train:")
+    assert ck["extra"] == {"note": "x"}
+
+    net2 = Net()
+    opt2 = torch.optim.SGD(net2.parameters(), lr=0.1, momentum=0.9)
+    sched2 = torch.optim.lr_scheduler.StepLR(opt2, step_size=1, gamma=0.5)
+    net2.load_state_dict(ck["model"])
+    opt2.load_state_dict(ck["optimizer"])
+    sched2.load_state_dict(ck["scheduler"])
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, net2.state_dict()[k])
+    for i, s in opt.state_dict()["state"].items():
+        assert torch.equal(s["momentum_buffer"], opt2.state_dict()["state"][i]["momentum_buffer"])
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.05) and sched2.last_epoch == 1
+
+
+def test_rng_state_round_trip():
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    state = rng_state()
+    first = (random.random(), np.random.rand(3).tolist(), np.random.randn(), torch.rand(3).tolist())
+    random.seed(99)
+    np.random.seed(99)
+    torch.manual_seed(99)
+    set_rng_state(state)
+    again = (random.random(), np.random.rand(3).tolist(), np.random.randn(), torch.rand(3).tolist())
+    assert first == again
+
+
+def test_rng_state_survives_a_file(tmp_path):
+    torch.manual_seed(5)
+    np.random.seed(5)
+    save_checkpoint(tmp_path / "a.pt", model=Net(), epoch=0)
+    expected = (np.random.rand(2).tolist(), torch.rand(2).tolist())
+    np.random.seed(0)
+    torch.manual_seed(0)
+    set_rng_state(load_checkpoint(tmp_path / "a.pt")["rng"][0])
+    assert (np.random.rand(2).tolist(), torch.rand(2).tolist()) == expected
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, model=Net(), epoch=1)
+    real_save = torch.save
+
+    def dying_save(obj, f, *a, **k):
+        f.write(b"partial bytes")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", dying_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model=Net(), epoch=2)
+    monkeypatch.setattr(ckpt_mod.torch, "save", real_save)
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "garbage", "truncated", "not_vireid", "future"])
+def test_bad_checkpoint_files_raise_checkpoint_error_naming_the_file(tmp_path, kind):
+    path = tmp_path / "x.pt"
+    expect = {
+        "missing": "does not exist",
+        "folder": "is not a file",
+        "garbage": "cannot be read",
+        "truncated": "cannot be read",
+        "not_vireid": "not a vireid checkpoint",
+        "future": "format_version 99",
+    }[kind]
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "garbage":
+        path.write_bytes(b"this is not a checkpoint\n" * 10)
+    elif kind == "truncated":
+        save_checkpoint(path, model=Net(), epoch=0)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "not_vireid":
+        torch.save(Net().state_dict(), path)
+    elif kind == "future":
+        save_checkpoint(path, model=Net(), epoch=0)
+        ck = torch.load(path, weights_only=True)
+        ck["format_version"] = 99
+        torch.save(ck, path)
+    with pytest.raises(CheckpointError, match=expect) as err:
+        load_checkpoint(path)
+    assert str(path) in str(err.value)
+
+
+def test_load_model_weights_from_checkpoint_and_bare_state_dict(tmp_path):
+    net, _, _ = _trained_state()
+    save_checkpoint(tmp_path / "c.pt", model=net, epoch=0)
+    torch.save(net.state_dict(), tmp_path / "bare.pth")
+    for name in ("c.pt", "bare.pth"):
+        fresh = Net()
+        assert load_model_weights(fresh, tmp_path / name) == {"missing": [], "unexpected": []}
+        for k, v in net.state_dict().items():
+            assert torch.equal(fresh.state_dict()[k], v)
+
+
+def test_load_model_weights_lists_missing_and_unexpected_keys(tmp_path):
+    state = Net().state_dict()
+    del state["head.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "w.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_model_weights(Net(), tmp_path / "w.pth")
+    msg = str(err.value)
+    assert str(tmp_path / "w.pth") in msg
+    assert "1 missing keys: head.weight" in msg and "1 unexpected keys: extra.weight" in msg
+    # non-strict: allowed, reported, and the rest is loaded
+    fresh = Net()
+    report = load_model_weights(fresh, tmp_path / "w.pth", strict=False)
+    assert report == {"missing": ["head.weight"], "unexpected": ["extra.weight"]}
+    assert torch.equal(fresh.backbone.weight, state["backbone.weight"])
+
+
+def test_load_model_weights_shape_mismatch_and_no_overlap(tmp_path):
+    save_checkpoint(tmp_path / "wide.pt", model=Net(width=5), epoch=0)
+    with pytest.raises(CheckpointError, match=r"backbone.weight \(file \(5, 4\) vs model \(3, 4\)\)"):
+        load_model_weights(Net(width=3), tmp_path / "wide.pt", strict=False)
+    torch.save({"other.weight": torch.zeros(2)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="none of the model's"):
+        load_model_weights(Net(), tmp_path / "other.pth", strict=False)
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="neither a vireid checkpoint nor a state_dict"):
+        load_model_weights(Net(), tmp_path / "list.pth")
