@@ -63,10 +63,10 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     id_smoothing: float = 0.0  # label smoothing xi of the ID loss (FAFE eq 13 uses 0.1)
-    metric: str = "wrt"  # global metric loss: wrt (AGW) | batch_hard (DAM eq 10) | adaptive (FAFE eq 15) | none
+    metric: str = "wrt"  # global metric loss: wrt (AGW) | batch_hard (DAM eq 10) | adaptive (FAFE eq 15) | esd (CAJ) | none
     margin: float = 0.3  # triplet margin rho (batch_hard, hetero-center)
     cross_modality: bool = True  # batch_hard: positives/negatives from the other modality only
-    mse_weight: float = 1.0  # DAM eq 14: weight of the visible/infrared feature MSE (0 disables)
+    mse_weight: float = 1.0  # DAM eq 13 (in eq 14): weight of the visible/infrared feature MSE (0 disables)
     alpha: float = 1.0  # DAM eq 16: weight of L_local
     lambda1: float = 0.5  # DAM eq 15: local ID loss weight
     lambda2: float = 0.1  # DAM eq 15: three-modality hetero-center triplet weight (eq 11)
