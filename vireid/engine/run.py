@@ -1,0 +1,274 @@
+"""Whole runs from a resolved config: what ``vireid train`` and ``vireid test`` call.
+
+- :func:`run_training`: run folder ``output_dir`` with ``config.yaml``, ``checkpoints/last.pt`` and
+  ``best.pt``, ``metrics.jsonl``, TensorBoard events and ``log.txt``; then a test of the **final**
+  weights (no model selection on the test set) over ``test.trials`` trials, written to
+  ``results.json``. Works under ``torchrun`` (rank 0 writes and evaluates).
+- :func:`run_all_trials`: RegDB's protocol -- trial ``t`` trains its own model on its training split
+  (``output_dir/trial<t>``) and is tested on its own test split; ``results.json`` holds one row per
+  trial and their mean.
+- :func:`run_test`: a checkpoint (or, explicitly, a freshly initialised model) under the configured
+  protocol.
+
+Datasets that train per trial (RegDB: ``train_records(trial)``) train on ``data.trial`` and are
+evaluated on that trial only; the others are evaluated on the protocol's first trial during training
+and on its first ``test.trials`` trials at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vireid.engine.checkpoint import apply_model_state, default_file_mode, load_checkpoint
+from vireid.engine.distributed import DistributedContext, barrier, cleanup, init_distributed, resolve_device
+from vireid.engine.hooks import CHECKPOINT_DIR, LAST_CHECKPOINT, LOG_FILE
+from vireid.engine.trainer import Trainer, configure_determinism, seed_everything
+from vireid.errors import ConfigError
+
+logger = logging.getLogger("vireid.engine")
+
+RESULTS_FILE = "results.json"
+CONFIG_FILE = "config.yaml"
+#: ``test.*`` keys passed to ``dataset.protocol(...)`` when its signature takes them.
+PROTOCOL_KEYS = ("mode", "shots", "sampler", "direction")
+METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def trains_per_trial(dataset: Any) -> bool:
+    """Whether each trial has its own training split (RegDB), so a model is trained per trial."""
+    return bool(getattr(dataset, "trains_per_trial", getattr(dataset, "name", None) == "regdb"))
+
+
+def protocol_options(dataset: Any, cfg: Any) -> dict[str, Any]:
+    """The ``test.*`` options (mode, shots, sampler, direction) that ``dataset.protocol`` accepts."""
+    params = inspect.signature(dataset.protocol).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return {k: cfg.test[k] for k in PROTOCOL_KEYS if takes_any or k in params}
+
+
+def build_protocol(dataset: Any, cfg: Any) -> Any:
+    return dataset.protocol(**protocol_options(dataset, cfg))
+
+
+def final_test_trials(dataset: Any, protocol: Any, cfg: Any, n: int | None = None) -> list[int]:
+    """Trials of the final test: ``data.trial`` for per-trial datasets, else the protocol's first ``n``
+    (default ``test.trials``)."""
+    if trains_per_trial(dataset):
+        trial = int(cfg.data.trial)
+        if trial not in protocol.trials:
+            raise ConfigError(f"data.trial={trial} is not a trial of {dataset.name}; expected one of "
+                              f"{list(protocol.trials)}")
+        return [trial]
+    n = int(cfg.test.trials if n is None else n)
+    if not 1 <= n <= len(protocol.trials):
+        raise ConfigError(f"test.trials={n}: expected 1..{len(protocol.trials)} for {protocol.describe()}")
+    return list(protocol.trials[:n])
+
+
+def _train_records(dataset: Any, cfg: Any) -> list[Any]:
+    return dataset.train_records(trial=int(cfg.data.trial)) if trains_per_trial(dataset) else dataset.train_records()
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Atomic JSON write (temporary file in the same folder, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, default_file_mode())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def mean_of_trials(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean of each metric over per-trial result rows."""
+    if not rows:
+        raise ValueError("no trial results to average")
+    return {k: sum(float(r[k]) for r in rows) / len(rows) for k in METRIC_KEYS}
+
+
+def _append_log(output_dir: Path, text: str) -> None:
+    with open(output_dir / LOG_FILE, "a", encoding="utf-8") as f:
+        f.write(text.rstrip("\n") + "\n")
+
+
+def _save_config(cfg: Any, path: Path) -> None:
+    from vireid.config import save_config
+
+    save_config(cfg, path)
+
+
+# -- training ------------------------------------------------------------------------------------
+def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | None = None) -> dict[str, Any] | None:
+    """Train as configured, then test the final weights; returns the results on rank 0 (None on other
+    ranks). ``resume`` continues from ``output_dir/checkpoints/last.pt`` (a :class:`CheckpointError`
+    if it is missing); without it, an ``output_dir`` that already holds a checkpoint is an error."""
+    from vireid.data import build_dataset
+    from vireid.data.training import build_train_loader
+    from vireid.evaluation.evaluator import Evaluator
+    from vireid.models import build_model
+
+    output_dir = Path(cfg.output_dir)
+    last = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if not resume and last.exists():
+        raise ConfigError(f"output_dir={str(output_dir)!r} already holds a run ({last}); pass --resume to "
+                          "continue it, or choose another output_dir=")
+    configure_determinism(bool(cfg.train.deterministic))  # before CUDA starts (CUBLAS_WORKSPACE_CONFIG)
+    owns_group = dist is None
+    ctx = dist if dist is not None else init_distributed(str(cfg.train.device))
+    try:
+        if ctx.is_main:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            _save_config(cfg, output_dir / CONFIG_FILE)
+        seed_everything(int(cfg.train.seed) + ctx.rank)
+        dataset = build_dataset(cfg.data.name, cfg.data.root)
+        records = _train_records(dataset, cfg)
+        loader = build_train_loader(cfg, records, rank=ctx.rank, world_size=ctx.world_size)
+        model = build_model(cfg, loader.num_classes)
+        protocol = build_protocol(dataset, cfg)
+        final_trials = final_test_trials(dataset, protocol, cfg)
+        eval_trials = final_trials[:1]
+        evaluator = Evaluator.from_config(cfg, protocol, device=ctx.device, progress=ctx.is_main and _progress())
+        trainer = Trainer(cfg, model, loader, evaluator=evaluator, eval_trials=eval_trials, dist=ctx)
+        if resume:
+            trainer.resume(last)
+        trainer.train()
+        results = None
+        if ctx.is_main:
+            logger.info("final test of the last weights on trials %s", final_trials)
+            results = trainer.evaluate(evaluator, final_trials)
+            results["checkpoint"] = str(last) if last.exists() else None
+            results["epoch"] = trainer.max_epochs - 1  # the final weights (== last.pt) are tested
+            write_json(results, output_dir / RESULTS_FILE)
+            from vireid.evaluation.evaluator import format_results_table
+
+            _append_log(output_dir, "final test (last weights):\n" + format_results_table(results))
+        barrier()
+        return results
+    finally:
+        if owns_group:
+            cleanup()
+
+
+def run_all_trials(cfg: Any, *, resume: bool = False) -> dict[str, Any] | None:
+    """RegDB: train and test every trial ``t`` in ``output_dir/trial<t>`` (trial ``t``'s model on
+    trial ``t``'s test split) and write the per-trial rows and their mean to ``output_dir/results.json``.
+
+    With ``resume``, finished trials (``results.json`` present) are read back, an interrupted one
+    resumes from its ``last.pt`` and the rest start fresh. Returns the results on rank 0.
+    """
+    from vireid.data import build_dataset
+
+    dataset = build_dataset(cfg.data.name, cfg.data.root)
+    if not trains_per_trial(dataset):
+        raise ConfigError(f"--all-trials trains one model per trial, which only datasets with per-trial "
+                          f"training splits (regdb) have; data.name={cfg.data.name!r} is tested on "
+                          "test.trials trials of one model instead")
+    protocol = build_protocol(dataset, cfg)
+    base = Path(cfg.output_dir)
+    ctx = init_distributed(str(cfg.train.device))
+    rows: list[dict[str, Any]] = []
+    try:
+        if ctx.is_main:
+            base.mkdir(parents=True, exist_ok=True)
+            _save_config(cfg, base / CONFIG_FILE)
+        for trial in protocol.trials:
+            cfg_t = copy.deepcopy(cfg)
+            cfg_t.data.trial = int(trial)
+            cfg_t.output_dir = str(base / f"trial{trial}")
+            done = Path(cfg_t.output_dir) / RESULTS_FILE
+            if resume and done.exists():
+                result = json.loads(done.read_text(encoding="utf-8"))
+                if ctx.is_main:
+                    logger.info("trial %s already done: %s", trial, done)
+            else:
+                started = (Path(cfg_t.output_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT).exists()
+                result = run_training(cfg_t, resume=resume and started, dist=ctx)
+            if ctx.is_main:
+                rows.extend(result["trials"])
+        if not ctx.is_main:
+            return None
+        results = {"dataset": dataset.name, "protocol": protocol.describe(), "trials": rows,
+                   "mean": mean_of_trials(rows), "note": "trial t: a model trained on trial t's training split"}
+        write_json(results, base / RESULTS_FILE)
+        return results
+    finally:
+        cleanup()
+
+
+# -- testing -------------------------------------------------------------------------------------
+def run_test(
+    cfg: Any,
+    *,
+    checkpoint: str | Path | None = None,
+    untrained: bool = False,
+    trials: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Evaluate the weights of a vireid ``checkpoint`` (or, with ``untrained=True``, a freshly
+    initialised model seeded with ``train.seed``) under the configured protocol.
+
+    ``trials``: the protocol's first N trials (default ``test.trials``); per-trial datasets (RegDB)
+    test ``data.trial``. A missing, unreadable or mismatching checkpoint raises
+    :class:`~vireid.errors.CheckpointError`; the results say which weights were tested
+    (``"checkpoint"``, ``"untrained"``).
+    """
+    from vireid.data import build_dataset
+    from vireid.evaluation.evaluator import Evaluator
+    from vireid.models import build_model
+
+    if untrained == (checkpoint is not None):
+        raise ValueError("give exactly one of checkpoint=PATH or untrained=True")
+    device = resolve_device(str(cfg.train.device))
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)  # fails before anything else is read
+    dataset = build_dataset(cfg.data.name, cfg.data.root)
+    protocol = build_protocol(dataset, cfg)
+    trial_list = final_test_trials(dataset, protocol, cfg, trials)
+    if trains_per_trial(dataset) and trials not in (None, 1):
+        logger.warning("%s trains one model per trial: testing trial %s only (data.trial); use "
+                       "'vireid train --all-trials' for the 10-trial protocol", dataset.name, trial_list[0])
+    seed_everything(int(cfg.train.seed))
+    if ckpt is not None:
+        num_classes = ckpt.get("num_classes")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            from vireid.errors import CheckpointError
+
+            raise CheckpointError(f"{checkpoint}: checkpoint does not record num_classes")
+        model_cfg = copy.deepcopy(cfg)
+        model_cfg.model.pretrained = "none"  # every weight comes from the checkpoint
+        model = build_model(model_cfg, num_classes)
+        apply_model_state(model, ckpt["model"], source=str(checkpoint), strict=True)
+    else:
+        pids = {r.pid for r in _train_records(dataset, cfg)}
+        model = build_model(cfg, max(len(pids), 1))
+    model.to(device)
+    evaluator = Evaluator.from_config(cfg, protocol, device=device,
+                                      progress=_progress() if progress is None else progress)
+    results = evaluator.evaluate(model, trial_list)
+    results["checkpoint"] = None if checkpoint is None else str(checkpoint)
+    results["untrained"] = bool(untrained)
+    if ckpt is not None:
+        results["epoch"] = ckpt.get("epoch")
+    return results
