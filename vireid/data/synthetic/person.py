@@ -1,0 +1,264 @@
+"""Identity attributes of a synthetic person, drawn from a seeded NumPy generator.
+
+A :class:`PersonIdentity` fixes everything that stays the same across cameras and modalities: body
+build, height, skin, hair, upper and lower garments (each with a colour, a pattern and a *thermal*
+property drawn independently of the colour), shoes and a carried object. What changes from image to
+image (viewpoint, pose, placement) is a :class:`~vireid.data.synthetic.render.Shot`.
+
+Colours are linear RGB triples in [0, 1]; thermal values are infrared intensities in [0, 1]
+(how bright the part looks to an infrared camera), independent of the colour by construction: they
+are drawn from their own generator stream, so a red and a blue shirt are equally likely to be bright.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+Colour = tuple[float, float, float]
+
+#: Garment colours (name, RGB, weight): dark and neutral colours dominate, as in street clothing.
+GARMENT_COLOURS: tuple[tuple[str, Colour, float], ...] = (
+    ("black", (0.07, 0.07, 0.08), 3.0),
+    ("charcoal", (0.24, 0.24, 0.26), 2.0),
+    ("grey", (0.52, 0.52, 0.54), 1.5),
+    ("white", (0.92, 0.92, 0.90), 2.0),
+    ("navy", (0.09, 0.12, 0.30), 2.0),
+    ("blue", (0.14, 0.30, 0.68), 1.5),
+    ("light blue", (0.52, 0.67, 0.88), 1.0),
+    ("denim", (0.22, 0.31, 0.48), 1.5),
+    ("red", (0.75, 0.10, 0.12), 1.0),
+    ("maroon", (0.42, 0.07, 0.12), 0.8),
+    ("pink", (0.93, 0.56, 0.67), 0.7),
+    ("orange", (0.92, 0.46, 0.10), 0.5),
+    ("yellow", (0.93, 0.82, 0.20), 0.6),
+    ("green", (0.14, 0.46, 0.20), 0.8),
+    ("olive", (0.40, 0.42, 0.20), 0.7),
+    ("khaki", (0.72, 0.63, 0.42), 1.0),
+    ("beige", (0.87, 0.80, 0.64), 0.8),
+    ("brown", (0.40, 0.25, 0.14), 0.8),
+    ("purple", (0.42, 0.20, 0.52), 0.5),
+    ("teal", (0.09, 0.46, 0.46), 0.4),
+)
+
+HAIR_COLOURS: tuple[tuple[str, Colour, float], ...] = (
+    ("black", (0.05, 0.045, 0.045), 5.0),
+    ("dark brown", (0.18, 0.11, 0.07), 2.0),
+    ("brown", (0.38, 0.24, 0.12), 1.0),
+    ("blonde", (0.80, 0.66, 0.40), 0.5),
+    ("grey", (0.62, 0.62, 0.62), 0.3),
+    ("auburn", (0.45, 0.16, 0.09), 0.3),
+)
+
+SHOE_COLOURS: tuple[tuple[str, Colour, float], ...] = (
+    ("black", (0.06, 0.06, 0.06), 3.0),
+    ("white", (0.90, 0.90, 0.88), 2.0),
+    ("brown", (0.35, 0.22, 0.12), 1.0),
+    ("grey", (0.45, 0.45, 0.47), 1.0),
+)
+
+#: Skin tones at the two ends of the range; a tone is a blend of the two.
+SKIN_LIGHT: Colour = (0.96, 0.80, 0.68)
+SKIN_DARK: Colour = (0.34, 0.21, 0.14)
+
+UPPER_STYLES = ("tshirt", "longsleeve", "jacket", "coat")
+LOWER_STYLES = ("trousers", "jeans", "shorts", "skirt")
+UPPER_PATTERNS = ("solid", "stripes", "checks", "dots", "print")
+LOWER_PATTERNS = ("solid", "stripes", "checks", "dots")
+PRINT_SHAPES = ("disc", "square", "band", "triangle")
+HAIR_LENGTHS = ("short", "medium", "long")
+CARRIED = ("none", "backpack", "bag")
+
+
+@dataclass(frozen=True)
+class Garment:
+    """An upper or lower garment.
+
+    ``pattern`` is ``solid``, ``stripes``, ``checks``, ``dots`` or ``print`` (a graphic on the chest,
+    seen only from the front). ``pattern_period`` is the pattern's spatial period as a fraction of the
+    person's height. ``thermal`` and ``pattern_thermal`` are infrared intensities; the pattern differs
+    from the base by a few percent only, so it shows faintly in infrared. A jacket shows an inner layer
+    (``inner_colour``, ``inner_thermal``) through its open front.
+    """
+
+    style: str
+    colour: Colour
+    colour_name: str
+    thermal: float
+    pattern: str = "solid"
+    pattern_colour: Colour = (0.0, 0.0, 0.0)
+    pattern_thermal: float = 0.0
+    pattern_period: float = 0.05
+    pattern_phase: float = 0.0
+    print_shape: str = "disc"
+    inner_colour: Colour = (0.0, 0.0, 0.0)
+    inner_thermal: float = 0.0
+
+
+@dataclass(frozen=True)
+class PersonIdentity:
+    """Everything about a synthetic person that does not change between images.
+
+    ``height`` and ``build`` are relative (1.0 average); ``build`` scales body width. ``bag_side`` is
+    the side of the body (+1 the person's right, -1 the left) a shoulder bag hangs on. ``stride`` is the
+    walking stride amplitude in radians.
+    """
+
+    pid: int
+    sex: str
+    height: float
+    build: float
+    leg_ratio: float
+    head_scale: float
+    skin: Colour
+    skin_thermal: float
+    hair_colour: Colour
+    hair_length: str
+    hair_thermal: float
+    upper: Garment
+    lower: Garment
+    shoes: Colour
+    shoes_thermal: float
+    carried: str
+    carried_colour: Colour
+    carried_thermal: float
+    bag_side: int
+    stride: float
+
+
+def _choice_weighted(rng: np.random.Generator, table: tuple[tuple[str, Colour, float], ...]) -> tuple[str, Colour]:
+    weights = np.array([w for _, _, w in table], dtype=np.float64)
+    i = int(rng.choice(len(table), p=weights / weights.sum()))
+    return table[i][0], table[i][1]
+
+
+def _jitter(rng: np.random.Generator, colour: Colour, amount: float = 0.08) -> Colour:
+    """The colour with a small per-identity change of shade and hue (stays in [0, 1])."""
+    shade = rng.uniform(1.0 - amount, 1.0 + amount)
+    hue = rng.uniform(1.0 - amount / 2, 1.0 + amount / 2, size=3)
+    c = np.clip(np.asarray(colour) * shade * hue, 0.0, 1.0)
+    return (float(c[0]), float(c[1]), float(c[2]))
+
+
+def _contrasting(rng: np.random.Generator, base: Colour) -> tuple[str, Colour]:
+    """A pattern colour that differs clearly from ``base`` (by luminance or hue)."""
+    for _ in range(20):
+        name, colour = _choice_weighted(rng, GARMENT_COLOURS)
+        if float(np.abs(np.subtract(colour, base)).sum()) > 0.6:
+            return name, colour
+    lum = float(np.mean(base))
+    return ("white", GARMENT_COLOURS[3][1]) if lum < 0.5 else ("black", GARMENT_COLOURS[0][1])
+
+
+def _pattern_thermal(rng: np.random.Generator, thermal: float) -> float:
+    """Infrared intensity of a pattern: the base's, a few percent brighter or darker (faint in infrared)."""
+    delta = rng.uniform(0.025, 0.06) * (1 if rng.random() < 0.5 else -1)
+    if not 0.05 <= thermal + delta <= 0.95:
+        delta = -delta
+    return float(thermal + delta)
+
+
+def _garment(
+    rng: np.random.Generator,
+    thermal_rng: np.random.Generator,
+    *,
+    style: str,
+    patterns: tuple[str, ...],
+    pattern_weights: tuple[float, ...],
+    colour: tuple[str, Colour] | None = None,
+) -> Garment:
+    name, base = colour if colour is not None else _choice_weighted(rng, GARMENT_COLOURS)
+    base = _jitter(rng, base)
+    w = np.asarray(pattern_weights, dtype=np.float64)
+    pattern = patterns[int(rng.choice(len(patterns), p=w / w.sum()))]
+    _, pcol = _contrasting(rng, base)
+    pcol = _jitter(rng, pcol)
+    period = float(rng.uniform(0.035, 0.07)) if pattern != "dots" else float(rng.uniform(0.045, 0.07))
+    # Thermal properties come from their own stream: independent of every colour drawn above.
+    thermal = float(thermal_rng.uniform(0.22, 0.85))
+    pattern_thermal = _pattern_thermal(thermal_rng, thermal)
+    inner_name, inner = _choice_weighted(rng, GARMENT_COLOURS)
+    inner_thermal = float(np.clip(thermal + thermal_rng.uniform(0.1, 0.25), 0.0, 0.95))
+    return Garment(
+        style=style,
+        colour=base,
+        colour_name=name,
+        thermal=thermal,
+        pattern=pattern,
+        pattern_colour=pcol,
+        pattern_thermal=pattern_thermal,
+        pattern_period=period,
+        pattern_phase=float(rng.uniform(0.0, 1.0)),
+        print_shape=PRINT_SHAPES[int(rng.integers(len(PRINT_SHAPES)))],
+        inner_colour=_jitter(rng, inner),
+        inner_thermal=inner_thermal,
+    )
+
+
+def sample_identity(rng: np.random.Generator, pid: int = 0) -> PersonIdentity:
+    """Draw a person's attributes from ``rng`` (the same generator state gives the same person).
+
+    Visible attributes (colours, patterns, shapes) and infrared attributes (thermal intensities) are
+    drawn from two independent child streams of ``rng``.
+    """
+    vis_rng, thermal_rng = rng.spawn(2)
+    r = vis_rng
+    sex = "female" if r.random() < 0.45 else "male"
+    female = sex == "female"
+    height = float(r.uniform(0.93, 1.06) if not female else r.uniform(0.90, 1.02))
+    build = float(np.clip(r.normal(0.95 if female else 1.05, 0.1), 0.78, 1.35))
+    leg_ratio = float(r.uniform(0.95, 1.05))
+    head_scale = float(r.uniform(0.92, 1.08))
+    t = float(r.beta(1.6, 3.2))
+    skin = tuple(float(a + (b - a) * t) for a, b in zip(SKIN_LIGHT, SKIN_DARK))
+    hair_name, hair_colour = _choice_weighted(r, HAIR_COLOURS)
+    if female:
+        hair_length = HAIR_LENGTHS[int(r.choice(3, p=[0.12, 0.23, 0.65]))]
+    else:
+        hair_length = HAIR_LENGTHS[int(r.choice(3, p=[0.78, 0.18, 0.04]))]
+
+    upper_style = UPPER_STYLES[int(r.choice(4, p=[0.38, 0.27, 0.23, 0.12]))]
+    upper = _garment(
+        r,
+        thermal_rng,
+        style=upper_style,
+        patterns=UPPER_PATTERNS,
+        pattern_weights=(0.42, 0.2, 0.12, 0.1, 0.16),
+    )
+    lower_p = [0.5, 0.25, 0.12, 0.13] if female else [0.52, 0.34, 0.14, 0.0]
+    lower_style = LOWER_STYLES[int(r.choice(4, p=lower_p))]
+    denim = next(c for c in GARMENT_COLOURS if c[0] == "denim")
+    lower = _garment(
+        r,
+        thermal_rng,
+        style=lower_style,
+        patterns=LOWER_PATTERNS,
+        pattern_weights=(0.78, 0.08, 0.08, 0.06) if lower_style != "jeans" else (1.0, 0.0, 0.0, 0.0),
+        colour=(denim[0], denim[1]) if lower_style == "jeans" else None,
+    )
+    _, shoes = _choice_weighted(r, SHOE_COLOURS)
+    carried = CARRIED[int(r.choice(3, p=[0.45, 0.33, 0.22]))]
+    _, carried_colour = _choice_weighted(r, GARMENT_COLOURS)
+    return PersonIdentity(
+        pid=int(pid),
+        sex=sex,
+        height=height,
+        build=build,
+        leg_ratio=leg_ratio,
+        head_scale=head_scale,
+        skin=(skin[0], skin[1], skin[2]),
+        skin_thermal=float(thermal_rng.uniform(0.82, 0.96)),
+        hair_colour=_jitter(r, hair_colour, 0.05),
+        hair_length=hair_length,
+        hair_thermal=float(thermal_rng.uniform(0.3, 0.5)),
+        upper=upper,
+        lower=lower,
+        shoes=_jitter(r, shoes, 0.05),
+        shoes_thermal=float(thermal_rng.uniform(0.12, 0.35)),
+        carried=carried,
+        carried_colour=_jitter(r, carried_colour),
+        carried_thermal=float(thermal_rng.uniform(0.1, 0.4)),
+        bag_side=1 if r.random() < 0.5 else -1,
+        stride=float(r.uniform(0.22, 0.42)),
+    )
