@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trials", type=int, default=None, metavar="N",
                         help="number of trials to average (default test.trials)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the results as JSON")
+    from vireid.cli.train import accept_late_overrides
+
+    accept_late_overrides(parser)
     parser.set_defaults(func=cmd_test)
 
 

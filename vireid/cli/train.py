@@ -22,6 +22,26 @@ class _TqdmHandler(logging.Handler):
             self.handleError(record)
 
 
+class OverridesParser(argparse.ArgumentParser):
+    """Accepts ``key=value`` overrides anywhere on the line, also after options
+    (``vireid test CONFIG --checkpoint PATH test.mode=indoor``): argparse alone would reject
+    positionals that follow an option once the ``overrides`` positional has matched."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        namespace, extras = super().parse_known_args(args, namespace)
+        late = [a for a in extras if "=" in a and not a.startswith("-")]
+        if late:
+            namespace.overrides = list(getattr(namespace, "overrides", None) or []) + late
+            extras = [a for a in extras if a not in late]
+        return namespace, extras
+
+
+def accept_late_overrides(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make a command's parser an :class:`OverridesParser` (its ``overrides`` positional may follow options)."""
+    parser.__class__ = OverridesParser
+    return parser
+
+
 def setup_console_logging() -> None:
     """INFO lines of the ``vireid`` logger on stderr (rank 0 only under ``torchrun``)."""
     log = logging.getLogger("vireid")
@@ -56,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="continue the run in output_dir from checkpoints/last.pt")
     parser.add_argument("--all-trials", action="store_true",
                         help="RegDB: train and test one model per trial (output_dir/trial<t>), report the mean")
+    accept_late_overrides(parser)
     parser.set_defaults(func=cmd_train)
 
 

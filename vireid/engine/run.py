@@ -217,6 +217,26 @@ def run_all_trials(cfg: Any, *, resume: bool = False) -> dict[str, Any] | None:
 
 
 # -- testing -------------------------------------------------------------------------------------
+def _warn_model_config_changes(path: str | Path, saved_yaml: str | None, cfg: Any) -> None:
+    """Warn when the checkpoint's ``model.*`` settings differ from the config's (the weights may still
+    fit, e.g. AGW and DAM without attention share their keys)."""
+    if not saved_yaml:
+        return
+    import yaml
+    from omegaconf import OmegaConf
+
+    try:
+        saved = (yaml.safe_load(saved_yaml) or {}).get("model", {})
+    except yaml.YAMLError:
+        return
+    current = OmegaConf.to_container(cfg.model, resolve=True)
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k != "pretrained")
+    if changed:
+        logger.warning("%s was trained with %s; the config says %s", path,
+                       ", ".join(f"model.{k}={saved.get(k)!r}" for k in changed),
+                       ", ".join(f"model.{k}={current.get(k)!r}" for k in changed))
+
+
 def run_test(
     cfg: Any,
     *,
@@ -256,6 +276,7 @@ def run_test(
             from vireid.errors import CheckpointError
 
             raise CheckpointError(f"{checkpoint}: checkpoint does not record num_classes")
+        _warn_model_config_changes(checkpoint, ckpt.get("config"), cfg)
         model_cfg = copy.deepcopy(cfg)
         model_cfg.model.pretrained = "none"  # every weight comes from the checkpoint
         model = build_model(model_cfg, num_classes)

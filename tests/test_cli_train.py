@@ -1,0 +1,218 @@
+"""``vireid train`` / ``vireid test`` end to end on tiny synthetic datasets with a tiny DAM (ResNet-18)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import vireid.cli as cli
+from vireid.config import load_config
+from vireid.data.synthetic import generate
+from vireid.engine import run as run_module
+from vireid.engine.checkpoint import load_checkpoint
+
+TINY = """\
+data:
+  name: {name}
+  root: {root}
+  height: 32
+  width: 16
+  pad: 2
+  workers: 0
+  ids_per_batch: 2
+  images_per_id: 2
+model:
+  name: dam
+  arch: resnet18
+  pretrained: none
+train:
+  epochs: 2
+  iters_per_epoch: 1
+  device: cpu
+  eval_every: 1
+  log_every: 1
+  deterministic: true
+test:
+  trials: 2
+  batch_size: 64
+"""
+
+
+def vireid(*argv: str) -> int:
+    return cli.main(list(argv))
+
+
+@pytest.fixture(autouse=True)
+def _only_my_commands(monkeypatch):
+    # the parser imports every command module; only train and test are under test here
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["train", "test"])
+    before = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: threads cost more than they give on a shared machine
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(before)
+
+
+@pytest.fixture(scope="module")
+def sysu_config(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("sysu")
+    generate("sysu", base / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1, progress=False)
+    path = base / "tiny.yaml"
+    path.write_text(TINY.format(name="sysu", root=base / "data"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def straight_run(sysu_config, tmp_path_factory) -> Path:
+    """A 2-epoch run trained without interruption."""
+    out = tmp_path_factory.mktemp("runs") / "straight"
+    before = torch.are_deterministic_algorithms_enabled()
+    saved, threads = cli.COMMAND_MODULES, torch.get_num_threads()
+    cli.COMMAND_MODULES = ["train", "test"]
+    torch.set_num_threads(1)
+    try:
+        assert vireid("train", str(sysu_config), f"output_dir={out}") == 0
+    finally:
+        cli.COMMAND_MODULES = saved
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(before)
+    return out
+
+
+def test_train_writes_the_run_folder(straight_run, sysu_config):
+    run = straight_run
+    for name in ("config.yaml", "log.txt", "metrics.jsonl", "results.json", "checkpoints/last.pt",
+                 "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    assert list(run.glob("events.out.tfevents.*"))
+    saved = load_config(run / "config.yaml")
+    assert saved == load_config(sysu_config, [f"output_dir={run}"])
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [0, 1] and all(r["eval"]["trials"][0]["trial"] == 0 for r in epochs)
+    assert [r["step"] for r in records if r["type"] == "train"] == [1, 2]
+    results = json.loads((run / "results.json").read_text())
+    assert [row["trial"] for row in results["trials"]] == [0, 1]
+    assert results["protocol"]["mode"] == "all" and results["dataset"] == "sysu"
+    for k, v in results["mean"].items():
+        assert v == pytest.approx(sum(row[k] for row in results["trials"]) / 2)
+    last, best = (load_checkpoint(run / "checkpoints" / n) for n in ("last.pt", "best.pt"))
+    assert last["epoch"] == 1 and last["global_step"] == 2
+    best_eval = max(epochs, key=lambda r: r["eval"]["mean"]["mAP"])
+    assert best["epoch"] == best_eval["epoch"] and best["best_metric"] == best_eval["eval"]["mean"]["mAP"]
+    assert "final test (last weights)" in (run / "log.txt").read_text()
+
+
+def test_test_command_reproduces_the_final_results(straight_run, sysu_config, tmp_path, capsys):
+    out = tmp_path / "test.json"
+    assert vireid("test", str(sysu_config), "--checkpoint", str(straight_run / "checkpoints" / "last.pt"),
+                  "--trials", "2", "--json", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "mean" in printed and "from " + str(straight_run / "checkpoints" / "last.pt") in printed
+    tested = json.loads(out.read_text())
+    final = json.loads((straight_run / "results.json").read_text())
+    assert tested["trials"] == final["trials"] and tested["mean"] == final["mean"]
+    assert tested["untrained"] is False and tested["epoch"] == 1
+    assert set(tested) >= {"dataset", "protocol", "trials", "mean"}
+
+
+def test_resume_after_one_epoch_matches_the_uninterrupted_run(straight_run, sysu_config, tmp_path):
+    out = tmp_path / "resumed"
+    assert vireid("train", str(sysu_config), f"output_dir={out}", "train.epochs=1") == 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 0
+    assert vireid("train", str(sysu_config), f"output_dir={out}", "train.epochs=2", "--resume") == 0
+    a = load_checkpoint(straight_run / "checkpoints" / "last.pt")
+    b = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert json.loads((out / "results.json").read_text())["mean"] == json.loads(
+        (straight_run / "results.json").read_text())["mean"]
+
+
+def test_existing_run_needs_resume(straight_run, sysu_config, capsys):
+    assert vireid("train", str(sysu_config), f"output_dir={straight_run}") == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_missing_unreadable_or_mismatching_checkpoint_exits_2(straight_run, sysu_config, tmp_path, capsys):
+    missing = tmp_path / "nope.pt"
+    assert vireid("test", str(sysu_config), "--checkpoint", str(missing)) == 2
+    assert f"{missing}: checkpoint file does not exist" in capsys.readouterr().err
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00" * 100)
+    assert vireid("test", str(sysu_config), "--checkpoint", str(garbage)) == 2
+    assert "cannot be read" in capsys.readouterr().err
+    # a checkpoint without the PCB local branch does not fit a model with one: keys are listed
+    assert vireid("test", str(sysu_config), "--checkpoint", str(straight_run / "checkpoints" / "last.pt"),
+                  "model.local_parts=3") == 2
+    err = capsys.readouterr().err
+    assert "weights do not fit DAM" in err and "missing keys" in err
+
+
+def test_untrained_is_explicit_and_labelled(sysu_config, tmp_path, capsys):
+    out = tmp_path / "untrained.json"
+    assert vireid("test", str(sysu_config), "--untrained", "--trials", "1", "--json", str(out)) == 0
+    assert "UNTRAINED" in capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert results["untrained"] is True and results["checkpoint"] is None and len(results["trials"]) == 1
+    with pytest.raises(SystemExit):  # neither --checkpoint nor --untrained
+        vireid("test", str(sysu_config))
+
+
+def test_regdb_trains_on_data_trial(tmp_path):
+    generate("regdb", tmp_path / "regdb", ids=8, seed=0, images_per_camera=2, size=(32, 16), workers=1,
+             progress=False)
+    config = tmp_path / "regdb.yaml"
+    config.write_text(TINY.format(name="regdb", root=tmp_path / "regdb"))
+    out = tmp_path / "run"
+    assert vireid("train", str(config), f"output_dir={out}", "data.trial=3", "train.epochs=1",
+                  "train.eval_every=0", "test.direction=infrared_to_visible") == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [row["trial"] for row in results["trials"]] == [3]
+    assert results["protocol"]["direction"] == "infrared_to_visible"
+    # trial 3's training split decides the classifier size
+    from vireid.data import build_dataset
+
+    pids = {r.pid for r in build_dataset("regdb", tmp_path / "regdb").train_records(trial=3)}
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["num_classes"] == len(pids)
+
+
+def test_all_trials_trains_each_trial_and_averages(tmp_path, monkeypatch):
+    """The loop of --all-trials, with run_training replaced by a recorder (10 real trainings are slow)."""
+    generate("regdb", tmp_path / "regdb", ids=8, seed=0, images_per_camera=2, size=(32, 16), workers=1,
+             progress=False)
+    config = tmp_path / "regdb.yaml"
+    config.write_text(TINY.format(name="regdb", root=tmp_path / "regdb"))
+    calls = []
+
+    def fake_run_training(cfg, *, resume=False, dist=None):
+        trial = int(cfg.data.trial)
+        calls.append((trial, Path(cfg.output_dir).name, resume))
+        row = {"trial": trial, "rank1": 10.0 * trial, "rank5": 50.0, "rank10": 60.0, "rank20": 70.0,
+               "mAP": float(trial), "mINP": 1.0}
+        results = {"dataset": "regdb", "protocol": {}, "trials": [row], "mean": dict(row)}
+        run_module.write_json(results, Path(cfg.output_dir) / "results.json")
+        return results
+
+    monkeypatch.setattr(run_module, "run_training", fake_run_training)
+    out = tmp_path / "all"
+    assert vireid("train", str(config), f"output_dir={out}", "--all-trials") == 0
+    assert calls == [(t, f"trial{t}", False) for t in range(1, 11)]
+    results = json.loads((out / "results.json").read_text())
+    assert [row["trial"] for row in results["trials"]] == list(range(1, 11))
+    assert results["mean"]["mAP"] == pytest.approx(5.5) and results["mean"]["rank1"] == pytest.approx(55.0)
+    # resume: finished trials are read back, trial 4 (its results removed) runs again
+    (out / "trial4" / "results.json").unlink()
+    calls.clear()
+    assert vireid("train", str(config), f"output_dir={out}", "--all-trials", "--resume") == 0
+    assert calls == [(4, "trial4", False)]
+
+
+def test_all_trials_rejects_datasets_without_per_trial_training(sysu_config, tmp_path, capsys):
+    assert vireid("train", str(sysu_config), f"output_dir={tmp_path / 'x'}", "--all-trials") == 2
+    assert "one model per trial" in capsys.readouterr().err
