@@ -174,9 +174,10 @@ class TensorBoardHook(Hook):
             return
         from torch.utils.tensorboard import SummaryWriter  # imported here: it is slow to import
 
-        # purge_step drops events a killed run wrote after its last checkpoint
+        # on resume, purge_step drops the events a killed run wrote after its last checkpoint (the
+        # checkpoint's own epoch summary was logged at its global_step and is kept)
         self.writer = SummaryWriter(log_dir=str(self.log_dir),
-                                    purge_step=trainer.global_step if trainer.global_step > 0 else None)
+                                    purge_step=trainer.global_step + 1 if trainer.global_step > 0 else None)
 
     def after_step(self, trainer: Trainer, outputs: dict[str, float]) -> None:
         if self.writer is None or self.log_every == 0 or trainer.global_step % self.log_every:

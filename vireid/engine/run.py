@@ -71,7 +71,8 @@ def final_test_trials(dataset: Any, protocol: Any, cfg: Any, n: int | None = Non
         return [trial]
     n = int(cfg.test.trials if n is None else n)
     if not 1 <= n <= len(protocol.trials):
-        raise ConfigError(f"test.trials={n}: expected 1..{len(protocol.trials)} for {protocol.describe()}")
+        raise ConfigError(f"number of test trials {n} (test.trials or --trials): expected 1..{len(protocol.trials)} "
+                          f"for {protocol.describe()}")
     return list(protocol.trials[:n])
 
 
