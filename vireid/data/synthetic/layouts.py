@@ -34,7 +34,7 @@ import numpy as np
 
 from vireid.data.records import INFRARED, VISIBLE
 from vireid.data.synthetic.person import PersonIdentity, sample_identity
-from vireid.data.synthetic.render import CameraSpec, Track, render_shot, sample_shot, sample_track
+from vireid.data.synthetic.render import CameraSpec, Shot, Track, render_shot, sample_shot, sample_track
 from vireid.errors import DatasetError
 
 DATASETS = ("sysu", "regdb", "llcm")
@@ -158,7 +158,7 @@ def _render_job(args: tuple[_Job, str]) -> int:
     ident = identity_of(job.dataset, job.seed, job.pid)
     code = _CODES[job.dataset]
     tracks: dict[tuple[int, str], Track] = {}
-    shots: dict[tuple[int, int], object] = {}
+    shots: dict[tuple[int, int], Shot] = {}
     for img in job.images:
         cam = specs[(img.camera, img.modality)]
         # RegDB's cameras see the same frame: both modalities share the visible camera's track and shot
@@ -172,7 +172,7 @@ def _render_job(args: tuple[_Job, str]) -> int:
             srng = np.random.default_rng([job.seed, code, job.pid, group, 0x5407, img.shot_key])
             shots[skey] = sample_shot(track_cam, srng, track=tracks[key], frame=img.frame)
         noise_rng = np.random.default_rng([job.seed, code, job.pid, _camera_code(img.camera, img.modality), img.frame])
-        im = render_shot(ident, cam, shots[skey], noise_rng, job.size)  # type: ignore[arg-type]
+        im = render_shot(ident, cam, shots[skey], noise_rng, job.size)
         path = Path(root) / img.relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".bmp":
