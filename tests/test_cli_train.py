@@ -216,3 +216,36 @@ def test_all_trials_trains_each_trial_and_averages(tmp_path, monkeypatch):
 def test_all_trials_rejects_datasets_without_per_trial_training(sysu_config, tmp_path, capsys):
     assert vireid("train", str(sysu_config), f"output_dir={tmp_path / 'x'}", "--all-trials") == 2
     assert "one model per trial" in capsys.readouterr().err
+
+
+LAUNCHER = """\
+import sys
+import vireid.cli as cli
+cli.COMMAND_MODULES = ["train", "test"]
+raise SystemExit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(sysu_config, tmp_path):
+    """``torchrun --standalone --nproc_per_node 2`` runs vireid train with Gloo; rank 0 writes the run."""
+    import os
+    import subprocess
+    import sys
+
+    launcher = tmp_path / "launch_vireid.py"
+    launcher.write_text(LAUNCHER)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(cli.__file__).parents[2])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(launcher),
+         "train", str(sysu_config), f"output_dir={out}", "train.iters_per_epoch=2", "test.trials=1"],
+        capture_output=True, text=True, timeout=180, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world size 2" in (out / "log.txt").read_text()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # 2 global batches per epoch split over 2 ranks: 1 step per rank per epoch, logged once (rank 0)
+    assert [r["step"] for r in records if r["type"] == "epoch"] == [1, 2]
+    assert len(load_checkpoint(out / "checkpoints" / "last.pt")["rng"]) == 2
+    assert [row["trial"] for row in json.loads((out / "results.json").read_text())["trials"]] == [0]
