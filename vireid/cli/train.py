@@ -16,6 +16,8 @@ class _TqdmHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
 
+        if getattr(record, "file_only", False):  # meant for log.txt; printed by the command itself
+            return
         try:
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # pragma: no cover - logging must never raise

@@ -211,6 +211,33 @@ def _fmt_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
+_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+
+
+def attach_log_file(path: str | Path) -> logging.Handler | None:
+    """Copy the ``vireid`` loggers' INFO+ records to ``path`` (appending); returns the new handler, or
+    None when one for that file is already attached."""
+    path = Path(path).resolve()
+    root = logging.getLogger("vireid")
+    for h in root.handlers:
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path:
+            return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(_FORMAT)
+    handler.setLevel(logging.INFO)
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    return handler
+
+
+def detach_log_file(handler: logging.Handler | None) -> None:
+    if handler is not None:
+        logging.getLogger("vireid").removeHandler(handler)
+        handler.close()
+
+
 class TextLogHook(Hook):
     """Human-readable lines on the ``vireid.engine`` logger, also written to ``log.txt`` (rank 0):
     losses, learning rates and the ETA of the whole run every ``train.log_every`` steps, a summary
@@ -220,18 +247,15 @@ class TextLogHook(Hook):
         self.path = Path(path)
         self.log_every = max(int(log_every), 0)
         self.handler: logging.Handler | None = None
+        self.active = False
         self._t0 = 0.0
         self._steps0 = 0
 
     def before_train(self, trainer: Trainer) -> None:
         if not trainer.is_main:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handler = logging.FileHandler(self.path, encoding="utf-8")
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        logger.addHandler(self.handler)
-        if logger.level == logging.NOTSET or logger.level > logging.INFO:
-            logger.setLevel(logging.INFO)
+        self.handler = attach_log_file(self.path)  # None: the caller already logs to this file
+        self.active = True
         self._t0 = time.perf_counter()
         self._steps0 = trainer.global_step
         what = "resuming at" if trainer.start_epoch > 0 else "starting at"
@@ -247,7 +271,7 @@ class TextLogHook(Hook):
         return _fmt_duration((time.perf_counter() - self._t0) / done * total_left)
 
     def after_step(self, trainer: Trainer, outputs: dict[str, float]) -> None:
-        if self.handler is None or self.log_every == 0 or trainer.global_step % self.log_every:
+        if not self.active or self.log_every == 0 or trainer.global_step % self.log_every:
             return
         losses = " ".join(f"{k} {v:.4f}" for k, v in outputs.items())
         lrs = " ".join(f"{k} {v:.3g}" for k, v in trainer.epoch_lrs.items())
@@ -255,7 +279,7 @@ class TextLogHook(Hook):
                     trainer.steps_per_epoch, trainer.global_step, losses, lrs, self._eta(trainer))
 
     def after_epoch(self, trainer: Trainer) -> None:
-        if self.handler is None:
+        if not self.active:
             return
         losses = " ".join(f"{k} {v:.4f}" for k, v in trainer.epoch_losses.items())
         logger.info("epoch %d done in %s | %s | eta %s", trainer.epoch, _fmt_duration(trainer.epoch_time),
@@ -263,15 +287,14 @@ class TextLogHook(Hook):
         if trainer.eval_results is not None:
             mean = trainer.eval_results["mean"]
             logger.info("eval epoch %d: %s (best mAP %.2f at epoch %s)", trainer.epoch,
-                        " ".join(f"{k} {v:.2f}" for k, v in mean.items()), trainer.best_metric,
-                        trainer.best_epoch)
+                        " ".join(f"{k} {v:.2f}" for k, v in mean.items() if isinstance(v, (int, float))),
+                        trainer.best_metric, trainer.best_epoch)
 
     def after_train(self, trainer: Trainer) -> None:
-        if self.handler is not None:
+        if self.active:
             logger.info("training finished at epoch %d, step %d", trainer.max_epochs - 1, trainer.global_step)
 
     def teardown(self, trainer: Trainer) -> None:
-        if self.handler is not None:
-            logger.removeHandler(self.handler)
-            self.handler.close()
-            self.handler = None
+        detach_log_file(self.handler)
+        self.handler = None
+        self.active = False

@@ -30,7 +30,7 @@ from typing import Any
 
 from vireid.engine.checkpoint import apply_model_state, default_file_mode, load_checkpoint
 from vireid.engine.distributed import DistributedContext, barrier, cleanup, init_distributed, resolve_device
-from vireid.engine.hooks import CHECKPOINT_DIR, LAST_CHECKPOINT, LOG_FILE
+from vireid.engine.hooks import CHECKPOINT_DIR, LAST_CHECKPOINT, LOG_FILE, attach_log_file, detach_log_file
 from vireid.engine.trainer import Trainer, configure_determinism, seed_everything
 from vireid.errors import ConfigError
 
@@ -108,11 +108,6 @@ def mean_of_trials(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {k: sum(float(r[k]) for r in rows) / len(rows) for k in METRIC_KEYS}
 
 
-def _append_log(output_dir: Path, text: str) -> None:
-    with open(output_dir / LOG_FILE, "a", encoding="utf-8") as f:
-        f.write(text.rstrip("\n") + "\n")
-
-
 def _save_config(cfg: Any, path: Path) -> None:
     from vireid.config import save_config
 
@@ -137,10 +132,13 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
     configure_determinism(bool(cfg.train.deterministic))  # before CUDA starts (CUBLAS_WORKSPACE_CONFIG)
     owns_group = dist is None
     ctx = dist if dist is not None else init_distributed(str(cfg.train.device))
+    log_handler = None
     try:
         if ctx.is_main:
             output_dir.mkdir(parents=True, exist_ok=True)
+            log_handler = attach_log_file(output_dir / LOG_FILE)
             _save_config(cfg, output_dir / CONFIG_FILE)
+            logger.info("run folder %s (config.yaml written)%s", output_dir, "; resuming" if resume else "")
         seed_everything(int(cfg.train.seed) + ctx.rank)
         dataset = build_dataset(cfg.data.name, cfg.data.root)
         records = _train_records(dataset, cfg)
@@ -163,10 +161,12 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
             write_json(results, output_dir / RESULTS_FILE)
             from vireid.evaluation.evaluator import format_results_table
 
-            _append_log(output_dir, "final test (last weights):\n" + format_results_table(results))
+            # file_only: the command prints the table itself
+            logger.info("final test (last weights):\n%s", format_results_table(results), extra={"file_only": True})
         barrier()
         return results
     finally:
+        detach_log_file(log_handler)
         if owns_group:
             cleanup()
 
