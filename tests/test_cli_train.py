@@ -134,9 +134,12 @@ def test_resume_after_one_epoch_matches_the_uninterrupted_run(straight_run, sysu
         (straight_run / "results.json").read_text())["mean"]
 
 
-def test_existing_run_needs_resume(straight_run, sysu_config, capsys):
+def test_existing_run_needs_resume_and_resume_needs_a_run(straight_run, sysu_config, tmp_path, capsys):
     assert vireid("train", str(sysu_config), f"output_dir={straight_run}") == 2
     assert "--resume" in capsys.readouterr().err
+    assert vireid("train", str(sysu_config), f"output_dir={tmp_path / 'new'}", "--resume") == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
 
 
 def test_missing_unreadable_or_mismatching_checkpoint_exits_2(straight_run, sysu_config, tmp_path, capsys):

@@ -16,6 +16,7 @@ from vireid.engine.checkpoint import load_checkpoint, load_model_weights, save_c
 from vireid.engine.distributed import DistributedContext, init_distributed
 from vireid.engine.hooks import Hook
 from vireid.engine.optim import WarmupMultiStepFactor, build_optimizer, build_scheduler
+from vireid.engine.run import run_all_trials, run_test, run_training
 from vireid.engine.trainer import Trainer, configure_determinism, seed_everything
 
 __all__ = [
@@ -29,6 +30,9 @@ __all__ = [
     "init_distributed",
     "load_checkpoint",
     "load_model_weights",
+    "run_all_trials",
+    "run_test",
+    "run_training",
     "save_checkpoint",
     "seed_everything",
 ]

@@ -32,7 +32,7 @@ from vireid.engine.checkpoint import apply_model_state, default_file_mode, load_
 from vireid.engine.distributed import DistributedContext, barrier, cleanup, init_distributed, resolve_device
 from vireid.engine.hooks import CHECKPOINT_DIR, LAST_CHECKPOINT, LOG_FILE, attach_log_file, detach_log_file
 from vireid.engine.trainer import Trainer, configure_determinism, seed_everything
-from vireid.errors import ConfigError
+from vireid.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger("vireid.engine")
 
@@ -129,6 +129,9 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
     if not resume and last.exists():
         raise ConfigError(f"output_dir={str(output_dir)!r} already holds a run ({last}); pass --resume to "
                           "continue it, or choose another output_dir=")
+    if resume and not last.is_file():
+        raise CheckpointError(f"{last}: checkpoint file does not exist; nothing to resume in output_dir="
+                              f"{str(output_dir)!r} (run without --resume to start it)")
     configure_determinism(bool(cfg.train.deterministic))  # before CUDA starts (CUBLAS_WORKSPACE_CONFIG)
     owns_group = dist is None
     ctx = dist if dist is not None else init_distributed(str(cfg.train.device))
@@ -274,8 +277,6 @@ def run_test(
     if ckpt is not None:
         num_classes = ckpt.get("num_classes")
         if not isinstance(num_classes, int) or num_classes < 1:
-            from vireid.errors import CheckpointError
-
             raise CheckpointError(f"{checkpoint}: checkpoint does not record num_classes")
         _warn_model_config_changes(checkpoint, ckpt.get("config"), cfg)
         model_cfg = copy.deepcopy(cfg)

@@ -405,5 +405,7 @@ class Trainer:
             return
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         if changed:
-            logger.warning("resuming %s with a changed config: %s",
-                           path, ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed))
+            note = (" (optimiser and LR-schedule settings are restored from the checkpoint; the new optim.* "
+                    "values are not applied)" if any(k.startswith("optim.") for k in changed) else "")
+            logger.warning("resuming %s with a changed config: %s%s",
+                           path, ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed), note)
