@@ -115,15 +115,37 @@ def _save_config(cfg: Any, path: Path) -> None:
 
 
 # -- training ------------------------------------------------------------------------------------
-def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | None = None) -> dict[str, Any] | None:
-    """Train as configured, then test the final weights; returns the results on rank 0 (None on other
-    ranks). ``resume`` continues from ``output_dir/checkpoints/last.pt`` (a :class:`CheckpointError`
-    if it is missing); without it, an ``output_dir`` that already holds a checkpoint is an error."""
+def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Sequence[Any] = ()) -> Trainer:
+    """A :class:`Trainer` built from the config: the dataset (``data.name``, ``data.root``; RegDB's
+    ``data.trial`` split), the training loader of this rank, the model (``model.*``, seeded with
+    ``train.seed + rank``) and the evaluator of the test protocol (``test.*``).
+
+    The trainer evaluates ``final_test_trials[0]`` during training; its ``final_test_trials``
+    attribute lists the trials of the final test.
+    """
     from vireid.data import build_dataset
     from vireid.data.training import build_train_loader
     from vireid.evaluation.evaluator import Evaluator
     from vireid.models import build_model
 
+    ctx = dist if dist is not None else init_distributed(str(cfg.train.device))
+    configure_determinism(bool(cfg.train.deterministic))
+    seed_everything(int(cfg.train.seed) + ctx.rank)
+    dataset = build_dataset(cfg.data.name, cfg.data.root)
+    loader = build_train_loader(cfg, _train_records(dataset, cfg), rank=ctx.rank, world_size=ctx.world_size)
+    model = build_model(cfg, loader.num_classes)
+    protocol = build_protocol(dataset, cfg)
+    trials = final_test_trials(dataset, protocol, cfg)
+    evaluator = Evaluator.from_config(cfg, protocol, device=ctx.device, progress=ctx.is_main and _progress())
+    trainer = Trainer(cfg, model, loader, evaluator=evaluator, eval_trials=trials[:1], dist=ctx, hooks=hooks)
+    trainer.final_test_trials = trials
+    return trainer
+
+
+def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | None = None) -> dict[str, Any] | None:
+    """Train as configured, then test the final weights; returns the results on rank 0 (None on other
+    ranks). ``resume`` continues from ``output_dir/checkpoints/last.pt`` (a :class:`CheckpointError`
+    if it is missing); without it, an ``output_dir`` that already holds a checkpoint is an error."""
     output_dir = Path(cfg.output_dir)
     last = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     if not resume and last.exists():
@@ -142,23 +164,15 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
             log_handler = attach_log_file(output_dir / LOG_FILE)
             _save_config(cfg, output_dir / CONFIG_FILE)
             logger.info("run folder %s (config.yaml written)%s", output_dir, "; resuming" if resume else "")
-        seed_everything(int(cfg.train.seed) + ctx.rank)
-        dataset = build_dataset(cfg.data.name, cfg.data.root)
-        records = _train_records(dataset, cfg)
-        loader = build_train_loader(cfg, records, rank=ctx.rank, world_size=ctx.world_size)
-        model = build_model(cfg, loader.num_classes)
-        protocol = build_protocol(dataset, cfg)
-        final_trials = final_test_trials(dataset, protocol, cfg)
-        eval_trials = final_trials[:1]
-        evaluator = Evaluator.from_config(cfg, protocol, device=ctx.device, progress=ctx.is_main and _progress())
-        trainer = Trainer(cfg, model, loader, evaluator=evaluator, eval_trials=eval_trials, dist=ctx)
+        trainer = build_trainer(cfg, dist=ctx)
         if resume:
             trainer.resume(last)
         trainer.train()
         results = None
         if ctx.is_main:
+            final_trials = trainer.final_test_trials
             logger.info("final test of the last weights on trials %s", final_trials)
-            results = trainer.evaluate(evaluator, final_trials)
+            results = trainer.evaluate(trainer.evaluator, final_trials)
             results["checkpoint"] = str(last) if last.exists() else None
             results["epoch"] = trainer.max_epochs - 1  # the final weights (== last.pt) are tested
             write_json(results, output_dir / RESULTS_FILE)

@@ -171,6 +171,7 @@ class Trainer:
         self.epoch_lrs: dict[str, float] = current_lrs(self.optimizer)
         self.epoch_time = 0.0
         self.nonfinite_steps = 0
+        self.final_test_trials: list[int] = list(self.eval_trials)  # set by build_trainer
 
         self.hooks: list[Hook] = []
         if default_hooks:
@@ -182,6 +183,14 @@ class Trainer:
                 self.hooks.append(TensorBoardHook(self.output_dir, int(t.log_every)))
             self.hooks.append(TextLogHook(self.output_dir / LOG_FILE, int(t.log_every)))
         self.hooks.extend(hooks)
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, dist: DistributedContext | None = None, hooks: Iterable[Hook] = ()) -> Trainer:
+        """Everything from the config: dataset, this rank's training loader, model and the evaluator of
+        the test protocol (see :func:`vireid.engine.run.build_trainer`)."""
+        from vireid.engine.run import build_trainer
+
+        return build_trainer(cfg, dist=dist, hooks=list(hooks))
 
     # -- properties ------------------------------------------------------------------------
     @property
