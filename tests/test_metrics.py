@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
+import vireid.evaluation.metrics as metrics_module
 from vireid.evaluation import pairwise_distances, rank_metrics, rank_metrics_from_features
 from vireid.evaluation.metrics import default_chunk_size
 
@@ -416,7 +417,11 @@ def test_multi_shot_gallery_against_reference(protocol):
 @pytest.mark.parametrize("protocol", ["sysu", "regdb", "llcm"])
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_from_features_equals_full_distmat(protocol, metric, dtype):
+@pytest.mark.parametrize("matmul_rows", [256, 1, 13])
+def test_from_features_equals_full_distmat(protocol, metric, dtype, matmul_rows, monkeypatch):
+    # matmul_rows: query rows per matrix product (1 and 13: several products, 13 not a multiple of
+    # the chunk size)
+    monkeypatch.setattr(metrics_module, "MATMUL_ROWS", matmul_rows)
     rng = np.random.default_rng(5)
     num_q, num_g = 53, 81
     _, qp, gp, qc, gc = random_case(rng, protocol, num_q, num_g, num_ids=7, ties="none")

@@ -45,7 +45,6 @@ queries or gallery items.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +65,11 @@ PROTOCOLS = ("sysu", "regdb", "llcm")
 DISTANCE_METRICS = ("cosine", "euclidean")
 #: Default number of ``chunk x gallery`` elements per chunk (about 2 M: a few tens of MiB per array).
 DEFAULT_CHUNK_ELEMENTS = 1 << 21
+
+#: Query rows per matrix product in :func:`rank_metrics_from_features` (at least): products of a few
+#: rows re-read the whole gallery for little work and run memory-bound.
+MATMUL_ROWS = 256
+_NORM_EPS = 1e-12
 
 _SYSU_INFRARED_INDOOR_CAMERA = 3
 _SYSU_VISIBLE_SAME_ROOM_CAMERA = 2
@@ -146,162 +150,244 @@ def _prepare_labels(
 
 
 @dataclass
-class _Group:
-    """Queries that see the same gallery columns (SYSU-MM01 camera-3 queries lose camera 2)."""
+class _Layout:
+    """How the gallery columns are arranged for the core, shared by every chunk of one call.
 
-    rows: np.ndarray  # query indices
-    cols: np.ndarray  # gallery indices, in the column order the core expects
-    cols_identity: bool  # cols == arange(G): no gather needed
-    pid_starts: np.ndarray | None  # first column of each identity block (dedup only)
+    Columns are grouped by identity for the deduplicated CMC (``cols`` is that permutation of the
+    gallery, ``None`` when the gallery is already grouped or no deduplication is needed). Keys pack the
+    **gallery index** (``col_index``) in their low bits, so ties are broken by gallery index whatever
+    the column order.
+    """
+
+    num_g: int
+    index_bits: int
+    cols: np.ndarray | None  # gallery index of each column, None for the identity
+    col_index: np.ndarray  # uint64 gallery index of each column
+    pid_starts: np.ndarray | None  # first column of each identity block (deduplicated CMC only)
     pid_of_block: np.ndarray | None  # identity code of each block
+    removed_cols: np.ndarray | None  # SYSU-MM01: bool [G] per column, camera 2 (removed for camera-3 queries)
+    num_removed: int
+
+    @property
+    def low_mask(self) -> np.uint64:
+        return np.uint64((1 << self.index_bits) - 1)
+
+    @property
+    def high_bits(self) -> np.uint64:
+        """OR-ed into the key of a removed column: it sorts after every real key, keeping its index."""
+        return np.uint64(~((1 << self.index_bits) - 1) & 0xFFFFFFFFFFFFFFFF)
 
 
-def _groups(labels: _Labels, num_q: int, num_g: int, protocol: str) -> list[_Group]:
-    dedup = protocol in ("sysu", "llcm")
-    all_rows = np.arange(num_q)
+def _layout(labels: _Labels, num_g: int, protocol: str) -> _Layout:
+    cols = pid_starts = pid_of_block = removed_cols = None
+    num_removed = 0
+    if protocol in ("sysu", "llcm"):
+        perm = np.argsort(labels.g_codes, kind="stable")  # by identity, then gallery index
+        codes = labels.g_codes[perm]
+        pid_starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        pid_of_block = codes[pid_starts]
+        if not np.array_equal(perm, np.arange(num_g)):
+            cols = perm
+    col_index = (cols if cols is not None else np.arange(num_g)).astype(np.uint64)
     if protocol == "sysu":
-        assert labels.q_cams is not None and labels.g_cams is not None
-        cam3 = labels.q_cams == _SYSU_INFRARED_INDOOR_CAMERA
-        parts = [
-            (all_rows[~cam3], np.ones(num_g, dtype=bool)),
-            (all_rows[cam3], labels.g_cams != _SYSU_VISIBLE_SAME_ROOM_CAMERA),
-        ]
-    else:
-        parts = [(all_rows, np.ones(num_g, dtype=bool))]
-    groups = []
-    for rows, col_mask in parts:
-        if rows.size == 0:
-            continue
-        cols = np.flatnonzero(col_mask)
-        pid_starts = pid_of_block = None
-        if dedup and cols.size:
-            # group the columns by identity (stable: ascending gallery index inside each identity)
-            cols = cols[np.argsort(labels.g_codes[cols], kind="stable")]
-            codes = labels.g_codes[cols]
-            pid_starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-            pid_of_block = codes[pid_starts]
-        identity = cols.size == num_g and bool(np.all(cols == np.arange(num_g)))
-        groups.append(_Group(rows, cols, identity, pid_starts, pid_of_block))
-    return groups
+        assert labels.g_cams is not None
+        g_cams_col = labels.g_cams[cols] if cols is not None else labels.g_cams
+        removed_cols = g_cams_col == _SYSU_VISIBLE_SAME_ROOM_CAMERA
+        num_removed = int(removed_cols.sum())
+    index_bits = max(1, int(num_g - 1).bit_length())
+    return _Layout(num_g, index_bits, cols, col_index, pid_starts, pid_of_block, removed_cols, num_removed)
+
+
+class _Workspace:
+    """Buffers of ``chunk x G`` elements reused by every chunk (fewer page faults, bounded memory)."""
+
+    def __init__(self, chunk: int, num_g: int):
+        self.size = chunk * num_g
+        self._buffers: dict[tuple[str, np.dtype], np.ndarray] = {}
+
+    def get(self, name: str, dtype: Any, shape: tuple[int, int]) -> np.ndarray:
+        key = (name, np.dtype(dtype))
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = np.empty(self.size, dtype=dtype)
+        return buf[: shape[0] * shape[1]].reshape(shape)
 
 
 # ---------------------------------------------------------------------------------------------
 # sorting: a stable order from one unstable integer sort
 # ---------------------------------------------------------------------------------------------
-_SMALL_EXACT_IN_FLOAT32 = (np.int8, np.uint8, np.int16, np.uint16, np.bool_, np.float16, np.float32)
+_EXACT_IN_FLOAT32 = (np.int8, np.uint8, np.int16, np.uint16, np.bool_, np.float16, np.float32)
+_MAX_INT_DISTANCE = 2**62
 
 
-def _monotone_bits(dist: np.ndarray) -> tuple[np.ndarray, int]:
-    """Unsigned keys (uint64) ordered exactly like the rows of ``dist``, and how many low bits they use.
+def _check_dtype(dtype: np.dtype) -> None:
+    if dtype.type not in _EXACT_IN_FLOAT32 + (np.float64, np.int32, np.uint32, np.int64, np.uint64):
+        raise ValueError(f"distances must be real numbers (float16/32/64 or integers), got dtype {dtype}")
 
-    32-bit keys when the values are exactly representable as float32 (float16/32, small integers,
-    float64 holding float32 values) or are integers spanning less than 2**32 in this block; 64-bit
-    keys otherwise. Keys are only compared within one block.
+
+def _keys(dist: np.ndarray, layout: _Layout, ws: _Workspace) -> tuple[np.ndarray, bool]:
+    """Sort keys ``[c, G']`` (uint64, in the workspace) ordered like ``dist`` row by row, ties by
+    gallery index; and whether the value part was truncated (64-bit values: collisions possible).
+
+    32-bit value keys when the values are exactly float32 (float16/32, small integers, float64 holding
+    float32 values) or integers spanning less than 2**32 in this block, 64-bit ones otherwise. Keys
+    are only compared within one row.
     """
+    shape = dist.shape
+    keys = ws.get("keys", np.uint64, shape)
     dt = dist.dtype.type
-    if dt is np.float64:
-        with np.errstate(over="ignore"):  # beyond float32's range: inf, not equal, 64-bit keys
-            as32 = dist.astype(np.float32)
-        if np.array_equal(as32, dist):
-            dist, dt = as32, np.float32
-    elif dt in (np.int32, np.uint32, np.int64, np.uint64) and dist.size:
-        lo, hi = dist.min(), dist.max()
-        if int(hi) - int(lo) < 2**32:
-            if dt is np.uint64:
-                return dist - lo, 32
-            return (dist.astype(np.int64) - np.int64(lo)).astype(np.uint64), 32
-    if dt in _SMALL_EXACT_IN_FLOAT32:
-        b = np.ascontiguousarray(dist, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
-        u = b.view(np.uint32)
-        u ^= (u >> np.uint32(31)) * np.uint32(0x7FFFFFFF) | np.uint32(0x80000000)
-        return u.astype(np.uint64), 32
-    if dt is np.float64:
-        b = np.ascontiguousarray(dist, dtype=np.float64) + 0.0
-        u = b.view(np.uint64)
-        u ^= (u >> np.uint64(63)) * np.uint64(0x7FFFFFFFFFFFFFFF) | np.uint64(0x8000000000000000)
-        return u, 64
-    if dt in (np.int32, np.int64):
-        return dist.astype(np.int64).view(np.uint64) ^ np.uint64(0x8000000000000000), 64
-    if dt in (np.uint32, np.uint64):
-        return dist.astype(np.uint64, copy=True), 64
-    raise ValueError(f"distances must be real numbers (float16/32/64 or integers), got dtype {dist.dtype}")
+    if dt in _EXACT_IN_FLOAT32 or dt is np.float64:
+        if dt is np.float32:
+            b = ws.get("f32", np.float32, shape)
+            np.add(dist, np.float32(0.0), out=b)  # a working copy; -0.0 becomes +0.0
+            exact32 = True
+        else:
+            b = ws.get("f32", np.float32, shape)
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.copyto(b, dist, casting="unsafe")
+            eq = ws.get("match", np.bool_, shape)
+            exact32 = dt is not np.float64 or bool(np.equal(b, dist, out=eq).all())
+            if exact32:
+                b += np.float32(0.0)
+        if exact32:
+            flip = ws.get("codes", np.int32, shape)  # scratch: sign mask
+            np.right_shift(b.view(np.int32), 31, out=flip)  # -1 for negative values, 0 otherwise
+            fu = flip.view(np.uint32)
+            fu |= np.uint32(0x80000000)
+            bu = b.view(np.uint32)
+            bu ^= fu  # negative: all bits flipped; positive: sign bit set -> unsigned order = float order
+            np.copyto(keys, bu)
+            keys <<= np.uint64(layout.index_bits)
+            keys |= layout.col_index
+            return keys, False
+        fv = keys.view(np.float64)
+        np.add(dist, 0.0, out=fv)
+        flip = np.right_shift(fv.view(np.int64), 63).view(np.uint64)
+        flip |= np.uint64(0x8000000000000000)
+        keys ^= flip
+    else:
+        lo, hi = int(dist.min()), int(dist.max())
+        if hi - lo < 2**32:
+            np.subtract(dist, np.int64(lo) if dt is not np.uint64 else np.uint64(lo), out=keys, casting="unsafe")
+            keys <<= np.uint64(layout.index_bits)
+            keys |= layout.col_index
+            return keys, False
+        if hi >= _MAX_INT_DISTANCE or lo <= -_MAX_INT_DISTANCE:
+            raise ValueError(f"integer distances must lie within +-2**62, got values in [{lo}, {hi}]")
+        np.copyto(keys.view(np.int64), dist, casting="unsafe")
+        keys ^= np.uint64(0x8000000000000000)
+    keys >>= np.uint64(layout.index_bits)
+    keys <<= np.uint64(layout.index_bits)
+    keys |= layout.col_index
+    return keys, True
 
 
-def _sorted_rows(
-    dist: np.ndarray, col_index: np.ndarray, index_bits: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort each row of ``dist`` (columns named ``col_index``, ascending), ties by ``col_index``.
+def _sorted_chunk(
+    dist: np.ndarray, removed_rows: np.ndarray | None, layout: _Layout, ws: _Workspace
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Sort each row; removed columns (SYSU-MM01 camera 2 for ``removed_rows``) go to the tail.
 
-    Returns ``order`` (gallery index at each rank, int64), ``sorted_keys`` (uint64, increasing along
-    each row) and ``keys`` (the same keys in column order), so that column ``j`` ranks before column
-    ``l`` in row ``i`` exactly when ``keys[i, j] < keys[i, l]``.
+    Returns ``sorted_keys`` (uint64, increasing along each row), ``order`` (gallery index at each
+    rank, int64) and, for the deduplicated CMC, ``best`` ``[c, identities]``: the smallest key of each
+    identity block in the row (a removed column never counts as the best of anything real).
     """
     if dist.dtype.kind == "f" and np.isnan(dist).any():
         bad = np.argwhere(np.isnan(dist))[0]
-        raise ValueError(f"distance matrix holds NaN (first at chunk row {bad[0]}, column {bad[1]})")
-    u, bits = _monotone_bits(dist)
-    mask = np.uint64((1 << index_bits) - 1)
-    idx = col_index.astype(np.uint64)
-    drop = bits + index_bits - 64
-    if drop > 0:
-        u >>= np.uint64(drop)  # truncated: collisions are re-sorted exactly below
-    u <<= np.uint64(index_bits)
-    u |= idx
-    keys = u
-    sorted_keys = np.sort(keys, axis=1)
-    order = np.bitwise_and(sorted_keys, mask).view(np.int64)
-    if drop > 0:
-        hi = sorted_keys >> np.uint64(index_bits)
-        clash = np.flatnonzero((hi[:, 1:] == hi[:, :-1]).any(axis=1))
-        if clash.size:
-            sub = dist[clash]
-            pos = np.lexsort((np.broadcast_to(col_index, sub.shape), sub), axis=1)  # by value, then index
-            order[clash] = col_index[pos]
-            ranks = np.broadcast_to(np.arange(dist.shape[1], dtype=np.uint64), pos.shape)
-            sorted_keys[clash] = ranks
-            inv = np.empty(pos.shape, dtype=np.uint64)
-            np.put_along_axis(inv, pos, ranks, axis=1)
-            keys[clash] = inv
-    return order, sorted_keys, keys
+        raise ValueError(f"distance matrix holds NaN (chunk row {bad[0]}, column {bad[1]})")
+    keys, truncated = _keys(dist, layout, ws)
+    if removed_rows is not None and layout.num_removed:
+        high = np.where(layout.removed_cols, layout.high_bits, np.uint64(0))
+        np.bitwise_or(keys, high[None, :], out=keys, where=removed_rows[:, None])
+    best = None
+    if layout.pid_starts is not None:
+        best = np.minimum.reduceat(keys, layout.pid_starts, axis=1)
+    keys.sort(axis=1)
+    if truncated:
+        _resolve_collisions(keys, best, dist, removed_rows, layout)
+    order = ws.get("order", np.int64, dist.shape)
+    np.bitwise_and(keys, layout.low_mask, out=order.view(np.uint64))
+    return keys, order, best
+
+
+def _resolve_collisions(
+    keys: np.ndarray, best: np.ndarray | None, dist: np.ndarray, removed_rows: np.ndarray | None, layout: _Layout
+) -> None:
+    """Rows whose truncated keys collide are re-sorted exactly (value, then gallery index); their keys
+    become the ranks ``0..G'-1``, which order them the same way."""
+    g = dist.shape[1]
+    hi = keys >> np.uint64(layout.index_bits)
+    same = hi[:, 1:] == hi[:, :-1]
+    if removed_rows is not None and layout.num_removed:
+        # removed columns all share the top key; only collisions among real keys matter
+        real = np.arange(1, g)[None, :] < (g - layout.num_removed)
+        same[removed_rows] &= real
+    clash = np.flatnonzero(same.any(axis=1))
+    if not clash.size:
+        return
+    sub = dist[clash]
+    if removed_rows is not None and layout.num_removed:
+        removed = np.broadcast_to(layout.removed_cols, sub.shape) & removed_rows[clash][:, None]
+    else:
+        removed = np.zeros(sub.shape, dtype=bool)
+    index = np.broadcast_to(layout.col_index, sub.shape)
+    pos = np.lexsort((index, sub, removed), axis=1)  # removed last, then by value, then gallery index
+    ranks = np.broadcast_to(np.arange(g, dtype=np.uint64), pos.shape)
+    sorted_index = np.take_along_axis(index, pos, axis=1)
+    inv = np.empty(pos.shape, dtype=np.uint64)
+    np.put_along_axis(inv, pos, ranks, axis=1)
+    # rank keys: rank in the high bits (order preserved), gallery index in the low bits
+    keys[clash] = (ranks << np.uint64(layout.index_bits)) | sorted_index
+    if best is not None:  # removed columns hold the tail ranks: never ahead of a kept match
+        inv_keys = (inv << np.uint64(layout.index_bits)) | index
+        best[clash] = np.minimum.reduceat(inv_keys, layout.pid_starts, axis=1)
 
 
 # ---------------------------------------------------------------------------------------------
-# the core: one chunk of query rows against one group's gallery columns
+# the core: one chunk of query rows
 # ---------------------------------------------------------------------------------------------
 def _chunk_metrics(
     dist: np.ndarray,
     q_codes: np.ndarray,
-    group: _Group,
-    labels: _Labels,
-    *,
-    protocol: str,
-    index_bits: int,
     q_cams: np.ndarray | None,
+    labels: _Labels,
+    layout: _Layout,
+    ws: _Workspace,
+    protocol: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """AP, INP and first-match rank of each row (rank 0 and NaN for rows without a true match)."""
-    c = dist.shape[0]
-    ap = np.full(c, np.nan)
-    inp = np.full(c, np.nan)
-    first_rank = np.zeros(c, dtype=np.int64)
-    if dist.shape[1] == 0:
-        return ap, inp, first_rank
-    order, sorted_keys, keys = _sorted_rows(dist, group.cols, index_bits)
-    match = labels.g_codes[order] == q_codes[:, None]
-    rows, cols = np.nonzero(match)  # row-major: rows ascending, columns (ranks) ascending in each row
-    del match
+    """AP, INP and first-match rank of each row (NaN, NaN and 0 for rows without a true match).
+
+    ``dist`` holds the chunk's distances with columns in the layout's order.
+    """
+    c, g = dist.shape
+    removed_rows = None
+    if protocol == "sysu":
+        assert q_cams is not None
+        removed_rows = q_cams == _SYSU_INFRARED_INDOOR_CAMERA
+    keys, order, best = _sorted_chunk(dist, removed_rows, layout, ws)
+    codes = ws.get("codes", np.int32, (c, g))
+    np.take(labels.g_codes, order, out=codes)
+    match = ws.get("match", np.bool_, (c, g))
+    np.equal(codes, q_codes[:, None], out=match)
+    rows, cols = np.nonzero(match)  # row-major: rows ascending, ranks ascending within a row
     ranks = cols + 1
-    if protocol == "llcm":
+    if removed_rows is not None and layout.num_removed:
+        keep = ~(removed_rows[rows] & (cols >= g - layout.num_removed))  # the tail holds removed images
+        rows, cols, ranks = rows[keep], cols[keep], ranks[keep]
+    elif protocol == "llcm":
         assert labels.g_cams is not None and q_cams is not None
         removed = labels.g_cams[order[rows, cols]] == q_cams[rows]
         if removed.any():
-            # removed images are all true-identity images: the rank of a kept match drops by the
+            # removed images all have the query's identity: the rank of a kept match drops by the
             # number of removed matches before it in the same row
             n_all = np.bincount(rows, minlength=c)
-            start_all = np.cumsum(n_all) - n_all
+            nonempty = n_all > 0
             before = np.cumsum(removed) - removed
-            before -= np.repeat(before[start_all[n_all > 0]], n_all[n_all > 0])
+            before -= np.repeat(before[(np.cumsum(n_all) - n_all)[nonempty]], n_all[nonempty])
             keep = ~removed
             rows, cols, ranks = rows[keep], cols[keep], ranks[keep] - before[keep]
+    ap = np.full(c, np.nan)
+    inp = np.full(c, np.nan)
+    first_rank = np.zeros(c, dtype=np.int64)
     n = np.bincount(rows, minlength=c)
     valid = n > 0
     if not valid.any():
@@ -313,18 +399,17 @@ def _chunk_metrics(
     first = start[valid]
     last = first + n[valid] - 1
     inp[valid] = n[valid] / ranks[last]
-    if protocol == "regdb":
+    if best is None:  # RegDB: raw CMC
         first_rank[valid] = ranks[first]
     else:
-        # deduplicated rank: 1 + number of other identities whose best-ranked (kept) image ranks
-        # before the first true match
+        # deduplicated rank: 1 + number of other identities whose best-ranked kept image ranks before
+        # the first true match
         vrows = np.flatnonzero(valid)
-        best = np.minimum.reduceat(keys if vrows.size == c else keys[vrows], group.pid_starts, axis=1)
-        first_key = sorted_keys[vrows, cols[first]]
-        ahead = best < first_key[:, None]
-        own_block = np.searchsorted(group.pid_of_block, q_codes[vrows])
-        own_ahead = ahead[np.arange(vrows.size), own_block]
-        first_rank[valid] = ahead.sum(axis=1) - own_ahead + 1
+        vbest = best if vrows.size == c else best[vrows]
+        first_key = keys[vrows, cols[first]]
+        ahead = vbest < first_key[:, None]
+        own = ahead[np.arange(vrows.size), np.searchsorted(layout.pid_of_block, q_codes[vrows])]
+        first_rank[valid] = np.count_nonzero(ahead, axis=1) - own + 1
     return ap, inp, first_rank
 
 
@@ -336,7 +421,7 @@ class _Accumulator:
         self.inp = np.full(num_q, np.nan)
         self.first_rank = np.zeros(num_q, dtype=np.int64)
 
-    def put(self, rows: np.ndarray | slice, result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    def put(self, rows: slice, result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         self.ap[rows], self.inp[rows], self.first_rank[rows] = result
 
     def finish(self, max_rank: int, protocol: str) -> dict[str, Any]:
@@ -357,15 +442,32 @@ class _Accumulator:
         }
 
 
-def _chunks(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    for s in range(0, rows.size, size):
-        yield rows[s : s + size]
-
-
-def _progress(total: int, enabled: bool, desc: str):
+def _run(
+    num_q: int,
+    num_g: int,
+    block_of: Any,
+    labels: _Labels,
+    *,
+    protocol: str,
+    max_rank: int,
+    chunk: int,
+    progress: bool,
+    desc: str,
+) -> dict[str, Any]:
+    """Evaluate every chunk of rows; ``block_of(rows, layout, ws)`` gives the chunk's distances."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="query", disable=not enabled)
+    layout = _layout(labels, num_g, protocol)
+    ws = _Workspace(chunk, num_g)
+    acc = _Accumulator(num_q)
+    with tqdm(total=num_q, desc=desc, unit="query", disable=not progress) as bar:
+        for s in range(0, num_q, chunk):
+            rows = slice(s, min(s + chunk, num_q))
+            q_cams = labels.q_cams[rows] if labels.q_cams is not None else None
+            dist = block_of(rows, layout, ws)
+            acc.put(rows, _chunk_metrics(dist, labels.q_codes[rows], q_cams, labels, layout, ws, protocol))
+            bar.update(rows.stop - rows.start)
+    return acc.finish(max_rank, protocol)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,8 +488,8 @@ def rank_metrics(
     """CMC, mAP and mINP of a query x gallery distance matrix under a dataset's protocol.
 
     Args:
-        distmat: ``[Q, G]`` distances (smaller is more similar); float16/32/64 or integers; NumPy
-            array or CPU tensor. NaN is an error.
+        distmat: ``[Q, G]`` distances (smaller is more similar); float16/32/64 or integers
+            (within +-2**62); NumPy array or CPU tensor. NaN is an error.
         q_pids, g_pids: integer person ids of the ``Q`` queries and ``G`` gallery images.
         q_cams, g_cams: integer camera numbers; required by ``"sysu"`` and ``"llcm"``, unused by
             ``"regdb"`` (checked for length when given).
@@ -399,9 +501,10 @@ def rank_metrics(
         progress: show a tqdm progress bar over the queries.
 
     Returns:
-        ``{"cmc": float array [max_rank] of fractions in [0, 1], "mAP": float, "mINP": float,
+        ``{"cmc": float64 array [max_rank] of fractions in [0, 1], "mAP": float, "mINP": float,
         "num_valid_queries": int}``; mAP and mINP are fractions (multiply by 100 for the papers'
-        percentages). Queries with no true match after removal are skipped.
+        percentages). Queries with no true match after removal are skipped; ``cmc`` saturates past
+        the gallery's length.
 
     Ties in distance are broken by gallery index (lower index ranks first), as a stable sort would.
 
@@ -416,29 +519,18 @@ def rank_metrics(
     num_q, num_g = dist.shape
     if num_q == 0 or num_g == 0:
         raise ValueError(f"distmat is empty (shape {dist.shape}): need at least one query and one gallery item")
+    _check_dtype(dist.dtype)
     labels = _prepare_labels(num_q, num_g, q_pids, g_pids, q_cams, g_cams, protocol)
-    _monotone_bits(dist[:1, :1])  # dtype check before any work
     chunk = _check_chunk_size(chunk_size, num_g, num_q)
-    index_bits = max(1, int(num_g - 1).bit_length())
-    acc = _Accumulator(num_q)
-    with _progress(num_q, progress, f"{protocol} metrics") as bar:
-        for group in _groups(labels, num_q, num_g, protocol):
-            contiguous = group.rows.size == num_q  # all queries in one group: slice rows, no copy
-            for r in _chunks(group.rows, chunk):
-                if contiguous:
-                    rows = slice(int(r[0]), int(r[-1]) + 1)
-                    block = dist[rows] if group.cols_identity else dist[rows][:, group.cols]
-                else:
-                    rows = r
-                    block = dist[r] if group.cols_identity else dist[np.ix_(r, group.cols)]
-                q_c = labels.q_cams[rows] if labels.q_cams is not None else None
-                res = _chunk_metrics(
-                    block, labels.q_codes[rows], group, labels,
-                    protocol=protocol, index_bits=index_bits, q_cams=q_c,
-                )
-                acc.put(rows, res)
-                bar.update(r.size)
-    return acc.finish(max_rank, protocol)
+
+    def block_of(rows: slice, layout: _Layout, ws: _Workspace) -> np.ndarray:
+        if layout.cols is None:
+            return dist[rows]
+        out = ws.get("block", dist.dtype, (rows.stop - rows.start, num_g))
+        return np.take(dist[rows], layout.cols, axis=1, out=out)
+
+    return _run(num_q, num_g, block_of, labels, protocol=protocol, max_rank=max_rank, chunk=chunk,
+                progress=progress, desc=f"{protocol} metrics")
 
 
 class _FeatureDistance:
@@ -471,51 +563,52 @@ class _FeatureDistance:
             raise ValueError(
                 f"q_feats must be 2-D [queries, {g.shape[1]}] like g_feats, got shape {tuple(self.q.shape)}"
             )
-        self.g = self._normalise(g) if metric == "cosine" else g
-        self.g_sq = (self.g * self.g).sum(1) if metric == "euclidean" else None
-
-    def _normalise(self, x: Any) -> Any:
-        if self.torch:
-            import torch
-
-            return x / torch.clamp(torch.linalg.vector_norm(x, dim=1, keepdim=True), min=1e-12)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    def query_block(self, rows: np.ndarray | slice) -> Any:
-        if self.torch and not isinstance(rows, slice):
-            import torch
-
-            return self.q[torch.as_tensor(rows, device=self.q.device)]
-        return self.q[rows]
-
-    def __call__(self, q: Any) -> np.ndarray:
-        """Distances ``[len(q), G]`` as a NumPy array."""
-        if self.metric == "cosine":
-            d = -(self._normalise(q) @ self.g.T)
-        else:
-            sq = (q * q).sum(1)[:, None] + self.g_sq[None, :] - 2.0 * (q @ self.g.T)
+        # no normalised copy of the gallery: cosine scales the columns of each block instead
+        self.g = g
+        self.g_sq = self._sq_norms(g)
+        if metric == "cosine":
             if self.torch:
                 import torch
 
-                d = torch.sqrt(torch.clamp(sq, min=0.0))
+                self.g_scale = 1.0 / torch.clamp(torch.sqrt(self.g_sq), min=_NORM_EPS)
             else:
-                d = np.sqrt(np.maximum(sq, 0.0))
-        return d.cpu().numpy() if self.torch else d
+                self.g_scale = 1.0 / np.maximum(np.sqrt(self.g_sq), _NORM_EPS)
 
-    def take_columns(self, cols: np.ndarray) -> _FeatureDistance:
-        """The same distances to the gallery restricted to (and reordered by) ``cols``."""
-        sub = object.__new__(_FeatureDistance)
-        sub.metric, sub.torch, sub.q = self.metric, self.torch, self.q
+    def _sq_norms(self, x: Any) -> Any:
         if self.torch:
             import torch
 
-            index = torch.as_tensor(cols, device=self.g.device)
-            sub.g = self.g.index_select(0, index)
-            sub.g_sq = self.g_sq.index_select(0, index) if self.g_sq is not None else None
-        else:
-            sub.g = self.g[cols]
-            sub.g_sq = self.g_sq[cols] if self.g_sq is not None else None
-        return sub
+            return torch.einsum("ij,ij->i", x, x)
+        return np.einsum("ij,ij->i", x, x)
+
+    def __call__(self, rows: slice, out: np.ndarray | None = None) -> np.ndarray:
+        """Distances ``[rows, G]`` of the query rows ``rows`` as a NumPy array (written to ``out``
+        when given and the computation runs in NumPy).
+
+        cosine: ``-(q / |q|) . g * (1 / |g|)``; euclidean: ``sqrt(max(|q|^2 + |g|^2 - 2 q . g, 0))``.
+        """
+        q = self.q[rows]
+        if self.torch:
+            import torch
+
+            if self.metric == "cosine":
+                qn = q / torch.clamp(torch.sqrt(self._sq_norms(q)), min=_NORM_EPS)[:, None]
+                d = -(qn @ self.g.T) * self.g_scale[None, :]
+            else:
+                sq = self._sq_norms(q)[:, None] + self.g_sq[None, :] - 2.0 * (q @ self.g.T)
+                d = torch.sqrt(torch.clamp(sq, min=0.0))
+            return d.cpu().numpy()
+        if self.metric == "cosine":
+            qn = q / np.maximum(np.sqrt(self._sq_norms(q)), _NORM_EPS)[:, None]
+            d = np.matmul(qn, self.g.T, out=out)
+            d *= -self.g_scale[None, :]
+            return d
+        d = np.matmul(q, self.g.T, out=out)
+        d *= -2.0
+        d += self._sq_norms(q)[:, None]
+        d += self.g_sq[None, :]
+        np.maximum(d, 0.0, out=d)
+        return np.sqrt(d, out=d)
 
 
 def _is_tensor(x: Any) -> bool:
@@ -546,7 +639,7 @@ def pairwise_distances(q_feats: Any, g_feats: Any, *, metric: str = "cosine") ->
     with torch on the query tensor's device. Returns a NumPy array.
     """
     fd = _FeatureDistance(q_feats, g_feats, metric)
-    return fd(fd.q)
+    return fd(slice(None))
 
 
 def rank_metrics_from_features(
@@ -567,8 +660,11 @@ def rank_metrics_from_features(
 
     Distances are those of :func:`pairwise_distances` (``metric`` ``"cosine"``: negative dot product
     of L2-normalised features, or ``"euclidean"``), computed for ``chunk_size`` queries at a time
-    (default :func:`default_chunk_size`), so peak memory is a few ``chunk x G`` arrays besides the
-    features. Torch tensors are multiplied with torch on the query tensor's device.
+    (default :func:`default_chunk_size`), so memory beyond the features is a few ``chunk x G``
+    buffers reused by every chunk, plus one ``max(chunk, 256) x G`` block of distances (the matrix
+    product runs on at least :data:`MATMUL_ROWS` query rows: products of a few rows are memory-bound).
+    No normalised copy of the gallery is made. Torch tensors are multiplied with torch on the query
+    tensor's device.
 
     The results equal ``rank_metrics(pairwise_distances(q_feats, g_feats, metric=metric), ...)``
     whenever the matrix product of a block of rows gives the same bits as the full product (ties are
@@ -582,20 +678,26 @@ def rank_metrics_from_features(
         raise ValueError(f"need at least one query and one gallery feature, got {num_q} and {num_g}")
     labels = _prepare_labels(num_q, num_g, q_pids, g_pids, q_cams, g_cams, protocol)
     chunk = _check_chunk_size(chunk_size, num_g, num_q)
-    index_bits = max(1, int(num_g - 1).bit_length())
-    acc = _Accumulator(num_q)
-    with _progress(num_q, progress, f"{protocol} metrics ({metric})") as bar:
-        for group in _groups(labels, num_q, num_g, protocol):
-            group_fd = fd if group.cols_identity else fd.take_columns(group.cols)
-            contiguous = group.rows.size == num_q
-            for r in _chunks(group.rows, chunk):
-                rows = slice(int(r[0]), int(r[-1]) + 1) if contiguous else r
-                block = group_fd(fd.query_block(rows))
-                q_c = labels.q_cams[rows] if labels.q_cams is not None else None
-                res = _chunk_metrics(
-                    block, labels.q_codes[rows], group, labels,
-                    protocol=protocol, index_bits=index_bits, q_cams=q_c,
-                )
-                acc.put(rows, res)
-                bar.update(r.size)
-    return acc.finish(max_rank, protocol)
+
+    # distances for `span` rows at a time (a multiple of the chunk), ranked `chunk` rows at a time
+    span = chunk * max(1, -(-min(MATMUL_ROWS, num_q) // chunk))
+    current: dict[str, Any] = {"start": -1, "block": None}
+
+    def block_of(rows: slice, layout: _Layout, ws: _Workspace) -> np.ndarray:
+        first = rows.start - rows.start % span
+        if current["start"] != first:
+            stop = min(first + span, num_q)
+            out = None
+            if not fd.torch:
+                buf = current.get("buf")
+                if buf is None:
+                    buf = current["buf"] = np.empty(span * num_g, dtype=fd.q.dtype)
+                out = buf[: (stop - first) * num_g].reshape(stop - first, num_g)
+            current["start"], current["block"] = first, fd(slice(first, stop), out=out)
+        d = current["block"][rows.start - first : rows.stop - first]
+        if layout.cols is None:
+            return d
+        return np.take(d, layout.cols, axis=1, out=ws.get("block_cols", d.dtype, d.shape))
+
+    return _run(num_q, num_g, block_of, labels, protocol=protocol, max_rank=max_rank, chunk=chunk,
+                progress=progress, desc=f"{protocol} metrics ({metric})")
