@@ -40,7 +40,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "agw"  # registered model: agw | caj | dam (| fafe)
-    arch: str = "resnet50"  # backbone: resnet50 | resnet18 (tiny CPU runs)
+    arch: str = "resnet50"  # backbone: resnet50 | resnet18 (tiny CPU runs) | crossvit_* (FAFE: timm CrossViT or crossvit_micro)
     pretrained: str = "imagenet"  # imagenet (torchvision weights, local cache or download) | path/to/weights.pth | none
     specific_stages: int = 0  # modality-specific ResNet stages after the stem: 0 = stem only (AGW, CAJ), 1 = stem + layer1 (DAM)
     last_stride: int = 1  # stride of layer4
@@ -58,12 +58,21 @@ class ModelConfig:
     local_dim: int = 256  # DAM local branch: reduced dimension of each stripe
     neck_feat: str = "after"  # test feature taken after (post-BN, as papers report) | before the BNNeck
     test_feature: str = "global"  # DAM Table 4: global | local | both
+    crossvit_patch_size: list[int] = field(default_factory=list)  # FAFE CrossViT: [fine, coarse] patch sizes; [] = the variant's
+    crossvit_coarse_scale: float = 224 / 240  # FAFE CrossViT: coarse-branch input = this x image size, floored to its patch multiple
+    multiscale_residual: bool = True  # FAFE CrossViT: residual from each multi-scale encoder's input to its output, per branch
+    drop_path_rate: float = 0.0  # FAFE CrossViT: stochastic depth rate of the transformer blocks
+    csa: bool = True  # FAFE: channel (eq 10) then spatial (eq 12) attention on the backbone feature map
+    csa_branch: str = "coarse"  # FAFE CrossViT: whose patch tokens form the CSA feature map: coarse | fine
+    csa_reduction: int = 16  # FAFE CSA eq 10: C1 maps C -> C / csa_reduction channels
+    csa_kernel: int = 7  # FAFE CSA eq 12: spatial-attention conv kernel size
+    csa_combine: str = "concat"  # FAFE CSA eq 12: channel-avg and channel-max maps concatenated (CBAM) | sum (paper's "+")
 
 
 @dataclass
 class LossConfig:
     id_smoothing: float = 0.0  # label smoothing xi of the ID loss (FAFE eq 13 uses 0.1)
-    metric: str = "wrt"  # global metric loss: wrt (AGW) | batch_hard (DAM eq 10) | adaptive (FAFE eq 15) | esd (CAJ) | none
+    metric: str = "wrt"  # global metric loss: wrt (AGW) | batch_hard (DAM eq 10) | adaptive (FAFE eq 15) | esd (CAJ) | center (FAFE) | none
     margin: float = 0.3  # triplet margin rho (batch_hard, hetero-center)
     cross_modality: bool = True  # batch_hard: positives/negatives from the other modality only
     mse_weight: float = 1.0  # DAM eq 13 (in eq 14): weight of the visible/infrared feature MSE (0 disables)
@@ -71,6 +80,8 @@ class LossConfig:
     lambda1: float = 0.5  # DAM eq 15: local ID loss weight
     lambda2: float = 0.1  # DAM eq 15: three-modality hetero-center triplet weight (eq 11)
     lambda3: float = 2.0  # DAM eq 15: hetero-center loss weight (eq 12)
+    adaptive_mode: str = "hinge"  # loss.metric=adaptive (FAFE eq 15): hinge, margin alpha = loss.margin | softplus (WRT form)
+    center_weight: float = 0.0005  # loss.metric=center (FAFE Table 4): weight of the Wen et al. centre loss
 
 
 @dataclass
