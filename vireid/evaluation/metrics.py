@@ -54,6 +54,7 @@ __all__ = [
     "PROTOCOLS",
     "DEFAULT_CHUNK_ELEMENTS",
     "default_chunk_size",
+    "gallery_exclusion_mask",
     "pairwise_distances",
     "rank_metrics",
     "rank_metrics_from_features",
@@ -473,6 +474,29 @@ def _run(
 # ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
+def gallery_exclusion_mask(q_pids: Any, g_pids: Any, q_cams: Any = None, g_cams: Any = None, *,
+                           protocol: str) -> np.ndarray:
+    """Boolean ``[Q, G]``: which gallery images each query ignores under ``protocol``'s removal rule
+    (the rule :func:`rank_metrics` applies; for pictures and search results that must agree with it).
+
+    ``"sysu"``: camera-3 queries ignore every camera-2 gallery image; ``"llcm"``: same id and same
+    camera; ``"regdb"``: nothing.
+    """
+    _check_protocol(protocol)
+    qp, gp = np.asarray(q_pids).reshape(-1), np.asarray(g_pids).reshape(-1)
+    mask = np.zeros((qp.size, gp.size), dtype=bool)
+    if protocol == "regdb":
+        return mask
+    if q_cams is None or g_cams is None:
+        raise ValueError(f"protocol {protocol!r} needs query and gallery cameras")
+    qc, gc = np.asarray(q_cams).reshape(-1), np.asarray(g_cams).reshape(-1)
+    if protocol == "sysu":
+        mask |= (qc == _SYSU_INFRARED_INDOOR_CAMERA)[:, None] & (gc == _SYSU_VISIBLE_SAME_ROOM_CAMERA)[None, :]
+    else:
+        mask |= (qp[:, None] == gp[None, :]) & (qc[:, None] == gc[None, :])
+    return mask
+
+
 def rank_metrics(
     distmat: Any,
     q_pids: Any,

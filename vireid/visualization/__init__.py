@@ -1,0 +1,1 @@
+"""Pictures people want: ranked lists, attention maps, curves."""

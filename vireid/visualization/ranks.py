@@ -1,0 +1,108 @@
+"""Ranked-list pictures (paper A Fig. 4): each row a query and its top-k gallery images, correct
+matches framed green, wrong ones red, with the protocol's removal rule applied as in evaluation."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from vireid.data.records import ImageRecord
+from vireid.evaluation.metrics import gallery_exclusion_mask
+
+GREEN = (22, 163, 74)
+RED = (220, 38, 38)
+QUERY_FRAME = (37, 99, 235)
+BACKGROUND = (255, 255, 255)
+TEXT = (30, 30, 30)
+
+
+def ranked_lists(
+    distmat: np.ndarray,
+    queries: Sequence[ImageRecord],
+    gallery: Sequence[ImageRecord],
+    *,
+    protocol: str,
+    topk: int = 10,
+) -> np.ndarray:
+    """Gallery indices ``[Q, topk]`` of each query's best matches under ``protocol``'s removal rule
+    (-1 where fewer than ``topk`` gallery images remain). Ties: lower gallery index first, as in
+    :func:`~vireid.evaluation.rank_metrics`."""
+    distmat = np.asarray(distmat, dtype=np.float64)
+    if distmat.shape != (len(queries), len(gallery)):
+        raise ValueError(f"distmat has shape {distmat.shape}, expected ({len(queries)}, {len(gallery)})")
+    excluded = gallery_exclusion_mask(
+        np.array([q.pid for q in queries]), np.array([g.pid for g in gallery]),
+        np.array([q.camera for q in queries]), np.array([g.camera for g in gallery]), protocol=protocol,
+    )
+    masked = np.where(excluded, np.inf, distmat)
+    order = np.argsort(masked, axis=1, kind="stable")[:, :topk]
+    kept = np.take_along_axis(~excluded, order, axis=1)
+    out = np.full((len(queries), topk), -1, dtype=np.int64)
+    out[:, : order.shape[1]] = np.where(kept, order, -1)
+    return out
+
+
+def _thumb(path: Path, size: tuple[int, int]) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+
+
+def draw_ranked_lists(
+    distmat: np.ndarray,
+    queries: Sequence[ImageRecord],
+    gallery: Sequence[ImageRecord],
+    out: str | Path,
+    *,
+    protocol: str,
+    rows: Sequence[int] | None = None,
+    topk: int = 10,
+    thumb: tuple[int, int] = (128, 64),
+    title: str | None = None,
+) -> Path:
+    """Draw the top-``topk`` ranked list of each query index in ``rows`` (default: the first 8) and
+    write a PNG atomically. Returns the path written."""
+    rows = list(range(min(8, len(queries)))) if rows is None else list(rows)
+    if not rows:
+        raise ValueError("no query rows to draw")
+    ranks = ranked_lists(distmat, queries, gallery, protocol=protocol, topk=topk)
+    th, tw = thumb
+    pad, frame, label_h = 6, 4, 14
+    title_h = 22 if title else 0
+    cell_w, cell_h = tw + 2 * frame + pad, th + 2 * frame + label_h + pad
+    gap = 16  # between the query and its ranked list
+    width = pad + cell_w * (topk + 1) + gap
+    height = title_h + pad + cell_h * len(rows)
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    if title:
+        draw.text((pad, 5), title, fill=TEXT, font=font)
+    for r, qi in enumerate(rows):
+        y = title_h + pad + r * cell_h
+        cells = [(queries[qi], QUERY_FRAME, f"query id {queries[qi].pid} c{queries[qi].camera}", pad)]
+        for k, gi in enumerate(ranks[qi]):
+            if gi < 0:
+                continue
+            g = gallery[gi]
+            colour = GREEN if g.pid == queries[qi].pid else RED
+            cells.append((g, colour, f"{k + 1}: id {g.pid} c{g.camera}", pad + gap + (k + 1) * cell_w))
+        for rec, colour, label, x in cells:
+            draw.rectangle([x, y, x + tw + 2 * frame - 1, y + th + 2 * frame - 1], fill=colour)
+            sheet.paste(_thumb(rec.path, thumb), (x + frame, y + frame))
+            draw.text((x, y + th + 2 * frame + 1), label, fill=TEXT, font=font)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        sheet.save(tmp, format="PNG")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
