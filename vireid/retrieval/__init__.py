@@ -1,1 +1,41 @@
+"""Retrieval: ONNX export, feature extraction, a persistent gallery index, search and re-ranking.
 
+- :mod:`vireid.retrieval.export` -- ``export_onnx``: one ONNX graph per modality, parity-checked;
+- :mod:`vireid.retrieval.embed` -- ``load_model``, ``model_fingerprint``, ``TorchExtractor`` /
+  ``OnnxExtractor``, ``list_images``, ``save_features`` / ``load_features``;
+- :mod:`vireid.retrieval.index` -- ``GalleryIndex`` (FAISS + SQLite, crash-safe ``add``), ``SearchHit``;
+- :mod:`vireid.retrieval.search` -- ``Searcher`` (query images in, ranked gallery images out);
+- :mod:`vireid.retrieval.rerank` -- k-reciprocal re-ranking (Zhong et al. CVPR 2017).
+
+Names are imported lazily (``from vireid.retrieval import Searcher``), so importing the package loads
+neither torch nor FAISS.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "GalleryIndex": "index",
+    "SearchHit": "index",
+    "Embeddings": "index",
+    "GalleryIndexError": "index",
+    "ModelMismatchError": "index",
+    "Searcher": "search",
+    "FeatureSet": "embed",
+    "load_features": "embed",
+    "save_features": "embed",
+    "load_model": "embed",
+    "model_fingerprint": "embed",
+    "export_onnx": "export",
+    "k_reciprocal_rerank": "rerank",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"vireid.retrieval.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'vireid.retrieval' has no attribute {name!r}")

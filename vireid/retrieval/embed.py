@@ -1,0 +1,627 @@
+"""Features of images for search: a trained model (PyTorch or ONNX Runtime), its fingerprint, image
+lists, and feature files.
+
+- :func:`load_model` builds the model of a config and loads a vireid checkpoint into it (every weight
+  from the checkpoint, ``model.pretrained`` ignored), as ``vireid test`` does.
+- :func:`model_fingerprint`: SHA-256 of the model's state (every tensor's name, dtype, shape and bytes)
+  and of the settings that change its test features (every ``model.*`` key except ``pretrained``, and
+  the input size ``data.height`` x ``data.width``). A gallery index records it and refuses features with
+  another one.
+- :class:`TorchExtractor` and :class:`OnnxExtractor` turn PIL images into features the same way as
+  :func:`vireid.evaluation.evaluator.extract_features`: RGB conversion (infrared images get three equal
+  channels), the test transform (resize to the input size, [0, 1] tensor), the branch of the images'
+  modality, and with ``flip`` the mean of the features of the image and its horizontal flip. Unlike
+  the evaluator, they return **L2-normalised** float32 NumPy arrays (what a gallery index stores).
+- :func:`list_images`: the images of a folder (recursively; ``camera`` parsed from the path when it
+  follows the SYSU-MM01 ``cam<N>/`` layout or a Market-1501/DukeMTMC-style ``_c<N>`` file name, else
+  0; no ``pid``, no ``timestamp``) or of a ``manifest.csv`` (``pid``, ``camera`` and ``modality`` from
+  its rows; no ``timestamp``).
+- :func:`save_features` / :func:`load_features`: ``OUT.npz`` (``features`` float32 ``[N, D]``, ``info``:
+  JSON with the model info, the fingerprint and the SHA-256 of the metadata file) and ``OUT.jsonl``
+  (one JSON object per row: path, pid, camera, modality, timestamp). Each file is written to a
+  temporary name and renamed; the metadata file is written first and the ``.npz`` records its hash,
+  so a pair from two different runs is detected on loading.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vireid.data.records import MODALITIES
+from vireid.errors import CheckpointError, ConfigError, DatasetError, VireidError
+
+logger = logging.getLogger("vireid.retrieval")
+
+FEATURES_FORMAT = "vireid-features"
+FEATURES_FORMAT_VERSION = 1
+FINGERPRINT_VERSION = "vireid-model-fingerprint-v1"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+BACKENDS = ("torch", "onnx")
+
+_CAM_DIR = re.compile(r"^cam(\d+)$", re.IGNORECASE)
+_CAM_FILE = re.compile(r"(?:^|_)c(\d+)(?=s\d|_|\.)", re.IGNORECASE)
+
+
+class FeatureFileError(VireidError):
+    """A feature file (``.npz`` + ``.jsonl``) is missing, malformed or inconsistent."""
+
+
+# -- model --------------------------------------------------------------------------------------------
+def fingerprint_settings(cfg: Any) -> dict[str, Any]:
+    """The settings (besides the weights) that determine a model's test features."""
+    from omegaconf import OmegaConf
+
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(model, dict)
+    model.pop("pretrained", None)
+    return {"model": model, "input_size": [int(cfg.data.height), int(cfg.data.width)]}
+
+
+def model_fingerprint(model: Any, cfg: Any) -> str:
+    """SHA-256 (hex) of ``model``'s state dict and :func:`fingerprint_settings` of ``cfg``."""
+    import torch
+
+    h = hashlib.sha256()
+    h.update(FINGERPRINT_VERSION.encode() + b"\n")
+    h.update(json.dumps(fingerprint_settings(cfg), sort_keys=True).encode() + b"\n")
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def config_from_yaml(text: str, source: str = "recorded config") -> Any:
+    """A struct-mode config typed by the defaults, from resolved YAML text (as stored in checkpoints
+    and gallery indexes)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from vireid.config import VireidConfig
+
+    cfg = OmegaConf.structured(VireidConfig)
+    OmegaConf.set_struct(cfg, True)
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.create(text))
+    except (OmegaConfBaseException, ValueError) as exc:
+        raise ConfigError(f"{source}: cannot be read as a vireid config ({str(exc).splitlines()[0]})") from None
+
+
+@dataclass
+class LoadedModel:
+    """A model with trained weights, the config it was built from and its fingerprint."""
+
+    model: Any
+    cfg: Any
+    checkpoint: Path | None
+    fingerprint: str
+
+    def model_info(self, **extra: Any) -> dict[str, Any]:
+        """What a feature file or a gallery index records about the model (``extra`` added, e.g.
+        ``flip``, ``feature_dim``)."""
+        from vireid import __version__
+        from vireid.config import config_to_yaml
+
+        return {
+            "fingerprint": self.fingerprint,
+            "model": str(self.cfg.model.name),
+            "arch": str(self.cfg.model.arch),
+            "input_size": [int(self.cfg.data.height), int(self.cfg.data.width)],
+            "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
+            "config": config_to_yaml(self.cfg),
+            "vireid_version": __version__,
+            **extra,
+        }
+
+
+def _model_changes(saved_yaml: str | None, cfg: Any) -> list[str]:
+    if not saved_yaml:
+        return []
+    from omegaconf import OmegaConf
+
+    try:
+        saved = fingerprint_settings(config_from_yaml(saved_yaml))["model"]
+    except ConfigError:
+        return []
+    current = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(current, dict)
+    return [f"model.{k}: checkpoint {saved.get(k)!r}, config {current.get(k)!r}"
+            for k in sorted(saved) if k != "pretrained" and saved.get(k) != current.get(k)]
+
+
+def load_model(cfg: Any | None, checkpoint: str | Path, *, device: str = "cpu") -> LoadedModel:
+    """Build the model of ``cfg`` (default: the config recorded in the checkpoint) and load the weights
+    of the vireid ``checkpoint`` (strictly: a missing or mismatching weight is a CheckpointError). The
+    model is in eval mode on ``device``."""
+    from vireid.engine.checkpoint import apply_model_state, load_checkpoint
+    from vireid.models import build_model
+
+    path = Path(checkpoint).expanduser().resolve()
+    ckpt = load_checkpoint(path)
+    num_classes = ckpt.get("num_classes")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise CheckpointError(f"{path}: checkpoint does not record num_classes")
+    if cfg is None:
+        if not ckpt.get("config"):
+            raise CheckpointError(f"{path}: checkpoint records no config; give the config file")
+        cfg = config_from_yaml(ckpt["config"], f"{path} (recorded config)")
+    changes = _model_changes(ckpt.get("config"), cfg)
+    if changes:
+        logger.warning("%s was trained with other model settings: %s", path, "; ".join(changes))
+    cfg = copy.deepcopy(cfg)
+    cfg.model.pretrained = "none"  # every weight comes from the checkpoint
+    model = build_model(cfg, num_classes)
+    apply_model_state(model, ckpt["model"], source=str(path), strict=True)
+    model.eval()
+    fingerprint = model_fingerprint(model, cfg)
+    model.to(device)
+    return LoadedModel(model=model, cfg=cfg, checkpoint=path, fingerprint=fingerprint)
+
+
+def search_transform(height: int, width: int) -> Callable[[Any], Any]:
+    """The test transform of ``vireid test`` for an input of ``height`` x ``width``."""
+    from vireid.config import load_config
+    from vireid.data.transforms import build_test_transform
+
+    return build_test_transform(load_config(None, [f"data.height={int(height)}", f"data.width={int(width)}"]))
+
+
+def _check_modality(modality: str) -> str:
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {'|'.join(MODALITIES)}, got {modality!r}")
+    return modality
+
+
+def _rgb(image: Any) -> Any:
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL image, got {type(image).__name__}")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+# -- extractors -------------------------------------------------------------------------------------------
+class FeatureExtractor(abc.ABC):
+    """Images in, L2-normalised float32 features out (see the module docstring)."""
+
+    backend: str = ""
+
+    def __init__(self, *, fingerprint: str, input_size: tuple[int, int], batch_size: int = 64, flip: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.fingerprint = fingerprint
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.batch_size = int(batch_size)
+        self.flip = bool(flip)
+        self.transform = search_transform(*self.input_size)
+
+    @abc.abstractmethod
+    def _run(self, images: np.ndarray, modality: str) -> np.ndarray:
+        """Raw features ``[N, D]`` of a float32 batch ``[N, 3, H, W]`` in [0, 1] of one modality."""
+
+    @property
+    @abc.abstractmethod
+    def modalities(self) -> tuple[str, ...]:
+        """Modalities this extractor can embed."""
+
+    def _features(self, batch: np.ndarray, modality: str) -> np.ndarray:
+        if modality not in self.modalities:
+            raise VireidError(f"this {self.backend} model has no {modality} branch (it has {', '.join(self.modalities)})")
+        feats = np.asarray(self._run(batch, modality), dtype=np.float32)
+        if self.flip:
+            feats = (feats + np.asarray(self._run(np.ascontiguousarray(batch[..., ::-1]), modality), dtype=np.float32)) / 2
+        return _l2(feats)
+
+    def embed_tensors(self, images: Any, modality: str) -> np.ndarray:
+        """Features of a batch ``[N, 3, H, W]`` in [0, 1] (tensor or array) already at the input size."""
+        _check_modality(modality)
+        batch = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1] != 3 or tuple(batch.shape[2:]) != self.input_size:
+            raise ValueError(f"expected images [N, 3, {self.input_size[0]}, {self.input_size[1]}], got {batch.shape}")
+        out = [self._features(batch[i : i + self.batch_size], modality) for i in range(0, len(batch), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+    def embed_images(self, images: Sequence[Any], modality: str, *, progress: bool = False) -> np.ndarray:
+        """Features ``[len(images), D]`` of PIL images of one ``modality``."""
+        _check_modality(modality)
+        return self._embed_loaded(((self.transform(_rgb(im)) for im in images)), len(images), modality, progress)
+
+    def _embed_loaded(self, tensors: Iterable[Any], n: int, modality: str, progress: bool,
+                      desc: str = "extracting features") -> np.ndarray:
+        from tqdm import tqdm
+
+        if n == 0:
+            raise ValueError("no images to embed")
+        chunks: list[np.ndarray] = []
+        batch: list[np.ndarray] = []
+        with tqdm(total=n, desc=desc, unit="img", disable=not progress) as bar:
+            for t in tensors:
+                batch.append(t.numpy() if hasattr(t, "numpy") else np.asarray(t))
+                if len(batch) == self.batch_size:
+                    chunks.append(self._features(np.stack(batch).astype(np.float32, copy=False), modality))
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                chunks.append(self._features(np.stack(batch).astype(np.float32, copy=False), modality))
+                bar.update(len(batch))
+        return np.concatenate(chunks)
+
+    def embed_paths(self, paths: Sequence[str | Path], modality: str, *, progress: bool = False,
+                    workers: int = 0) -> np.ndarray:
+        """Features of image files of one ``modality`` (a missing or unreadable file is a DatasetError)."""
+        _check_modality(modality)
+        return self.embed_metadata([{"path": str(p), "modality": modality} for p in paths],
+                                   progress=progress, workers=workers)
+
+    def embed_metadata(self, rows: Sequence[Mapping[str, Any]], *, progress: bool = True,
+                       workers: int = 0) -> np.ndarray:
+        """Features of the images of metadata rows (``path`` and ``modality`` each), in row order;
+        rows of both modalities may be mixed. ``workers`` reads images in that many processes."""
+        if not rows:
+            raise ValueError("no images to embed")
+        out: np.ndarray | None = None
+        for modality in MODALITIES:
+            positions = [i for i, r in enumerate(rows) if r["modality"] == modality]
+            if not positions:
+                continue
+            loader = _image_loader([str(rows[i]["path"]) for i in positions], self.transform, workers)
+            feats = self._embed_loaded(loader, len(positions), modality, progress, desc=f"extracting {modality} features")
+            if out is None:
+                out = np.zeros((len(rows), feats.shape[1]), dtype=np.float32)
+            out[positions] = feats
+        unknown = sorted({str(r["modality"]) for r in rows} - set(MODALITIES))
+        if unknown:
+            raise ValueError(f"modality must be one of {'|'.join(MODALITIES)}, got {unknown}")
+        assert out is not None
+        return out
+
+
+class _ImageFiles:
+    def __init__(self, paths: Sequence[str], transform: Callable[[Any], Any]):
+        self.paths = paths
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Any:
+        from vireid.data.training import load_rgb
+
+        return self.transform(load_rgb(self.paths[i]))
+
+
+def _image_loader(paths: Sequence[str], transform: Callable[[Any], Any], workers: int) -> Iterable[Any]:
+    files = _ImageFiles(paths, transform)
+    if workers <= 0:
+        return (files[i] for i in range(len(files)))
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(files, batch_size=None, shuffle=False, num_workers=workers)  # type: ignore[arg-type]
+    return iter(loader)
+
+
+class TorchExtractor(FeatureExtractor):
+    """Features from a PyTorch :class:`~vireid.models.ReIDModel` (``model.extract``, inference mode)."""
+
+    backend = "torch"
+
+    def __init__(self, loaded: LoadedModel, *, device: str = "cpu", batch_size: int = 64, flip: bool = False):
+        super().__init__(fingerprint=loaded.fingerprint,
+                         input_size=(int(loaded.cfg.data.height), int(loaded.cfg.data.width)),
+                         batch_size=batch_size, flip=flip)
+        self.loaded = loaded
+        self.device = device
+        self.model = loaded.model.to(device).eval()
+
+    @classmethod
+    def from_checkpoint(cls, cfg: Any | None, checkpoint: str | Path, *, device: str = "cpu",
+                        batch_size: int = 64, flip: bool = False) -> TorchExtractor:
+        return cls(load_model(cfg, checkpoint, device=device), device=device, batch_size=batch_size, flip=flip)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return MODALITIES
+
+    def _run(self, images: np.ndarray, modality: str) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(images).to(self.device)
+            return self.model.extract(x, modality).float().cpu().numpy()
+
+    def model_info(self, **extra: Any) -> dict[str, Any]:
+        return self.loaded.model_info(flip=self.flip, **extra)
+
+
+class OnnxExtractor(FeatureExtractor):
+    """Features from graphs written by :func:`vireid.retrieval.export.export_onnx` (one per modality),
+    run with ONNX Runtime; the graphs' metadata give the modality, input size and model fingerprint."""
+
+    backend = "onnx"
+
+    def __init__(self, graphs: Mapping[str, str | Path], *, batch_size: int = 64, flip: bool = False,
+                 device: str = "cpu"):
+        from vireid.retrieval.export import read_onnx_metadata
+
+        if not graphs:
+            raise ValueError("no ONNX graph given")
+        metas = {m: read_onnx_metadata(p) for m, p in graphs.items()}
+        fingerprints = {meta["fingerprint"] for meta in metas.values()}
+        if len(fingerprints) != 1:
+            raise VireidError("the ONNX graphs were exported from different models: "
+                              + ", ".join(f"{graphs[m]} ({meta['fingerprint'][:12]})" for m, meta in metas.items()))
+        first = next(iter(metas.values()))
+        super().__init__(fingerprint=first["fingerprint"], input_size=tuple(first["input_size"]),  # type: ignore[arg-type]
+                         batch_size=batch_size, flip=flip)
+        self.graphs = {m: Path(p) for m, p in graphs.items()}
+        self.metadata = metas
+        self.sessions = {m: _ort_session(p, device) for m, p in self.graphs.items()}
+
+    @classmethod
+    def from_paths(cls, paths: str | Path | Sequence[str | Path], **kwargs: Any) -> OnnxExtractor:
+        """Graphs named by ``paths`` (see :func:`vireid.retrieval.export.resolve_onnx_paths`)."""
+        from vireid.retrieval.export import resolve_onnx_paths
+
+        return cls(resolve_onnx_paths(paths), **kwargs)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in MODALITIES if m in self.sessions)
+
+    def _run(self, images: np.ndarray, modality: str) -> np.ndarray:
+        session = self.sessions[modality]
+        name = session.get_inputs()[0].name
+        return session.run(None, {name: images})[0]
+
+    def model_info(self, **extra: Any) -> dict[str, Any]:
+        meta = next(iter(self.metadata.values()))
+        info = {k: meta.get(k) for k in ("fingerprint", "model", "arch", "input_size", "checkpoint", "config",
+                                         "vireid_version")}
+        return {**info, "onnx": {m: str(p.resolve()) for m, p in self.graphs.items()}, "flip": self.flip, **extra}
+
+
+def _ort_session(path: Path, device: str) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    providers = ["CPUExecutionProvider"]
+    if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise VireidError(f"{path}: ONNX Runtime cannot load the graph ({type(exc).__name__}: {exc})") from exc
+
+
+def build_extractor(
+    *,
+    backend: str = "torch",
+    cfg: Any | None = None,
+    checkpoint: str | Path | None = None,
+    onnx: str | Path | Sequence[str | Path] | None = None,
+    device: str = "cpu",
+    batch_size: int = 64,
+    flip: bool = False,
+) -> FeatureExtractor:
+    """A :class:`TorchExtractor` (needs ``checkpoint``; ``cfg`` defaults to the checkpoint's) or an
+    :class:`OnnxExtractor` (needs ``onnx``; with a ``checkpoint`` too, the graphs must come from it)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        if checkpoint is None:
+            raise ValueError("the torch backend needs a checkpoint")
+        return TorchExtractor.from_checkpoint(cfg, checkpoint, device=device, batch_size=batch_size, flip=flip)
+    if onnx is None:
+        raise ValueError("the onnx backend needs the exported graph(s) (onnx=model.onnx; see 'vireid export')")
+    extractor = OnnxExtractor.from_paths(onnx, batch_size=batch_size, flip=flip, device=device)
+    if checkpoint is not None:
+        loaded = load_model(cfg, checkpoint, device="cpu")
+        if loaded.fingerprint != extractor.fingerprint:
+            from vireid.retrieval.index import ModelMismatchError
+
+            raise ModelMismatchError(
+                f"the ONNX graph(s) {', '.join(map(str, extractor.graphs.values()))} were exported from model "
+                f"{extractor.fingerprint[:12]}, not from {checkpoint} with this config ({loaded.fingerprint[:12]}); "
+                "export them again with 'vireid export'"
+            )
+    return extractor
+
+
+# -- image lists ----------------------------------------------------------------------------------------
+def parse_camera(path: str | Path) -> int:
+    """Camera number of an image path: a ``cam<N>`` folder (SYSU-MM01 layout), else a ``_c<N>`` /
+    ``c<N>s`` token of the file name (Market-1501, DukeMTMC-reID), else 0 (unknown)."""
+    p = Path(path)
+    for part in reversed(p.parent.parts):
+        m = _CAM_DIR.match(part)
+        if m:
+            return int(m.group(1))
+    m = _CAM_FILE.search(p.name)
+    return int(m.group(1)) if m else 0
+
+
+def list_images(
+    source: str | Path, *, modality: str | None = None, split: str | None = None
+) -> list[dict[str, Any]]:
+    """Metadata rows (``path`` absolute, ``pid``, ``camera``, ``modality``, ``timestamp``) of the images
+    of a folder or a ``manifest.csv`` (see the module docstring).
+
+    A folder needs ``modality`` (all its images have it); a manifest keeps its rows' modalities, or only
+    the rows of ``modality`` when given, and only the rows of ``split`` (train, query, gallery) when
+    given; an image listed in several splits appears once.
+    """
+    src = Path(source).expanduser()
+    if modality is not None:
+        _check_modality(modality)
+    if src.is_file():
+        if src.suffix.lower() != ".csv":
+            raise DatasetError("expected a folder of images or a manifest .csv file", path=src)
+        from vireid.data.manifest import MANIFEST_SPLITS, ManifestDataset
+
+        dataset = ManifestDataset(src)
+        if split is not None and split not in MANIFEST_SPLITS:
+            raise ValueError(f"split must be one of {MANIFEST_SPLITS}, got {split!r}")
+        records = dataset.splits[split] if split is not None else dataset.all_records()
+        seen: set[Path] = set()
+        rows = []
+        for rec in records:
+            if rec.path in seen or (modality is not None and rec.modality != modality):
+                continue
+            seen.add(rec.path)
+            rows.append({"path": str(rec.path), "pid": rec.pid, "camera": rec.camera, "modality": rec.modality,
+                         "timestamp": None})
+        if not rows:
+            what = " ".join(x for x in (split, modality) if x)
+            raise DatasetError(f"the manifest lists no {what + ' ' if what else ''}images", path=src)
+        return rows
+    if not src.is_dir():
+        raise DatasetError("no such folder or manifest file", path=src)
+    if split is not None:
+        raise ValueError("split selects manifest rows; a folder of images has no splits")
+    if modality is None:
+        raise ValueError(f"the modality of the images in {src} is needed (visible or infrared)")
+    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the folder or its subfolders", path=src)
+    return [{"path": os.path.abspath(f), "pid": None, "camera": parse_camera(f.relative_to(src)),
+             "modality": modality, "timestamp": None} for f in files]
+
+
+# -- feature files -----------------------------------------------------------------------------------------
+@dataclass
+class FeatureSet:
+    """Features ``[N, D]`` (float32, L2-normalised), one metadata dict per row, and the model info
+    (with its ``fingerprint``) of the model that produced them."""
+
+    features: np.ndarray
+    metadata: list[dict[str, Any]]
+    model_info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.features.ndim != 2 or self.features.shape[0] != len(self.metadata):
+            raise ValueError(f"features {self.features.shape} and {len(self.metadata)} metadata rows do not match")
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.model_info["fingerprint"])
+
+    def embeddings(self) -> Any:
+        from vireid.retrieval.index import Embeddings
+
+        return Embeddings(self.features, self.fingerprint)
+
+
+def feature_paths(out: str | Path) -> tuple[Path, Path]:
+    """``(OUT.npz, OUT.jsonl)`` of an output name given with or without the ``.npz`` suffix."""
+    p = Path(out).expanduser()
+    if p.suffix in (".npz", ".jsonl"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".npz"), p.with_name(p.name + ".jsonl")
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    from vireid.engine.checkpoint import default_file_mode
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, default_file_mode())
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_features(out: str | Path, features: FeatureSet) -> tuple[Path, Path]:
+    """Write ``OUT.jsonl`` then ``OUT.npz`` (each atomically; see the module docstring)."""
+    npz_path, jsonl_path = feature_paths(out)
+    feats = np.ascontiguousarray(features.features, dtype=np.float32)
+    if "fingerprint" not in features.model_info:
+        raise ValueError("model_info must hold the model's fingerprint")
+    lines = "".join(json.dumps(dict(row), sort_keys=True) + "\n" for row in features.metadata).encode()
+    info = {
+        "format": FEATURES_FORMAT,
+        "format_version": FEATURES_FORMAT_VERSION,
+        "count": int(feats.shape[0]),
+        "dim": int(feats.shape[1]),
+        "model_info": features.model_info,
+        "metadata_file": jsonl_path.name,
+        "metadata_sha256": hashlib.sha256(lines).hexdigest(),
+    }
+    _atomic_write_bytes(jsonl_path, lines)
+    buf = io.BytesIO()
+    np.savez(buf, features=feats, info=np.array(json.dumps(info, sort_keys=True)))
+    _atomic_write_bytes(npz_path, buf.getvalue())
+    return npz_path, jsonl_path
+
+
+def load_features(path: str | Path) -> FeatureSet:
+    """Read a feature file written by :func:`save_features` (``OUT``, ``OUT.npz`` or ``OUT.jsonl``)."""
+    npz_path, _ = feature_paths(path)
+    if not npz_path.is_file():
+        raise FeatureFileError(f"{npz_path}: feature file does not exist")
+    try:
+        with np.load(npz_path, allow_pickle=False) as data:
+            feats = np.asarray(data["features"], dtype=np.float32)
+            info = json.loads(str(data["info"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise FeatureFileError(f"{npz_path}: not a vireid feature file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(info, dict) or info.get("format") != FEATURES_FORMAT:
+        raise FeatureFileError(f"{npz_path}: not a vireid feature file (info.format != {FEATURES_FORMAT!r})")
+    if int(info.get("format_version", 0)) > FEATURES_FORMAT_VERSION:
+        raise FeatureFileError(f"{npz_path}: format_version {info.get('format_version')} is newer than this vireid reads")
+    jsonl_path = npz_path.with_name(str(info["metadata_file"]))
+    try:
+        raw = jsonl_path.read_bytes()
+    except OSError as exc:
+        raise FeatureFileError(f"{jsonl_path}: metadata file of {npz_path.name} cannot be read ({exc})") from None
+    if hashlib.sha256(raw).hexdigest() != info["metadata_sha256"]:
+        raise FeatureFileError(f"{jsonl_path}: does not belong to {npz_path.name} (its SHA-256 differs from the one "
+                               "recorded; the pair was written by different runs)")
+    metadata = []
+    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+        try:
+            metadata.append(json.loads(line))
+        except ValueError as exc:
+            raise FeatureFileError(f"{jsonl_path}:{lineno}: not JSON ({exc})") from None
+    if len(metadata) != feats.shape[0] or feats.ndim != 2:
+        raise FeatureFileError(f"{npz_path}: {feats.shape} features but {len(metadata)} metadata rows")
+    return FeatureSet(features=feats, metadata=metadata, model_info=dict(info["model_info"]))
+
+
+def embed(
+    extractor: FeatureExtractor, rows: Sequence[Mapping[str, Any]], *, progress: bool = True, workers: int = 0
+) -> FeatureSet:
+    """Features of the images of metadata ``rows`` (from :func:`list_images`) with the model info."""
+    feats = extractor.embed_metadata(rows, progress=progress, workers=workers)
+    info = extractor.model_info(feature_dim=int(feats.shape[1]), backend=extractor.backend)  # type: ignore[attr-defined]
+    return FeatureSet(features=feats, metadata=[dict(r) for r in rows], model_info=info)

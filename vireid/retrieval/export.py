@@ -1,0 +1,272 @@
+"""ONNX export of a trained model's test-feature extractor, with a parity check against PyTorch.
+
+**One graph per modality.** A two-stream model routes each image by its modality code, and that
+routing is data-dependent control flow (``TwoStreamResNet.forward`` branches on the codes), which an
+exported graph cannot keep. Each exported graph is therefore ``model.extract(images, modality)`` with
+the modality fixed (:class:`FixedModalityExtractor`): ``model_visible.onnx`` runs the visible stem and
+``model_infrared.onnx`` the infrared one; the shared layers are stored in each file. Running only the
+branch that is needed keeps inference as cheap as in PyTorch (a single graph with one output per
+branch would run both branches for every image).
+
+Graph interface: input ``images`` float32 ``[batch, 3, H, W]`` in **[0, 1]** (the model normalises its
+own input; the batch dimension is dynamic), output ``features`` float32 ``[batch, D]``, L2-normalised
+(``model.extract``). The file's metadata (``metadata_props``) records ``vireid_modality``,
+``vireid_fingerprint`` (:func:`vireid.retrieval.embed.model_fingerprint`), the input size, the model
+name, the checkpoint and the resolved config, so a graph is never used for the wrong modality or
+against an index of another model.
+
+Export uses PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``), which traces
+the model; the tracer's warnings about the modality branch (fixed by design) are silenced.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vireid.data.records import MODALITIES
+from vireid.errors import VireidError
+
+ONNX_INPUT = "images"
+ONNX_OUTPUT = "features"
+DEFAULT_OPSET = 17
+#: Largest accepted |PyTorch - ONNX Runtime| over the features of the parity check.
+PARITY_TOLERANCE = 1e-4
+GRAPH_FORMAT = "vireid-onnx-features"
+EXPORT_MODALITIES = (*MODALITIES, "both")
+
+
+class ExportError(VireidError):
+    """An export failed, or the exported graph does not reproduce the PyTorch features."""
+
+
+@dataclass
+class ExportResult:
+    """Written graphs by modality and the parity check's max abs difference of each (None: not checked)."""
+
+    paths: dict[str, Path]
+    max_abs_diff: dict[str, float | None]
+
+
+class FixedModalityExtractor(torch.nn.Module):
+    """``model.extract(images, modality)`` with ``modality`` fixed: the graph of one branch."""
+
+    def __init__(self, model: torch.nn.Module, modality: str):
+        super().__init__()
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {'|'.join(MODALITIES)}, got {modality!r}")
+        self.model = model
+        self.modality = modality
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.extract(images, self.modality)
+
+
+def onnx_output_paths(out: str | Path, modality: str) -> dict[str, Path]:
+    """Where :func:`export_onnx` writes: ``out`` itself for one modality; ``<stem>_visible<suffix>`` and
+    ``<stem>_infrared<suffix>`` next to it for ``both``."""
+    if modality not in EXPORT_MODALITIES:
+        raise ValueError(f"modality must be one of {'|'.join(EXPORT_MODALITIES)}, got {modality!r}")
+    p = Path(out).expanduser()
+    if modality != "both":
+        return {modality: p}
+    suffix = p.suffix or ".onnx"
+    return {m: p.with_name(f"{p.stem}_{m}{suffix}") for m in MODALITIES}
+
+
+def resolve_onnx_paths(paths: str | Path | Sequence[str | Path]) -> dict[str, Path]:
+    """Graphs by modality from one or more paths. A path that does not exist but whose
+    ``<stem>_visible`` / ``<stem>_infrared`` siblings do (``--modality both`` output) stands for them;
+    each graph's modality is read from its metadata."""
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    out: dict[str, Path] = {}
+    for item in items:
+        p = Path(item).expanduser()
+        candidates = [p] if p.is_file() else [q for q in onnx_output_paths(p, "both").values() if q.is_file()]
+        if not candidates:
+            raise ExportError(f"{p}: ONNX graph does not exist (nor {p.stem}_visible / {p.stem}_infrared next to it); "
+                              "write it with 'vireid export'")
+        for c in candidates:
+            modality = read_onnx_metadata(c)["modality"]
+            if modality in out and out[modality] != c:
+                raise ExportError(f"two {modality} graphs given: {out[modality]} and {c}")
+            out[modality] = c
+    return out
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
+    """The vireid metadata of an exported graph: ``modality``, ``fingerprint``, ``input_size`` [H, W],
+    ``feature_dim``, ``model``, ``arch``, ``checkpoint``, ``config`` and ``vireid_version``."""
+    import onnx
+
+    p = Path(path)
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # protobuf decode errors, missing files
+        raise ExportError(f"{p}: cannot be read as an ONNX graph ({type(exc).__name__}: {exc})") from None
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    if props.get("vireid_format") != GRAPH_FORMAT:
+        raise ExportError(f"{p}: not a vireid feature graph (no vireid metadata; export it with 'vireid export')")
+    try:
+        return {
+            "modality": props["vireid_modality"],
+            "fingerprint": props["vireid_fingerprint"],
+            "input_size": [int(props["vireid_input_height"]), int(props["vireid_input_width"])],
+            "feature_dim": int(props["vireid_feature_dim"]),
+            "model": props.get("vireid_model"),
+            "arch": props.get("vireid_arch"),
+            "checkpoint": props.get("vireid_checkpoint") or None,
+            "config": props.get("vireid_config"),
+            "vireid_version": props.get("vireid_version"),
+        }
+    except (KeyError, ValueError) as exc:
+        raise ExportError(f"{p}: incomplete vireid metadata ({exc})") from None
+
+
+def _trace_to_bytes(module: Any, dummy: Any, opset: int) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*will be removed.*")
+        torch.onnx.export(
+            module,
+            (dummy,),
+            buf,
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        from vireid.engine.checkpoint import default_file_mode
+
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_onnx(
+    loaded: Any,
+    out: str | Path,
+    *,
+    modality: str = "both",
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    tolerance: float = PARITY_TOLERANCE,
+) -> ExportResult:
+    """Export the test-feature extractor of ``loaded`` (a :class:`vireid.retrieval.embed.LoadedModel`)
+    to ONNX (see the module docstring and :func:`onnx_output_paths` for the file names).
+
+    With ``check`` each graph is run with ONNX Runtime on random batches of 1 and 3 images (the export
+    traced 2, so the dynamic batch dimension is exercised) and compared with ``model.extract``; a max
+    abs difference above ``tolerance`` raises :class:`ExportError`.
+    """
+    import onnx
+
+    from vireid import __version__
+    from vireid.config import config_to_yaml
+
+    targets = onnx_output_paths(out, modality)
+    model = copy.deepcopy(loaded.model).to("cpu").eval()
+    h, w = int(loaded.cfg.data.height), int(loaded.cfg.data.width)
+    dummy = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    result = ExportResult(paths={}, max_abs_diff={})
+    for mod, path in targets.items():
+        module = FixedModalityExtractor(model, mod).eval()
+        with torch.inference_mode():
+            dim = int(module(dummy).shape[1])
+        try:
+            data = _trace_to_bytes(module, dummy, opset)
+        except Exception as exc:  # the exporter raises many types
+            raise ExportError(f"ONNX export of the {mod} branch failed ({type(exc).__name__}: {exc})") from exc
+        graph = onnx.load_from_string(data)
+        meta = {
+            "vireid_format": GRAPH_FORMAT,
+            "vireid_modality": mod,
+            "vireid_fingerprint": loaded.fingerprint,
+            "vireid_input_height": str(h),
+            "vireid_input_width": str(w),
+            "vireid_feature_dim": str(dim),
+            "vireid_model": str(loaded.cfg.model.name),
+            "vireid_arch": str(loaded.cfg.model.arch),
+            "vireid_checkpoint": "" if loaded.checkpoint is None else str(loaded.checkpoint),
+            "vireid_config": config_to_yaml(loaded.cfg),
+            "vireid_version": __version__,
+        }
+        del graph.metadata_props[:]
+        for k, v in meta.items():
+            graph.metadata_props.add(key=k, value=v)
+        graph.doc_string = (f"vireid {loaded.cfg.model.name} test features of {mod} images: input {ONNX_INPUT} "
+                            f"[batch, 3, {h}, {w}] in [0, 1], output {ONNX_OUTPUT} [batch, {dim}] L2-normalised")
+        _write_atomic(path, graph.SerializeToString())
+        result.paths[mod] = path
+        result.max_abs_diff[mod] = None
+        if check:
+            diff = parity_check(model, path, mod, input_size=(h, w))
+            result.max_abs_diff[mod] = diff
+            if not diff <= tolerance:
+                raise ExportError(f"{path}: ONNX Runtime features differ from PyTorch by up to {diff:.3g} "
+                                  f"(tolerance {tolerance:g})")
+    return result
+
+
+def parity_check(
+    model: Any, path: str | Path, modality: str, *, input_size: tuple[int, int],
+    batch_sizes: Sequence[int] = (1, 3), seed: int = 0,
+) -> float:
+    """Max abs difference between ``model.extract`` and the ONNX graph at ``path`` on random images
+    in [0, 1] (one batch of each size in ``batch_sizes``)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    model = model.eval()
+    for n in batch_sizes:
+        x = torch.rand(int(n), 3, *input_size, generator=gen)
+        with torch.inference_mode():
+            ref = model.extract(x, modality).float().cpu().numpy()
+        got = session.run([ONNX_OUTPUT], {ONNX_INPUT: x.numpy()})[0]
+        if got.shape != ref.shape:
+            raise ExportError(f"{path}: ONNX output shape {got.shape} differs from PyTorch's {ref.shape} for batch {n}")
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+def describe_graphs(paths: Mapping[str, Path]) -> list[str]:
+    """One line per graph: modality, path and metadata summary."""
+    lines = []
+    for mod, p in paths.items():
+        meta = read_onnx_metadata(p)
+        lines.append(f"{mod}: {p} (input [batch, 3, {meta['input_size'][0]}, {meta['input_size'][1]}], "
+                     f"features [batch, {meta['feature_dim']}], model {meta['fingerprint'][:12]})")
+    return lines

@@ -1,0 +1,281 @@
+"""k-reciprocal re-ranking (Zhong, Zheng, Cao, Li: "Re-ranking person re-identification with
+k-reciprocal encoding", CVPR 2017), vectorised with NumPy and SciPy sparse matrices.
+
+Notation: the probe set P (queries) and the gallery G form the universe U = P ∪ G of ``n`` items (the
+other queries take part in every neighbourhood, as in the authors' evaluation). For L2-normalised
+features the **original distance** is ``d(x, y) = ||x - y||² / 4 = (1 - cos(x, y)) / 2``, in [0, 1].
+The ranking list of ``x`` sorts U by ``d(x, .)`` with ``x`` itself first (other ties by index).
+
+- Eq. 3: ``N(x, k)`` = ``x`` and its ``k`` nearest other items (the first ``k + 1`` of its ranking list).
+- Eq. 4: ``R(x, k) = {y ∈ N(x, k) : x ∈ N(y, k)}`` (k-reciprocal nearest neighbours; contains ``x``).
+- Eqs. 6–7: ``R*(x, k) = R(x, k) ∪ R(y, k/2)`` for every ``y ∈ R(x, k)`` with
+  ``|R(x, k) ∩ R(y, k/2)| >= 2/3 |R(y, k/2)|``; ``k/2`` is rounded half up.
+- Eq. 8: ``V_x[y] = exp(-d(x, y))`` if ``y ∈ R*(x, k1)``, else 0.
+- Eq. 11 (local query expansion): ``V_x`` is replaced by the mean of ``V_y`` over the first ``k2``
+  entries of ``x``'s ranking list (``x`` included); ``k2 = 1`` disables it.
+- Eq. 10: Jaccard distance ``d_J(p, g) = 1 - Σ_y min(V_p[y], V_g[y]) / Σ_y max(V_p[y], V_g[y])``.
+- Eq. 12: final distance ``d*(p, g) = (1 - λ) d_J(p, g) + λ d(p, g)``.
+
+Defaults are the paper's: ``k1 = 20``, ``k2 = 6``, ``λ = 0.3``. Choices where the paper leaves room are
+listed in docs/paper-notes.md (original distance and its scale, whether ``x`` belongs to its own
+neighbourhoods, rounding of ``k/2``, unnormalised ``V``).
+
+Cost: ``O(n²)`` memory for the distance matrix of U (float32) and a boolean matrix; the Jaccard
+numerators are accumulated over the sparse non-zeros of ``V`` (a join on shared columns), never as a
+dense ``|P| x |G| x n`` array.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+#: The paper's parameters (Section 5.2): k1, k2 and λ.
+K1, K2, LAMBDA = 20, 6, 0.3
+#: Query-gallery pairs per chunk of the Jaccard accumulation.
+_PAIR_CHUNK = 1 << 22
+
+
+def original_distance(features: np.ndarray) -> np.ndarray:
+    """``(1 - cos) / 2`` between all rows of L2-normalised ``features`` ``[n, D]`` (float32, in [0, 1])."""
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    d = (1.0 - x @ x.T) / 2.0
+    np.clip(d, 0.0, 1.0, out=d)
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+def ranking_lists(dist: np.ndarray, length: int) -> np.ndarray:
+    """The first ``length`` entries of each item's ranking list ``[n, length]``: itself first, then by
+    distance (ties by index)."""
+    n = dist.shape[0]
+    length = min(int(length), n)
+    rank_d = dist.astype(np.float64, copy=True)
+    np.fill_diagonal(rank_d, -1.0)  # the item itself comes first
+    if length < n:
+        part = np.argpartition(rank_d, length - 1, axis=1)[:, :length]
+    else:
+        part = np.broadcast_to(np.arange(n), (n, n)).copy()
+    vals = np.take_along_axis(rank_d, part, axis=1)
+    order = np.lexsort((part, vals), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def _reciprocal(neigh: np.ndarray) -> np.ndarray:
+    """Mask ``[n, k]``: ``neigh[x, j]`` has ``x`` among its own first ``k`` neighbours (Eq. 4)."""
+    n = neigh.shape[0]
+    back = neigh[neigh]  # [n, k, k]: the neighbour lists of x's neighbours
+    return (back == np.arange(n)[:, None, None]).any(axis=2)
+
+
+def k_reciprocal_sets(dist: np.ndarray, k1: int) -> np.ndarray:
+    """Boolean ``[n, n]``: row ``x`` marks ``R*(x, k1)`` (Eqs. 4–7)."""
+    n = dist.shape[0]
+    k1 = min(int(k1), n - 1)
+    kh = (k1 + 1) // 2  # k/2 rounded half up
+    neigh = ranking_lists(dist, k1 + 1)  # N(x, k1)
+    recip = _reciprocal(neigh)  # R(x, k1) within N(x, k1)
+    half = neigh[:, : kh + 1]  # N(x, k1/2): the ranking list's prefix
+    recip_half = _reciprocal(half)
+    rows = np.arange(n)
+    in_r = np.zeros((n, n), dtype=bool)
+    in_r[np.repeat(rows, neigh.shape[1]), neigh.ravel()] = recip.ravel()
+    # candidate sets R(y, k1/2) of every y in N(x, k1): [n, k1 + 1, kh + 1]
+    cand = half[neigh]
+    cand_mask = recip_half[neigh]
+    overlap = (in_r[rows[:, None, None], cand] & cand_mask).sum(axis=2)
+    accept = recip & (3 * overlap >= 2 * cand_mask.sum(axis=2))  # Eq. 7 in integers
+    r_star = in_r.copy()
+    add = accept[:, :, None] & cand_mask
+    r_star[np.broadcast_to(rows[:, None, None], cand.shape)[add], cand[add]] = True
+    return r_star
+
+
+def encode(dist: np.ndarray, k1: int, k2: int) -> Any:
+    """The k-reciprocal feature ``V`` (Eq. 8) after local query expansion (Eq. 11), as a CSR matrix."""
+    from scipy import sparse
+
+    n = dist.shape[0]
+    r_star = k_reciprocal_sets(dist, k1)
+    rows, cols = np.nonzero(r_star)
+    vals = np.exp(-dist[rows, cols].astype(np.float64))
+    v = sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
+    k2 = min(int(k2), n)
+    if k2 > 1:
+        expand = ranking_lists(dist, k2)
+        s = sparse.csr_matrix(
+            (np.full(expand.size, 1.0 / k2), (np.repeat(np.arange(n), k2), expand.ravel())), shape=(n, n)
+        )
+        v = (s @ v).tocsr()
+    return v
+
+
+def jaccard_distance(v: Any, num_query: int) -> np.ndarray:
+    """``d_J`` (Eq. 10) between the first ``num_query`` rows of ``v`` and the others ``[Q, G]``."""
+    v = v.tocsr()
+    n = v.shape[0]
+    q_n, g_n = int(num_query), n - int(num_query)
+    coo = v.tocoo()
+    r, c, x = coo.row, coo.col, coo.data
+    is_q = r < q_n
+    qr, qc, qx = r[is_q], c[is_q], x[is_q]
+    g_sel = ~is_q
+    order = np.argsort(c[g_sel], kind="stable")
+    gr, gc, gx = r[g_sel][order] - q_n, c[g_sel][order], x[g_sel][order]
+    col_start = np.searchsorted(gc, np.arange(n), side="left")
+    col_end = np.searchsorted(gc, np.arange(n), side="right")
+    num_min = np.zeros(q_n * g_n, dtype=np.float64)
+    counts = col_end[qc] - col_start[qc]
+    total = np.cumsum(counts)
+    start = 0
+    while start < len(qc):
+        # query entries [start, stop) whose pairs fit in one chunk
+        base = total[start - 1] if start else 0
+        stop = int(np.searchsorted(total, base + _PAIR_CHUNK, side="right"))
+        stop = max(stop, start + 1)
+        cnt = counts[start:stop]
+        owner = np.repeat(np.arange(start, stop), cnt)
+        offset = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        g_idx = col_start[qc[owner]] + offset
+        mins = np.minimum(qx[owner], gx[g_idx])
+        num_min += np.bincount(qr[owner] * g_n + gr[g_idx], weights=mins, minlength=q_n * g_n)
+        start = stop
+    num_min = num_min.reshape(q_n, g_n)
+    sums = np.asarray(v.sum(axis=1)).ravel()
+    num_max = sums[:q_n, None] + sums[None, q_n:] - num_min
+    return 1.0 - num_min / num_max
+
+
+def k_reciprocal_rerank_distance(
+    dist: np.ndarray, num_query: int, *, k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA
+) -> np.ndarray:
+    """Final distance ``d*`` (Eq. 12) ``[Q, G]`` from the original distances ``[n, n]`` of the universe
+    (queries first, ``num_query`` of them, then the gallery)."""
+    dist = np.asarray(dist)
+    n = dist.shape[0]
+    if dist.ndim != 2 or dist.shape[1] != n:
+        raise ValueError(f"dist must be a square [n, n] matrix, got shape {dist.shape}")
+    if not 1 <= num_query < n:
+        raise ValueError(f"num_query must be in 1..{n - 1} (at least one gallery item), got {num_query}")
+    if k1 < 1 or k2 < 1:
+        raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
+    if not 0.0 <= lambda_value <= 1.0:
+        raise ValueError(f"lambda_value must be in [0, 1], got {lambda_value}")
+    v = encode(dist, k1, k2)
+    d_j = jaccard_distance(v, num_query)
+    return (1.0 - lambda_value) * d_j + lambda_value * dist[:num_query, num_query:].astype(np.float64)
+
+
+def k_reciprocal_rerank(
+    q_feats: np.ndarray, g_feats: np.ndarray, *, k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA
+) -> np.ndarray:
+    """Re-ranked distances ``[Q, G]`` (smaller is more similar) of L2-normalised query and gallery
+    features (see the module docstring)."""
+    q = np.asarray(q_feats, dtype=np.float32)
+    g = np.asarray(g_feats, dtype=np.float32)
+    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f"expected features [Q, D] and [G, D], got {q.shape} and {g.shape}")
+    if len(q) == 0 or len(g) == 0:
+        raise ValueError("need at least one query and one gallery feature")
+    dist = original_distance(np.concatenate([q, g]))
+    return k_reciprocal_rerank_distance(dist, len(q), k1=k1, k2=k2, lambda_value=lambda_value)
+
+
+# -- evaluation with re-ranking (``vireid test --rerank``) ---------------------------------------------
+def rerank_params(k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA) -> dict[str, Any]:
+    return {"method": "k-reciprocal (Zhong et al. CVPR 2017)", "k1": int(k1), "k2": int(k2), "lambda": float(lambda_value)}
+
+
+def evaluate_reranked(
+    evaluator: Any, model: Any, trials: Sequence[int], *, k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA
+) -> dict[str, Any]:
+    """:meth:`vireid.evaluation.evaluator.Evaluator.evaluate` with the distance of each trial replaced by
+    the k-reciprocal re-ranked distance (features extracted once); results in percent, with
+    ``"rerank": True`` and the parameters under ``"rerank_params"``."""
+    from vireid.evaluation.evaluator import METRIC_KEYS, RANKS, _record_key, percentages
+    from vireid.evaluation.metrics import rank_metrics
+
+    protocol = evaluator.protocol
+    trial_list = [int(t) for t in trials]
+    if not trial_list:
+        raise ValueError("no trial to evaluate")
+    for t in trial_list:
+        protocol.check_trial(t)
+    sets = {t: (protocol.query(t), protocol.gallery(t)) for t in trial_list}
+    cache = evaluator.features(model, [rec for q, g in sets.values() for rec in (*q, *g)])
+    rows = []
+    for t in trial_list:
+        query, gallery = sets[t]
+        q = np.stack([cache[_record_key(r)].numpy() for r in query])
+        g = np.stack([cache[_record_key(r)].numpy() for r in gallery])
+        distmat = k_reciprocal_rerank(q, g, k1=k1, k2=k2, lambda_value=lambda_value)
+        metrics = rank_metrics(distmat, [r.pid for r in query], [r.pid for r in gallery],
+                               [r.camera for r in query], [r.camera for r in gallery],
+                               protocol=protocol.metric, max_rank=max(RANKS))
+        rows.append({"trial": t, **percentages(metrics)})
+    mean = {key: sum(row[key] for row in rows) / len(rows) for key in METRIC_KEYS}
+    return {"dataset": evaluator.dataset_name, "protocol": protocol.describe(), "trials": rows, "mean": mean,
+            "rerank": True, "rerank_params": rerank_params(k1, k2, lambda_value)}
+
+
+def run_test_reranked(
+    cfg: Any,
+    *,
+    checkpoint: str | None = None,
+    untrained: bool = False,
+    trials: int | None = None,
+    progress: bool | None = None,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA,
+) -> dict[str, Any]:
+    """:func:`vireid.engine.run.run_test` with k-reciprocal re-ranking (same weights, protocol, trials
+    and result keys, plus ``"rerank": True`` and ``"rerank_params"``)."""
+    import sys
+
+    from vireid.data import build_dataset
+    from vireid.engine.distributed import resolve_device
+    from vireid.engine.run import build_protocol, final_test_trials, trains_per_trial
+    from vireid.engine.trainer import seed_everything
+    from vireid.evaluation.evaluator import Evaluator
+    from vireid.models import build_model
+    from vireid.retrieval.embed import load_model
+
+    if untrained == (checkpoint is not None):
+        raise ValueError("give exactly one of checkpoint=PATH or untrained=True")
+    device = resolve_device(str(cfg.train.device))
+    dataset = build_dataset(cfg.data.name, cfg.data.root)
+    protocol = build_protocol(dataset, cfg)
+    trial_list = final_test_trials(dataset, protocol, cfg, trials)
+    seed_everything(int(cfg.train.seed))
+    epoch = None
+    if checkpoint is not None:
+        from vireid.engine.checkpoint import load_checkpoint
+
+        model = load_model(cfg, checkpoint, device=str(device)).model
+        epoch = load_checkpoint(checkpoint).get("epoch")
+    else:
+        per_trial = trains_per_trial(dataset)
+        records = dataset.train_records(trial=int(cfg.data.trial)) if per_trial else dataset.train_records()
+        model = build_model(copy.deepcopy(cfg), max(len({r.pid for r in records}), 1)).to(device)
+    evaluator = Evaluator.from_config(cfg, protocol, device=device,
+                                      progress=sys.stderr.isatty() if progress is None else progress)
+    results = evaluate_reranked(evaluator, model, trial_list, k1=k1, k2=k2, lambda_value=lambda_value)
+    results["checkpoint"] = None if checkpoint is None else str(checkpoint)
+    results["untrained"] = bool(untrained)
+    if checkpoint is not None:
+        results["epoch"] = epoch
+    return results
+
+
+def format_reranked_table(results: Mapping[str, Any]) -> str:
+    """:func:`vireid.evaluation.evaluator.format_results_table` with the title labelled as re-ranked."""
+    from vireid.evaluation.evaluator import format_results_table
+
+    lines = format_results_table(results).split("\n")
+    p = results.get("rerank_params", rerank_params())
+    lines[0] += f" -- RE-RANKED: k-reciprocal (k1={p['k1']}, k2={p['k2']}, lambda={p['lambda']})"
+    return "\n".join(lines)
