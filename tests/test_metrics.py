@@ -210,7 +210,7 @@ def test_llcm_query_with_only_same_camera_matches_is_skipped():
 # --------------------------------------------------------------------------------------------
 # ties, skipping, saturation
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.int16])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, np.int64, np.int32, np.uint8])
 def test_ties_broken_by_gallery_index(dtype):
     # idx0 and idx1 at the same distance 5: the lower index ranks first.
     # match at idx1 -> rank 2, AP 1/2;  match at idx0 -> rank 1, AP 1
@@ -384,6 +384,10 @@ def test_agrees_with_reference(protocol, ties):
         for r in results:
             assert_same(r, expected)
             assert_identical(r, results[0])  # chunking never changes a bit
+        assert_identical(
+            rank_metrics(np.asfortranarray(d), qp, gp, qc, gc, protocol=protocol, max_rank=10, chunk_size=4),
+            results[0],
+        )
         if ties in ("none", "int"):
             assert_identical(
                 rank_metrics(d.astype(np.float32), qp, gp, qc, gc, protocol=protocol, max_rank=10, chunk_size=5),

@@ -31,16 +31,19 @@ A query with no true match left after removal is skipped and not counted (``num_
 one with the lower index ranks first (the order of a stable sort of each distance row). Results are
 therefore deterministic and do not depend on the chunk size.
 
-**Implementation.** Queries are processed in chunks of rows; memory beyond the inputs is bounded by a
-few arrays of ``chunk x gallery`` elements. Each distance row is converted to unsigned integer keys that
-sort like the distances, with the gallery index packed into the low bits, so one fast (unstable)
-``np.sort`` gives the stable order; for 64-bit distances the key is truncated and rows where truncated
-keys collide are re-sorted exactly with ``np.lexsort``. True matches are then located with one boolean
-comparison per chunk and AP, INP and ranks are computed on the sparse list of matches. For the
-deduplicated CMC the gallery columns are grouped by identity, and ``np.minimum.reduceat`` over the
-sort keys gives the best-ranked image of each identity; the deduplicated rank of the first true match is
-one plus the number of other identities whose best image ranks before it. No Python loop runs over
-queries or gallery items.
+**Implementation.** Queries are processed in chunks of rows; memory beyond the inputs is a few buffers
+of ``chunk x gallery`` elements, allocated once per call and reused by every chunk. Each distance row is
+converted to unsigned integer keys that sort like the distances, with the gallery index packed into the
+low bits, so one fast (unstable) in-place ``np.sort`` gives the stable order; for 64-bit distances that
+float32 cannot hold exactly the value part is truncated, and rows where truncated keys collide are
+re-sorted exactly with ``np.lexsort``. The SYSU-MM01 camera rule sets the top bits of the removed
+columns' keys, so they sort to the tail of the row and are cut off. True matches are located with one
+boolean comparison per chunk, and AP, INP and ranks are computed on the sparse list of matches (LLCM's
+removed matches are dropped there, shifting the ranks after them). For the deduplicated CMC the gallery
+columns are grouped by identity and ``np.minimum.reduceat`` over the keys gives the best-ranked image of
+each identity; the deduplicated rank of the first true match is one plus the number of other identities
+whose best image ranks before it (keeping the first occurrence of each identity gives the same rank).
+No Python loop runs over queries or gallery items.
 """
 
 from __future__ import annotations
