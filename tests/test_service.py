@@ -1,0 +1,441 @@
+"""The search web service (``vireid serve``) through FastAPI's TestClient and a live uvicorn server.
+
+A tiny real index is built once per module: a synthetic SYSU-MM01 set, a 1-iteration AGW checkpoint
+and a flat index of every visible image. Expected rankings are recomputed here by brute force from
+the index's stored features.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+pytest.importorskip("faiss")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import vireid.cli as cli  # noqa: E402
+from vireid.config import load_config  # noqa: E402
+from vireid.data import build_dataset  # noqa: E402
+from vireid.data.synthetic import generate  # noqa: E402
+from vireid.engine.run import run_training  # noqa: E402
+from vireid.retrieval.embed import build_extractor, embed  # noqa: E402
+from vireid.retrieval.index import GalleryIndex  # noqa: E402
+from vireid.retrieval.search import Searcher  # noqa: E402
+from vireid.retrieval.service import RequestError, create_app, decode_image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "sysu" / "agw_tiny.yaml"
+MAX_TOPK = 20
+
+
+def build_search_index(base: Path) -> dict[str, Path]:
+    """Synthetic SYSU-MM01 data, a tiny trained AGW checkpoint and a flat index of the visible images.
+
+    Returns the paths ``data``, ``checkpoint`` and ``index``. Shared with tests/test_browser.py.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: threads cost more than they give on a shared machine
+    try:
+        root = generate("sysu", base / "data", ids=6, images_per_camera=2, size=(64, 32), workers=1, progress=False)
+        run = base / "run"
+        cfg = load_config(CONFIG, [
+            f"data.root={root}", f"output_dir={run}", "train.epochs=1", "train.iters_per_epoch=1", "test.trials=1",
+            "data.height=64", "data.width=32", "data.ids_per_batch=2", "data.images_per_id=2", "data.workers=0",
+            "train.device=cpu",
+        ])
+        run_training(cfg)
+        checkpoint = run / "checkpoints" / "last.pt"
+        records = [r for r in build_dataset("sysu", root).all_records() if r.modality == "visible"]
+        rows = [{"path": str(r.path), "pid": r.pid, "camera": r.camera, "modality": r.modality} for r in records]
+        features = embed(build_extractor(checkpoint=checkpoint), rows, progress=False)
+        GalleryIndex.build(base / "index", features.embeddings(), features.metadata, model_info=features.model_info,
+                           kind="flat", progress=False).close()
+    finally:
+        torch.set_num_threads(threads)
+    return {"data": root, "checkpoint": checkpoint, "index": base / "index"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, Path]:
+    return build_search_index(tmp_path_factory.mktemp("service"))
+
+
+@pytest.fixture(scope="module")
+def searcher(built) -> Searcher:
+    return Searcher.from_index(built["index"])
+
+
+@pytest.fixture(scope="module")
+def client(searcher) -> TestClient:
+    return TestClient(create_app(searcher, max_upload_bytes=200_000, max_topk=MAX_TOPK))
+
+
+@pytest.fixture(scope="module")
+def query_path(built) -> Path:
+    """An infrared image (SYSU-MM01 camera 3) -- not in the visible gallery."""
+    return sorted((built["data"] / "cam3").rglob("*.jpg"))[0]
+
+
+def expected_ranking(searcher: Searcher, image: Image.Image, modality: str, topk: int) -> tuple[list[int], np.ndarray]:
+    """Brute-force ranking: cosine of the query feature with every stored gallery feature."""
+    ids = searcher.index.ids()
+    gallery = searcher.index.reconstruct(ids)
+    query = searcher.extractor.embed_images([image.convert("RGB")], modality)[0]
+    scores = gallery @ (query / np.linalg.norm(query))
+    order = np.argsort(-scores, kind="stable")[:topk]
+    return [int(ids[i]) for i in order], scores[order]
+
+
+def searcher_score(searcher: Searcher, a: int, b: int) -> float:
+    """Difference between the scores two gallery images would get from the same query (0 for a tie):
+    here the cosine distance between the two stored features, an upper bound of it."""
+    fa, fb = searcher.index.reconstruct([a, b])
+    return float(1.0 - fa @ fb)
+
+
+def post(client: TestClient, data: bytes, *, filename: str = "query.jpg", content_type: str = "image/jpeg",
+         **fields: str):
+    return client.post("/api/search", files={"image": (filename, data, content_type)}, data=fields)
+
+
+# -- health and page ---------------------------------------------------------------------------------
+def test_health_reports_gallery_and_model(client, built, searcher):
+    visible = [r for r in build_dataset("sysu", built["data"]).all_records() if r.modality == "visible"]
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["gallery_size"] == len(visible) > 0
+    assert body["index"]["modalities"] == {"visible": len(visible)}
+    assert body["index"]["kind"] == "flat"
+    assert body["model"]["fingerprint"] == searcher.index.fingerprint
+    assert body["model"]["name"] == "agw"
+    assert body["model"]["input_size"] == [64, 32]
+    assert body["model"]["feature_dim"] == body["index"]["dim"] == searcher.index.dim
+    assert body["default_query_modality"] == "infrared"  # the other modality than the visible gallery
+    assert body["max_topk"] == MAX_TOPK and body["max_upload_bytes"] == 200_000
+    assert str(built["data"]) not in response.text  # no server paths
+
+
+def test_page_and_static_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for element_id in ("drop-zone", "image-input", "modality", "topk", "search-button", "results"):
+        assert f'id="{element_id}"' in page.text
+    script = client.get("/static/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "/api/search" in script.text
+    assert client.get("/static/style.css").status_code == 200
+
+
+# -- search ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("modality", ["infrared", "visible"])
+def test_search_ranks_gallery_like_brute_force(client, searcher, query_path, modality):
+    data = query_path.read_bytes()
+    response = post(client, data, modality=modality, topk="7")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["query_modality"] == modality and body["topk"] == 7 and body["rerank"] is False
+    results = body["results"]
+    assert len(results) == 7
+    assert [r["rank"] for r in results] == list(range(1, 8))
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    ids, expected_scores = expected_ranking(searcher, Image.open(io.BytesIO(data)), modality, 7)
+    assert np.allclose(scores, expected_scores, atol=1e-5)
+    for r, expected_id in zip(results, ids):
+        # the same image at each rank, unless two gallery images tie (then either order is right)
+        assert r["id"] == expected_id or abs(searcher_score(searcher, r["id"], expected_id)) < 1e-6
+    for r in results:
+        meta = searcher.index.get(r["id"])
+        assert (r["camera"], r["modality"], r["pid"]) == (meta["camera"], "visible", meta["pid"])
+        assert r["image_url"] == f"/api/gallery/{r['id']}/image"
+
+
+def test_result_images_are_the_indexed_files(client, searcher, query_path):
+    results = post(client, query_path.read_bytes(), topk="3").json()["results"]
+    assert len(results) == 3
+    for r in results:
+        image = client.get(r["image_url"])
+        assert image.status_code == 200
+        assert image.headers["content-type"] == "image/jpeg"
+        assert image.content == searcher.index.image_path(r["id"]).read_bytes()
+
+
+def test_search_defaults_and_png_upload(client, searcher, query_path):
+    image = Image.open(query_path)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    response = post(client, buf.getvalue(), filename="query.png", content_type="image/png")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["query_modality"] == "infrared" and body["topk"] == 10 and len(body["results"]) == 10
+    _, expected_scores = expected_ranking(searcher, image, "infrared", 10)
+    assert np.allclose([r["score"] for r in body["results"]], expected_scores, atol=1e-5)
+
+
+def test_topk_larger_than_gallery_returns_whole_gallery(built, searcher, query_path):
+    app_client = TestClient(create_app(searcher, max_topk=100))
+    body = post(app_client, query_path.read_bytes(), topk="100").json()
+    assert len(body["results"]) == len(searcher.index) < 100
+    assert sorted(r["id"] for r in body["results"]) == searcher.index.ids().tolist()
+
+
+def test_rerank_orders_by_rerank_distance(client, query_path):
+    body = post(client, query_path.read_bytes(), topk="5", rerank="true").json()
+    assert body["rerank"] is True and len(body["results"]) == 5
+    distances = [r["rerank_distance"] for r in body["results"]]
+    assert distances == sorted(distances)
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+def _noise_png(size: int, seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_non_image_upload_is_415(client):
+    response = post(client, b"name,pid\nfoo,1\n", filename="table.csv", content_type="text/csv")
+    assert response.status_code == 415
+    assert response.json()["detail"] == (
+        "the uploaded file 'table.csv' is not an image in a supported format (expected JPEG, PNG, BMP, GIF, TIFF, WEBP)"
+    )
+
+
+def test_corrupt_and_empty_uploads_are_400(client, query_path):
+    data = query_path.read_bytes()
+    truncated = post(client, data[: len(data) // 2], filename="half.jpg")
+    assert truncated.status_code == 400
+    assert truncated.json()["detail"].startswith("the uploaded JPEG image 'half.jpg' cannot be decoded (corrupt or truncated")
+    empty = post(client, b"", filename="empty.jpg")
+    assert empty.status_code == 400
+    assert empty.json()["detail"] == "the uploaded file 'empty.jpg' is empty (0 bytes); expected a query image"
+
+
+def test_oversized_upload_is_413(client):
+    data = _noise_png(300)  # ~270 kB of incompressible pixels, over the 200 000-byte limit
+    assert len(data) > 200_000
+    response = post(client, data, filename="big.png", content_type="image/png")
+    assert response.status_code == 413
+    assert "the limit is 200000 bytes" in response.json()["detail"]
+
+
+def test_image_with_too_many_pixels_is_413(searcher):
+    small_client = TestClient(create_app(searcher, max_image_pixels=1000))
+    response = post(small_client, _noise_png(40), filename="wide.png", content_type="image/png")
+    assert response.status_code == 413
+    assert response.json()["detail"] == "the uploaded image 'wide.png' is 40 x 40 pixels; at most 1000 pixels are accepted"
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"modality": "thermal"},
+     "modality must be one of visible, infrared (the query image's modality), got 'thermal'"),
+    ({"topk": "0"}, f"topk must be between 1 and {MAX_TOPK}, got 0"),
+    ({"topk": str(MAX_TOPK + 1)}, f"topk must be between 1 and {MAX_TOPK}, got {MAX_TOPK + 1}"),
+    ({"topk": "-3"}, f"topk must be between 1 and {MAX_TOPK}, got -3"),
+    ({"topk": "five"}, f"topk must be an integer between 1 and {MAX_TOPK}, got 'five'"),
+    ({"topk": "2.5"}, f"topk must be an integer between 1 and {MAX_TOPK}, got '2.5'"),
+    ({"rerank": "maybe"}, "rerank must be true or false, got 'maybe'"),
+])
+def test_bad_fields_are_422(client, query_path, fields, message):
+    response = post(client, query_path.read_bytes(), **fields)
+    assert response.status_code == 422
+    assert response.json() == {"detail": message}
+
+
+def test_missing_or_misplaced_image_field_is_422(client, query_path):
+    missing = client.post("/api/search", files={"photo": ("q.jpg", query_path.read_bytes(), "image/jpeg")},
+                          data={"modality": "infrared"})
+    assert missing.status_code == 422
+    assert missing.json() == {"detail": "missing form field 'image': the query image file"}
+    text = client.post("/api/search", files={"modality": (None, "infrared")}, data={"image": "q.jpg"})
+    assert text.status_code == 422
+    assert text.json() == {"detail": "form field 'image' must be a file upload (the query image), got a text value"}
+
+
+def test_non_multipart_body_is_415(client):
+    response = client.post("/api/search", json={"image": "q.jpg"})
+    assert response.status_code == 415
+    assert response.json()["detail"].startswith("expected a multipart/form-data body with the fields image (file)")
+
+
+# -- gallery images: only indexed ones -------------------------------------------------------------------------
+@pytest.mark.parametrize("segment", ["38", "999999", "-1", "1.0", "0x1", "abc", "%2e%2e", "..%2F..%2Fetc%2Fpasswd",
+                                     "%2Fetc%2Fpasswd", "1%00", "%201"])
+def test_gallery_image_refuses_unknown_and_non_integer_ids(client, segment):
+    response = client.get(f"/api/gallery/{segment}/image")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert "root:" not in response.text
+
+
+def test_gallery_image_with_path_segments_is_not_served(client):
+    for path in ("/api/gallery/../../etc/passwd/image", "/api/gallery/0/../../../../etc/passwd",
+                 "/static/../../../../etc/passwd", "/static/%2e%2e/%2e%2e/%2e%2e/etc/passwd"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "root:" not in response.text
+
+
+def test_gallery_image_of_a_removed_file_is_404(tmp_path, built):
+    # a copy of the index whose image file we may delete
+    import shutil
+
+    index_copy = tmp_path / "index"
+    shutil.copytree(built["index"], index_copy)
+    searcher = Searcher.from_index(index_copy)
+    own = TestClient(create_app(searcher))
+    path = searcher.index.image_path(0)
+    moved = path.with_suffix(".moved")
+    path.rename(moved)
+    try:
+        response = own.get("/api/gallery/0/image")
+    finally:
+        moved.rename(path)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "gallery image 0 is indexed but its file no longer exists"}
+    assert own.get("/api/gallery/0/image").status_code == 200
+
+
+def test_decode_image_refuses_formats_outside_the_list(tmp_path):
+    # an EPS file would need Ghostscript: not a format the service decodes
+    with pytest.raises(RequestError) as info:
+        decode_image(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "x.eps")
+    assert info.value.status == 415
+
+
+def test_create_app_checks_limits(searcher):
+    with pytest.raises(ValueError, match="max_topk must be a positive integer, got 0"):
+        create_app(searcher, max_topk=0)
+    with pytest.raises(ValueError, match="max_upload_bytes must be a positive integer"):
+        create_app(searcher, max_upload_bytes=-1)
+
+
+# -- a live uvicorn server: the body limit holds while the body streams in ---------------------------------
+@pytest.fixture(scope="module")
+def live_server(searcher):
+    import uvicorn
+
+    app = create_app(searcher, max_upload_bytes=100_000, max_topk=MAX_TOPK)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start within 15 s"
+        time.sleep(0.05)
+    yield port
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def _raw_request(port: int, head: bytes, chunks=(), timeout: float = 10.0) -> tuple[int, dict, int]:
+    """Send ``head`` then ``chunks`` (stopping when the server answers); returns (status, JSON body,
+    chunks sent)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(head)
+        sent = 0
+        conn.setblocking(False)
+        for chunk in chunks:
+            try:
+                if conn.recv(1, socket.MSG_PEEK):
+                    break  # the server has answered
+            except BlockingIOError:
+                pass
+            conn.setblocking(True)
+            try:
+                conn.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 1
+            conn.setblocking(False)
+            time.sleep(0.002)
+        conn.setblocking(True)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _content_length(data):
+            part = conn.recv(65536)
+            if not part:
+                break
+            data += part
+    head_text, body = data.split(b"\r\n\r\n", 1)
+    status = int(head_text.split(b" ", 2)[1])
+    return status, json.loads(body[: _content_length(data)]), sent
+
+
+def _content_length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    return 1 << 30
+
+
+def test_live_declared_oversized_body_is_refused_before_reading(live_server):
+    head = (b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 1000000000\r\n\r\n")
+    status, body, _ = _raw_request(live_server, head)  # no body is sent at all
+    assert status == 413
+    assert body == {"detail": "the upload is 1000000000 bytes; the limit is 100000 bytes"}
+
+
+def test_live_chunked_oversized_body_is_cut_off_while_streaming(live_server):
+    head = (b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    part = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.png\"\r\n\r\n"
+    payload = b"x" * 8192
+    chunk = b"%x\r\n%s\r\n" % (len(payload), payload)
+    total = 1000  # 8 MB if the server read it all
+    status, body, sent = _raw_request(live_server, head, [b"%x\r\n%s\r\n" % (len(part), part)] + [chunk] * total)
+    assert status == 413
+    assert body == {"detail": "the upload exceeds the limit of 100000 bytes"}
+    assert sent < total // 4  # the server answered long before the end of the body
+
+
+def test_live_concurrent_searches_agree(live_server, query_path, searcher):
+    import httpx
+
+    data = query_path.read_bytes()
+    answers: list[dict] = []
+
+    def one() -> None:
+        r = httpx.post(f"http://127.0.0.1:{live_server}/api/search", files={"image": ("q.jpg", data, "image/jpeg")},
+                       data={"topk": "5"}, timeout=60)
+        answers.append(r.json())
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(answers) == 4
+    assert all(a["results"] == answers[0]["results"] for a in answers)
+    _, expected_scores = expected_ranking(searcher, Image.open(query_path), "infrared", 5)
+    assert np.allclose([r["score"] for r in answers[0]["results"]], expected_scores, atol=1e-5)
+
+
+# -- the command ---------------------------------------------------------------------------------------------
+def test_serve_command_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["serve"])
+    assert cli.main(["serve", "--index", str(tmp_path / "missing")]) == 2
+    assert "index folder does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", "--index", str(tmp_path), "--max-upload-mb", "0"])
+    assert exit_info.value.code == 2
+    assert "expected a positive number, got '0'" in capsys.readouterr().err

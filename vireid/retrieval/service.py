@@ -1,0 +1,360 @@
+"""The person-search web service: an HTTP API and a web page over a :class:`~vireid.retrieval.search.Searcher`.
+
+:func:`create_app` builds a FastAPI application (``vireid serve`` runs it with uvicorn):
+
+``GET /``
+    The search page (``vireid/retrieval/static/``): drop or choose a query image, pick its modality
+    and ``topk``, see the ranked gallery as a grid of cards (rank, score, camera, modality).
+``GET /api/health``
+    ``{"status": "ok", "gallery_size", "index": {...}, "model": {...}, "modalities",
+    "default_query_modality", "max_topk", "max_upload_bytes"}``.
+``POST /api/search``
+    A ``multipart/form-data`` body with the fields ``image`` (the query image file), ``modality``
+    (``visible`` | ``infrared``: the **query's** modality; default: the other one than the gallery's),
+    ``topk`` (1..``max_topk``, default ``min(10, max_topk)``) and ``rerank`` (``true`` | ``false``,
+    k-reciprocal re-ranking, default false). Answers ``{"results": [{"id", "rank", "score", "camera",
+    "modality", "pid", "image_url"}, ...], "query_modality", "topk", "rerank", "gallery_size"}``, best
+    first (``score`` is the cosine similarity).
+``GET /api/gallery/{id}/image``
+    The file of indexed gallery image ``id``. The id is parsed as an integer and looked up in the
+    index; the path served is the one the index records, so no part of a request ever reaches the
+    filesystem.
+
+Bad input gets a 4xx answer ``{"detail": "<what is wrong and what was expected>"}``:
+
+=====  ===========================================================================================
+415    the body is not ``multipart/form-data``; the upload is not an image in a format the service
+       reads (JPEG, PNG, BMP, GIF, TIFF, WebP)
+400    the upload is empty, or an image whose data cannot be decoded (corrupt or truncated); a
+       malformed multipart body
+413    the upload is larger than ``max_upload_bytes`` (checked against ``Content-Length`` first and
+       counted while the body streams in, so an oversized body is never read to its end), or the
+       image has more than ``max_image_pixels`` pixels
+422    the ``image`` field is missing or not a file; ``modality`` is not visible|infrared; ``topk``
+       is not an integer in 1..``max_topk``; ``rerank`` is not a boolean
+404    an unknown gallery id (or one that is not a non-negative integer), or an indexed image whose
+       file no longer exists
+=====  ===========================================================================================
+
+Decoding and the model run in a worker thread (``run_in_threadpool``) so the event loop keeps serving;
+one lock serialises the model calls (a PyTorch module is not guaranteed to be re-entrant, and on a CPU
+one call already uses every core). FastAPI is imported when :func:`create_app` is called.
+"""
+
+# No "from __future__ import annotations": FastAPI reads the endpoints' annotations (Request, defined
+# inside create_app) at definition time.
+import io
+import logging
+import mimetypes
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from vireid.data.records import MODALITIES
+
+logger = logging.getLogger("vireid.retrieval")
+
+#: Default largest accepted upload (bytes): 10 MiB.
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+#: Default largest ``topk`` a request may ask for.
+DEFAULT_MAX_TOPK = 100
+#: Default ``topk`` when a request gives none (at most ``max_topk``).
+DEFAULT_TOPK = 10
+#: Default largest decoded image (pixels), a guard against decompression bombs: 40 megapixels.
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+#: Bytes a multipart body may hold beyond the image itself (boundaries, part headers, text fields).
+FORM_OVERHEAD_BYTES = 64 * 1024
+#: Largest text field (``modality``, ``topk``, ``rerank``), bytes.
+MAX_FIELD_BYTES = 1024
+#: Image formats the service decodes (Pillow format names); others are refused with 415.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+STATIC_DIR = Path(__file__).with_name("static")
+
+_ID_RE = re.compile(r"[0-9]{1,18}")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+class RequestError(Exception):
+    """A request the service refuses: HTTP ``status`` and a message for the client."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = int(status)
+        self.message = message
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+# -- request pieces (pure functions, tested directly) ---------------------------------------------------
+def parse_modality(value: str | None, default: str) -> str:
+    """The query modality of a form value (``default`` when absent), or a 422 :class:`RequestError`."""
+    if value is None:
+        return default
+    modality = value.strip().lower()
+    if modality not in MODALITIES:
+        raise RequestError(
+            422, f"modality must be one of {', '.join(MODALITIES)} (the query image's modality), got {value!r}"
+        )
+    return modality
+
+
+def parse_topk(value: str | None, max_topk: int) -> int:
+    """``topk`` of a form value (default ``min(DEFAULT_TOPK, max_topk)``), or a 422 :class:`RequestError`."""
+    if value is None:
+        return min(DEFAULT_TOPK, max_topk)
+    text = value.strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,9}", text):
+        raise RequestError(422, f"topk must be an integer between 1 and {max_topk}, got {value!r}")
+    topk = int(text)
+    if not 1 <= topk <= max_topk:
+        raise RequestError(422, f"topk must be between 1 and {max_topk}, got {topk}")
+    return topk
+
+
+def parse_rerank(value: str | None) -> bool:
+    """``rerank`` of a form value (default false), or a 422 :class:`RequestError`."""
+    if value is None:
+        return False
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise RequestError(422, f"rerank must be true or false, got {value!r}")
+
+
+def parse_gallery_id(value: str) -> int:
+    """The integer id of a URL segment, or a 404 :class:`RequestError` (ids are non-negative integers)."""
+    if not _ID_RE.fullmatch(value):
+        raise RequestError(404, f"no gallery image with id {value!r}: gallery ids are non-negative integers")
+    return int(value)
+
+
+def decode_image(data: bytes, filename: str, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Any:
+    """The RGB PIL image of uploaded bytes, or a :class:`RequestError`: 400 empty, 415 not an image of
+    :data:`IMAGE_FORMATS`, 413 more than ``max_pixels`` pixels, 400 undecodable (corrupt, truncated)."""
+    from PIL import Image, UnidentifiedImageError
+
+    name = filename or "upload"
+    if not data:
+        raise RequestError(400, f"the uploaded file {name!r} is empty (0 bytes); expected a query image")
+    try:
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except UnidentifiedImageError:
+        raise RequestError(
+            415, f"the uploaded file {name!r} is not an image in a supported format (expected {', '.join(IMAGE_FORMATS)})"
+        ) from None
+    except Image.DecompressionBombError:
+        raise RequestError(413, f"the uploaded image {name!r} has too many pixels to decode") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise RequestError(400, f"the uploaded image {name!r} cannot be decoded (corrupt header: {exc})") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise RequestError(400, f"the uploaded image {name!r} has no pixels ({width} x {height})")
+    if width * height > max_pixels:
+        raise RequestError(
+            413, f"the uploaded image {name!r} is {width} x {height} pixels; at most {max_pixels} pixels are accepted"
+        )
+    try:
+        image.load()
+        return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise RequestError(
+            400, f"the uploaded {image.format} image {name!r} cannot be decoded (corrupt or truncated: {exc})"
+        ) from None
+
+
+def hit_to_json(hit: Any) -> dict[str, Any]:
+    """The JSON of one :class:`~vireid.retrieval.index.SearchHit` (no server path: ``image_url`` instead)."""
+    out = {
+        "id": int(hit.id),
+        "rank": int(hit.rank),
+        "score": float(hit.score),
+        "camera": int(hit.camera),
+        "modality": str(hit.modality),
+        "pid": None if hit.pid is None else int(hit.pid),
+        "image_url": f"/api/gallery/{int(hit.id)}/image",
+    }
+    if getattr(hit, "rerank_distance", None) is not None:
+        out["rerank_distance"] = float(hit.rerank_distance)
+    return out
+
+
+# -- the application ----------------------------------------------------------------------------------
+def create_app(
+    source: str | Path | Any,
+    *,
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    backend: str = "torch",
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_topk: int = DEFAULT_MAX_TOPK,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> Any:
+    """The FastAPI application of the search service (see the module docstring).
+
+    ``source`` is an index folder (opened with :meth:`Searcher.from_index` and ``checkpoint``,
+    ``device``, ``backend``) or a ready :class:`~vireid.retrieval.search.Searcher`. ``max_upload_bytes``
+    is the largest query image accepted (413 above), ``max_topk`` the largest ``topk``,
+    ``max_image_pixels`` the largest decoded image.
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+    from starlette.concurrency import run_in_threadpool
+
+    from vireid.retrieval.search import Searcher
+
+    for name, value in (("max_upload_bytes", max_upload_bytes), ("max_topk", max_topk),
+                        ("max_image_pixels", max_image_pixels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(source, Searcher):
+        searcher = source
+    elif isinstance(source, (str, Path)):
+        searcher = Searcher.from_index(source, checkpoint=checkpoint, device=device, backend=backend)
+    else:
+        raise TypeError(f"source must be an index folder or a Searcher, got {type(source).__name__}")
+
+    index = searcher.index
+    model_lock = threading.Lock()
+    body_limit = max_upload_bytes + FORM_OVERHEAD_BYTES
+
+    from vireid import __version__
+
+    app = FastAPI(title="vireid person search", version=__version__, docs_url="/api/docs", redoc_url=None,
+                  openapi_url="/api/openapi.json")
+    app.state.searcher = searcher
+    app.state.max_upload_bytes = max_upload_bytes
+    app.state.max_topk = max_topk
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        """Service status, gallery size, the index and its model."""
+        info = index.info()
+        model = info["model_info"]
+        return {
+            "status": "ok",
+            "gallery_size": int(info["count"]),
+            "index": {k: info[k] for k in ("kind", "dim", "generation", "modalities", "created", "updated")},
+            "model": {
+                "fingerprint": model.get("fingerprint"),
+                "name": model.get("model"),
+                "arch": model.get("arch"),
+                "input_size": model.get("input_size"),
+                "feature_dim": model.get("feature_dim", info["dim"]),
+                "flip": searcher.extractor.flip,
+                "backend": searcher.extractor.backend,
+            },
+            "modalities": list(MODALITIES),
+            "default_query_modality": searcher.default_query_modality(),
+            "max_topk": max_topk,
+            "max_upload_bytes": max_upload_bytes,
+        }
+
+    async def _read_form(request: Request) -> Any:
+        from starlette.formparsers import MultiPartException, MultiPartParser
+
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "multipart/form-data":
+            raise RequestError(
+                415, "expected a multipart/form-data body with the fields image (file), modality and topk, "
+                f"got content type {content_type or 'none'!r}"
+            )
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > body_limit:
+            raise RequestError(413, f"the upload is {int(declared)} bytes; the limit is {max_upload_bytes} bytes")
+
+        async def bounded() -> Any:
+            received = 0
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > body_limit:
+                    raise _BodyTooLarge()
+                yield chunk
+
+        parser = MultiPartParser(request.headers, bounded(), max_files=1, max_fields=8,
+                                 max_part_size=MAX_FIELD_BYTES)
+        try:
+            return await parser.parse()
+        except _BodyTooLarge:
+            raise RequestError(413, f"the upload exceeds the limit of {max_upload_bytes} bytes") from None
+        except MultiPartException as exc:
+            raise RequestError(400, f"malformed multipart body: {exc.message}") from None
+
+    def _search(image: Any, modality: str, topk: int, rerank: bool) -> list[Any]:
+        with model_lock:
+            return searcher.search_images([image], modality, topk=topk, rerank=rerank)[0]
+
+    @app.post("/api/search")
+    async def search(request: Request) -> dict[str, Any]:
+        """Rank the gallery for one uploaded query image (see the module docstring for the fields)."""
+        from starlette.datastructures import UploadFile
+
+        started = time.perf_counter()
+        form = await _read_form(request)
+        try:
+            upload = form.get("image")
+            if upload is None:
+                raise RequestError(422, "missing form field 'image': the query image file")
+            if not isinstance(upload, UploadFile):
+                raise RequestError(422, "form field 'image' must be a file upload (the query image), got a text value")
+            fields = {}
+            for key in ("modality", "topk", "rerank"):
+                value = form.get(key)
+                if value is not None and not isinstance(value, str):
+                    raise RequestError(422, f"form field {key!r} must be a text value, got a file")
+                fields[key] = value
+            modality = parse_modality(fields["modality"], searcher.default_query_modality())
+            topk = parse_topk(fields["topk"], max_topk)
+            rerank = parse_rerank(fields["rerank"])
+            size = upload.size if upload.size is not None else len(await upload.read())
+            if size > max_upload_bytes:
+                raise RequestError(413, f"the uploaded image is {size} bytes; the limit is {max_upload_bytes} bytes")
+            await upload.seek(0)
+            data = await upload.read()
+            filename = upload.filename or "upload"
+        finally:
+            await form.close()
+        image = await run_in_threadpool(decode_image, data, filename, max_pixels=max_image_pixels)
+        hits = await run_in_threadpool(_search, image, modality, topk, rerank)
+        logger.info("search %s query %dx%d topk=%d rerank=%s: %d results in %.0f ms", modality, image.width,
+                    image.height, topk, rerank, len(hits), 1000 * (time.perf_counter() - started))
+        return {
+            "results": [hit_to_json(h) for h in hits],
+            "query_modality": modality,
+            "topk": topk,
+            "rerank": rerank,
+            "gallery_size": len(index),
+        }
+
+    @app.get("/api/gallery/{image_id}/image")
+    def gallery_image(image_id: str) -> FileResponse:
+        """The file of indexed gallery image ``image_id`` (only ids the index holds)."""
+        gid = parse_gallery_id(image_id)
+        try:
+            path = index.image_path(gid)
+        except KeyError:
+            raise RequestError(404, f"no gallery image with id {gid} in the index ({len(index)} images)") from None
+        if not path.is_file():
+            raise RequestError(404, f"gallery image {gid} is indexed but its file no longer exists")
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media_type, headers={"X-Content-Type-Options": "nosniff",
+                                                                   "Cache-Control": "private, max-age=3600"})
+
+    return app
