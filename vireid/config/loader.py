@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
-import tempfile
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -235,18 +233,6 @@ def save_config(cfg: DictConfig, path: str | Path) -> Path:
 
     The parent folder is created if needed. Returns the path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = config_to_yaml(cfg)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from vireid.io import write_text_atomic
+
+    return write_text_atomic(path, config_to_yaml(cfg))

@@ -9,7 +9,6 @@ right ids, cameras and modalities.
 
 from __future__ import annotations
 
-import os
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from vireid.data.base import VIReIDDataset
 from vireid.data.records import MODALITIES, ImageRecord
 from vireid.errors import DatasetError
+from vireid.io import atomic_path
 
 #: Size (height, width) each image is fitted into, keeping its aspect ratio.
 THUMB_SIZE = (128, 64)
@@ -103,12 +103,6 @@ def contact_sheet(dataset: VIReIDDataset, out: str | Path, *, identities: int = 
             sheet.paste(thumb, (x0 + (cell_w - thumb.width) // 2, y0 + PAD + (THUMB_SIZE[0] - thumb.height) // 2))
 
     out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from torch import nn
 
 from vireid import __version__
 from vireid.errors import CheckpointError
+from vireid.io import atomic_open, default_file_mode  # noqa: F401  (re-exported)
 
 FORMAT = "vireid-checkpoint"
 FORMAT_VERSION = 1
@@ -78,21 +78,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file next to ``path``, ``fsync``, then ``os.replace``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "wb") as fh:
+        torch.save(obj, fh)
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
     except OSError:
@@ -104,13 +91,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     finally:
         os.close(dir_fd)
     return path
-
-
-def default_file_mode() -> int:
-    """``0o666`` minus the process umask: the mode ``open(path, "w")`` would give a new file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -21,14 +21,12 @@ import copy
 import inspect
 import json
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vireid.engine.checkpoint import apply_model_state, default_file_mode, load_checkpoint
+from vireid.engine.checkpoint import apply_model_state, load_checkpoint
 from vireid.engine.distributed import DistributedContext, barrier, cleanup, init_distributed, resolve_device
 from vireid.engine.hooks import CHECKPOINT_DIR, LAST_CHECKPOINT, LOG_FILE, attach_log_file, detach_log_file
 from vireid.engine.trainer import Trainer, configure_determinism, seed_everything
@@ -86,19 +84,9 @@ def _progress() -> bool:
 
 def write_json(obj: Any, path: str | Path) -> Path:
     """Atomic JSON write (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, default_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from vireid.io import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def mean_of_trials(rows: Sequence[dict[str, Any]]) -> dict[str, float]:

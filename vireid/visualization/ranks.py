@@ -3,8 +3,6 @@ matches framed green, wrong ones red, with the protocol's removal rule applied a
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vireid.data.records import ImageRecord
 from vireid.evaluation.metrics import gallery_exclusion_mask
+from vireid.io import atomic_path
 
 GREEN = (22, 163, 74)
 RED = (220, 38, 38)
@@ -96,13 +95,6 @@ def draw_ranked_lists(
             sheet.paste(_thumb(rec.path, thumb), (x + frame, y + frame))
             draw.text((x, y + th + 2 * frame + 1), label, fill=TEXT, font=font)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out

@@ -36,6 +36,7 @@ from vireid.data.records import INFRARED, VISIBLE
 from vireid.data.synthetic.person import PersonIdentity, sample_identity
 from vireid.data.synthetic.render import CameraSpec, Shot, Track, render_shot, sample_shot, sample_track
 from vireid.errors import DatasetError
+from vireid.io import atomic_open, write_text_atomic
 
 DATASETS = ("sysu", "regdb", "llcm")
 _CODES = {"sysu": 1, "regdb": 2, "llcm": 3}
@@ -234,9 +235,7 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
 
 
 def _finish(out: Path, info: dict) -> None:
-    tmp = out / (MARKER_DONE + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, out / MARKER_DONE)
+    write_text_atomic(out / MARKER_DONE, json.dumps(info, indent=2, sort_keys=True) + "\n")
     (out / MARKER_INCOMPLETE).unlink()
 
 
@@ -417,10 +416,8 @@ def write_rand_perm_cam(path: Path, shape: SysuShape, *, seed: int = 0) -> None:
     # The 116-byte text header carries scipy's creation time; a fixed text keeps the file reproducible.
     header = b"MATLAB 5.0 MAT-file, written by vireid.data.synthetic (synthetic SYSU-MM01 gallery permutations)"
     raw[:116] = header[:116].ljust(116, b" ")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(bytes(raw))
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as fh:
+        fh.write(bytes(raw))
 
 
 def build_rand_perm_cam(shape: SysuShape, *, seed: int = 0) -> np.ndarray:
