@@ -12,6 +12,7 @@ from vireid.models.registry import MODELS, build_model, model_names, register_mo
 from vireid.models.agw import AGW  # noqa: E402  isort: skip
 from vireid.models.caj import CAJ  # noqa: E402  isort: skip
 from vireid.models.dam import DAM  # noqa: E402  isort: skip
+from vireid.models.fafe import FAFE  # noqa: E402  isort: skip
 from vireid.models.backbones import TwoStreamResNet  # noqa: E402  isort: skip
 from vireid.models.mca import MultiScaleCrossAttention  # noqa: E402  isort: skip
 from vireid.models.pca import PartChannelAttention  # noqa: E402  isort: skip
@@ -21,6 +22,7 @@ __all__ = [
     "AGW",
     "CAJ",
     "DAM",
+    "FAFE",
     "MODELS",
     "MultiScaleCrossAttention",
     "PCBHead",
