@@ -17,7 +17,7 @@ from vireid import __version__
 from vireid.errors import VireidError
 
 #: Command modules in the order ``vireid --help`` lists them.
-COMMAND_MODULES = ["synth", "data", "train", "test", "demo", "serve"]
+COMMAND_MODULES = ["synth", "data", "train", "test", "export", "embed", "index", "search", "demo", "visualize", "serve"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
