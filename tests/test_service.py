@@ -66,9 +66,19 @@ def build_search_index(base: Path) -> dict[str, Path]:
     return {"data": root, "checkpoint": checkpoint, "index": base / "index"}
 
 
+_SHARED: dict[str, dict[str, Path]] = {}
+
+
+def shared_search_index(tmp_path_factory) -> dict[str, Path]:
+    """:func:`build_search_index` once per test session (tests/test_browser.py uses the same one)."""
+    if "built" not in _SHARED:
+        _SHARED["built"] = build_search_index(tmp_path_factory.mktemp("search-index"))
+    return _SHARED["built"]
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, Path]:
-    return build_search_index(tmp_path_factory.mktemp("service"))
+    return shared_search_index(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

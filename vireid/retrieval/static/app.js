@@ -138,7 +138,7 @@
       results.replaceChildren(...body.results.map(card));
       resultsTitle.hidden = false;
       resultsTitle.textContent =
-        `Ranked gallery: top ${body.results.length} of ${body.gallery_size} for a ${body.query_modality} query` +
+        `Ranked gallery: top ${body.results.length} of ${body.gallery_size} for the ${body.query_modality} query` +
         (body.rerank ? " (re-ranked)" : "");
       clearMessage();
     } catch (e) {
