@@ -16,8 +16,6 @@ atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from vireid.io import atomic_path
 from vireid.models.base import ReIDModel
 
 LABEL_HEIGHT = 28  # two text lines above each tile
@@ -87,18 +86,10 @@ def blend(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray
 
 
 def save_png(image: Image.Image, path: str | Path) -> Path:
-    """Write ``image`` as PNG atomically (a temporary file in the same folder, then ``os.replace``)."""
+    """Write ``image`` as PNG atomically (:func:`vireid.io.atomic_path`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
     return path
 
 
