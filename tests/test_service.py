@@ -66,6 +66,15 @@ def build_search_index(base: Path) -> dict[str, Path]:
     return {"data": root, "checkpoint": checkpoint, "index": base / "index"}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # tiny convolutions: threads cost more than they give on a shared machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 _SHARED: dict[str, dict[str, Path]] = {}
 
 
@@ -300,15 +309,15 @@ def test_gallery_image_with_path_segments_is_not_served(client):
         assert "root:" not in response.text
 
 
-def test_gallery_image_of_a_removed_file_is_404(tmp_path, built):
+def test_gallery_image_of_a_removed_file_is_404(tmp_path, built, searcher):
     # a copy of the index whose image file we may delete
     import shutil
 
     index_copy = tmp_path / "index"
     shutil.copytree(built["index"], index_copy)
-    searcher = Searcher.from_index(index_copy)
-    own = TestClient(create_app(searcher))
-    path = searcher.index.image_path(0)
+    copy_searcher = Searcher(index=GalleryIndex.open(index_copy), extractor=searcher.extractor)
+    own = TestClient(create_app(copy_searcher))
+    path = copy_searcher.index.image_path(0)
     moved = path.with_suffix(".moved")
     path.rename(moved)
     try:
@@ -318,6 +327,31 @@ def test_gallery_image_of_a_removed_file_is_404(tmp_path, built):
     assert response.status_code == 404
     assert response.json() == {"detail": "gallery image 0 is indexed but its file no longer exists"}
     assert own.get("/api/gallery/0/image").status_code == 200
+
+
+def test_images_added_while_serving_are_found(tmp_path, built, searcher, query_path):
+    import shutil
+
+    index_copy = tmp_path / "index"
+    shutil.copytree(built["index"], index_copy)
+    own = TestClient(create_app(Searcher(index=GalleryIndex.open(index_copy), extractor=searcher.extractor),
+                                max_topk=100))
+    before = own.get("/api/health").json()["gallery_size"]
+    # another process appends two images (copies of existing rows, new files) to the index
+    writer = GalleryIndex.open(index_copy)
+    new_rows = []
+    for i in (0, 1):
+        meta = writer.get(i)
+        copy = tmp_path / f"added{i}.jpg"
+        shutil.copyfile(meta["path"], copy)
+        new_rows.append({"path": str(copy), "pid": meta["pid"], "camera": meta["camera"], "modality": "visible"})
+    new_ids = writer.add(writer.reconstruct([0, 1]), new_rows, fingerprint=writer.fingerprint, progress=False)
+    writer.close()
+    assert own.get("/api/health").json()["gallery_size"] == before + 2
+    body = post(own, query_path.read_bytes(), topk=str(before + 2)).json()
+    assert sorted(r["id"] for r in body["results"]) == list(range(before)) + sorted(new_ids)
+    image = own.get(f"/api/gallery/{new_ids[1]}/image")
+    assert image.status_code == 200 and image.content == (tmp_path / "added1.jpg").read_bytes()
 
 
 def test_decode_image_refuses_formats_outside_the_list(tmp_path):

@@ -6,8 +6,8 @@
     The search page (``vireid/retrieval/static/``): drop or choose a query image, pick its modality
     and ``topk``, see the ranked gallery as a grid of cards (rank, score, camera, modality).
 ``GET /api/health``
-    ``{"status": "ok", "gallery_size", "index": {...}, "model": {...}, "modalities",
-    "default_query_modality", "max_topk", "max_upload_bytes"}``.
+    ``{"status": "ok", "gallery_size", "index": {...}, "model": {...}, "modalities" (the query
+    modalities the model embeds), "default_query_modality", "max_topk", "max_upload_bytes"}``.
 ``POST /api/search``
     A ``multipart/form-data`` body with the fields ``image`` (the query image file), ``modality``
     (``visible`` | ``infrared``: the **query's** modality; default: the other one than the gallery's),
@@ -31,10 +31,14 @@ Bad input gets a 4xx answer ``{"detail": "<what is wrong and what was expected>"
        counted while the body streams in, so an oversized body is never read to its end), or the
        image has more than ``max_image_pixels`` pixels
 422    the ``image`` field is missing or not a file; ``modality`` is not visible|infrared; ``topk``
-       is not an integer in 1..``max_topk``; ``rerank`` is not a boolean
+       is not an integer in 1..``max_topk``; ``rerank`` is not a boolean; ``modality`` names a branch
+       the model lacks (an ONNX export of one modality)
 404    an unknown gallery id (or one that is not a non-negative integer), or an indexed image whose
        file no longer exists
 =====  ===========================================================================================
+
+Each search and health request first picks up a newer generation of the index (images added with
+``vireid index add`` while the service runs); ids stay valid across generations.
 
 Decoding and the model run in a worker thread (``run_in_threadpool``) so the event loop keeps serving;
 one lock serialises the model calls (a PyTorch module is not guaranteed to be re-entrant, and on a CPU
@@ -246,6 +250,7 @@ def create_app(
     @app.get("/api/health")
     def health() -> dict[str, Any]:
         """Service status, gallery size, the index and its model."""
+        _refresh()
         info = index.info()
         model = info["model_info"]
         return {
@@ -261,7 +266,7 @@ def create_app(
                 "flip": searcher.extractor.flip,
                 "backend": searcher.extractor.backend,
             },
-            "modalities": list(MODALITIES),
+            "modalities": [m for m in MODALITIES if m in searcher.extractor.modalities],
             "default_query_modality": searcher.default_query_modality(),
             "max_topk": max_topk,
             "max_upload_bytes": max_upload_bytes,
@@ -297,7 +302,18 @@ def create_app(
         except MultiPartException as exc:
             raise RequestError(400, f"malformed multipart body: {exc.message}") from None
 
+    def _refresh() -> None:
+        """Pick up images added to the index (``vireid index add``) since the last request."""
+        from vireid.retrieval.index import GalleryIndexError
+
+        try:
+            if index.refresh():
+                logger.info("index %s: now generation %d, %d images", index.folder, index.generation, len(index))
+        except GalleryIndexError as exc:
+            logger.warning("index %s: keeping generation %d (%s)", index.folder, index.generation, exc)
+
     def _search(image: Any, modality: str, topk: int, rerank: bool) -> list[Any]:
+        _refresh()
         with model_lock:
             return searcher.search_images([image], modality, topk=topk, rerank=rerank)[0]
 
@@ -321,6 +337,9 @@ def create_app(
                     raise RequestError(422, f"form field {key!r} must be a text value, got a file")
                 fields[key] = value
             modality = parse_modality(fields["modality"], searcher.default_query_modality())
+            if modality not in searcher.extractor.modalities:
+                raise RequestError(422, f"this service's model has no {modality} branch; query modality must be "
+                                   f"one of {', '.join(searcher.extractor.modalities)}")
             topk = parse_topk(fields["topk"], max_topk)
             rerank = parse_rerank(fields["rerank"])
             size = upload.size if upload.size is not None else len(await upload.read())
