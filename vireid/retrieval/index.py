@@ -6,20 +6,28 @@ Layout of an index folder::
     gen-00000g.faiss      the FAISS index of generation g (vectors, ids = SQLite row ids)
     gen-00000g.sqlite     metadata of generation g: table ``images`` (one row per vector) and
                           table ``info`` (dim, kind, model_info, parameters, timestamps)
+    vectors.f32           IVF-PQ with exact re-scoring: the raw float32 features, row = id (append-only;
+                          a generation uses the first ``count`` rows)
     .lock                 taken (``flock``) by a process that changes the index
 
 **Kinds.** ``flat``: exact inner product (``IndexFlatIP`` inside ``IndexIDMap2``); features are
 L2-normalised, so the score is the cosine similarity. ``ivfpq``: an inverted file of ``nlist`` lists
 with product-quantised residuals (``IndexIVFPQ``, inner product), trained on a random sample of the
-first batch; ``nprobe`` lists are visited per query (approximate). ``auto`` picks ``ivfpq`` above
-:data:`AUTO_IVFPQ_THRESHOLD` vectors and ``flat`` otherwise.
+first batch; ``nprobe`` lists are visited per query (approximate). With ``refine`` R > 0 (default
+:data:`DEFAULT_REFINE`) the raw features are also kept on disk (``vectors.f32``, memory-mapped) and the
+``R x topk`` best candidates of the product-quantised search are re-scored exactly: the codes make the
+shortlist fast, the exact scores order it (product quantisation alone confuses the close scores of
+re-id neighbours; see bench/search_speed.py). ``auto`` picks ``ivfpq`` above
+:data:`AUTO_IVFPQ_THRESHOLD` vectors and ``flat`` otherwise. Batches of queries on a flat index are
+answered with NumPy matrix products over FAISS's stored vectors (faster than FAISS's bundled BLAS).
 
 **Crash safety.** A generation is never modified once committed. :meth:`GalleryIndex.add` copies the
 SQLite database of generation g to a temporary file, inserts the new rows in one transaction, writes the
 FAISS index with the new vectors to a temporary file, ``fsync``s both, renames them to generation
 g + 1, and only then replaces ``CURRENT`` (written to a temporary file and renamed: the commit point).
 A process killed at any step before that rename leaves ``CURRENT`` naming generation g, whose files are
-untouched; leftovers of the interrupted attempt are removed by the next :meth:`add`. After a commit the
+untouched; leftovers of the interrupted attempt are removed by the next :meth:`add` (``vectors.f32``
+rows past the committed count are ignored by readers and truncated by the next add). After a commit the
 generation before the previous one is deleted (the previous one is kept so that a reader that has just
 read ``CURRENT`` can still open its files).
 
@@ -55,6 +63,9 @@ from vireid.errors import VireidError
 FORMAT = "vireid-gallery-index"
 FORMAT_VERSION = 1
 CURRENT_FILE = "CURRENT"
+VECTORS_FILE = "vectors.f32"
+#: IVF-PQ exact re-scoring: the PQ search keeps ``DEFAULT_REFINE x topk`` candidates (0 disables).
+DEFAULT_REFINE = 8
 LOCK_FILE = ".lock"
 KINDS = ("auto", "flat", "ivfpq")
 #: ``kind="auto"`` builds an IVF-PQ index above this many gallery vectors, a flat one otherwise.
@@ -63,6 +74,11 @@ AUTO_IVFPQ_THRESHOLD = 200_000
 NORM_TOLERANCE = 1e-3
 #: Rows per FAISS ``add`` / SQLite ``executemany`` call (progress-bar granularity).
 ADD_CHUNK = 65_536
+
+#: Flat indexes answer batches of at least this many queries with NumPy matrix products (below: FAISS).
+NUMPY_FLAT_MIN_QUERIES = 4
+#: Query x gallery similarities computed per block by the batched flat search (64 MiB of float32).
+FLAT_BLOCK_ELEMENTS = 1 << 24
 
 _GEN_RE = re.compile(r"^gen-(\d{6,})\.(faiss|sqlite)$")
 _IMAGE_COLUMNS = ("id", "path", "pid", "camera", "modality", "timestamp", "extra")
@@ -184,14 +200,16 @@ def check_features(features: Any, name: str = "features", *, dim: int | None = N
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if dim is not None and arr.shape[1] != dim:
         raise ValueError(f"{name} have dimension {arr.shape[1]}; the index holds {dim}-dimensional features")
-    if arr.shape[0] and not np.isfinite(arr).all():
-        raise ValueError(f"{name} contain NaN or infinite values")
-    if arr.shape[0]:
-        norms = np.linalg.norm(arr, axis=1)
+    for start in range(0, arr.shape[0], ADD_CHUNK):  # in blocks: no temporary as large as the features
+        block = arr[start : start + ADD_CHUNK]
+        if not np.isfinite(block).all():
+            raise ValueError(f"{name} contain NaN or infinite values")
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
         worst = int(np.argmax(np.abs(norms - 1.0)))
         if abs(float(norms[worst]) - 1.0) > NORM_TOLERANCE:
             raise ValueError(
-                f"{name} must be L2-normalised (row norms 1 +- {NORM_TOLERANCE}); row {worst} has norm {norms[worst]:.6f}"
+                f"{name} must be L2-normalised (row norms 1 +- {NORM_TOLERANCE}); row {start + worst} has norm "
+                f"{norms[worst]:.6f}"
             )
     return arr
 
@@ -281,6 +299,7 @@ class GalleryIndex:
         self._db: sqlite3.Connection | None = None
         self._info: dict[str, Any] = {}
         self._count = 0
+        self._vectors: np.ndarray | None = None
         self.generation = 0
 
     # -- construction ------------------------------------------------------------------------
@@ -298,6 +317,7 @@ class GalleryIndex:
         nbits: int | None = None,
         nprobe: int | None = None,
         train_size: int | None = None,
+        refine: int | None = None,
         seed: int = 0,
         overwrite: bool = False,
         progress: bool = True,
@@ -311,7 +331,9 @@ class GalleryIndex:
         gallery size, see :func:`auto_nlist`, :func:`auto_pq_m`, :func:`auto_nbits`): ``nlist`` lists,
         ``pq_m`` sub-quantizers of ``nbits`` bits, ``nprobe`` lists visited per query (default
         ``nlist / 16``, at least 1), trained on ``train_size`` random rows (default
-        ``max(64 * nlist, 9984)``, at most N) drawn with ``seed``. Relative image paths are made
+        ``max(64 * nlist, 9984)``, at most N) drawn with ``seed``; ``refine`` (default
+        :data:`DEFAULT_REFINE`, 0 disables) keeps the raw features for exact re-scoring of the
+        ``refine x topk`` best PQ candidates. Relative image paths are made
         absolute. ``out_dir`` must be new or empty unless ``overwrite`` (which replaces an existing
         index there).
         """
@@ -337,9 +359,10 @@ class GalleryIndex:
 
         params: dict[str, Any] = {}
         if resolved_kind == "ivfpq":
-            params = _ivfpq_params(n, dim, nlist=nlist, pq_m=pq_m, nbits=nbits, nprobe=nprobe, train_size=train_size)
-        elif any(v is not None for v in (nlist, pq_m, nbits, nprobe, train_size)):
-            raise ValueError("nlist, pq_m, nbits, nprobe and train_size apply to kind='ivfpq' only")
+            params = _ivfpq_params(n, dim, nlist=nlist, pq_m=pq_m, nbits=nbits, nprobe=nprobe, train_size=train_size,
+                                   refine=refine)
+        elif any(v is not None for v in (nlist, pq_m, nbits, nprobe, train_size, refine)):
+            raise ValueError("nlist, pq_m, nbits, nprobe, train_size and refine apply to kind='ivfpq' only")
         index = _new_faiss_index(resolved_kind, dim, params, feats, seed=seed, progress=progress)
         ids = np.arange(n, dtype=np.int64)
         _add_vectors(index, feats, ids, progress=progress, desc="indexing")
@@ -370,8 +393,17 @@ class GalleryIndex:
                     _write_info(con, {**info, "generation": generation})
             finally:
                 con.close()
+            if params.get("refine"):
+                _write_vectors(folder, 0, feats)
             _commit_generation(folder, generation, index, tmp_db)
-        return cls.open(folder, nprobe=nprobe)
+        obj = cls(folder, nprobe=nprobe)
+        if resolved_kind == "ivfpq":
+            import faiss
+
+            faiss.extract_index_ivf(index).set_direct_map_type(faiss.DirectMap.Hashtable)
+        obj._faiss = index  # the index just written (not read back: a large gallery would be held twice)
+        obj._use_committed_db(generation)
+        return obj
 
     @classmethod
     def open(cls, index_dir: str | Path, *, nprobe: int | None = None) -> GalleryIndex:
@@ -442,23 +474,42 @@ class GalleryIndex:
                 )
             if info.get("kind") == "ivfpq":
                 faiss.extract_index_ivf(index).set_direct_map_type(faiss.DirectMap.Hashtable)
+            try:
+                vectors = self._map_vectors(info, count)
+            except GalleryIndexError:
+                db.close()
+                raise
             with self._lock:
                 old = self._db
                 self._faiss, self._db, self._info, self.generation = index, db, info, generation
-                self._count = count
+                self._count, self._vectors = count, vectors
             if old is not None:
                 old.close()
             return
         raise GalleryIndexError(f"{self.folder}: the index kept changing while being opened ({last_error})")
+
+    def _map_vectors(self, info: Mapping[str, Any], count: int) -> np.ndarray | None:
+        """The first ``count`` rows of ``vectors.f32`` (memory-mapped) when the index re-scores exactly."""
+        if not info.get("params", {}).get("refine"):
+            return None
+        path = self.folder / VECTORS_FILE
+        dim = int(info["dim"])
+        size = path.stat().st_size if path.is_file() else -1
+        if size < count * dim * 4:
+            raise GalleryIndexError(f"{path}: holds {max(size, 0) // (4 * dim)} feature rows, the index {count}; "
+                                    "the file is missing or truncated")
+        return np.memmap(path, dtype=np.float32, mode="r", shape=(count, dim))
 
     def _use_committed_db(self, generation: int) -> None:
         db_path = self.folder / _gen_name(generation, "sqlite")
         db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
         info = _read_info(db)
         count = int(db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+        vectors = self._map_vectors(info, count)
         with self._lock:
             old = self._db
             self._db, self._info, self.generation, self._count = db, info, generation, count
+            self._vectors = vectors
         if old is not None:
             old.close()
 
@@ -599,9 +650,62 @@ class GalleryIndex:
                 if probe < 1:
                     raise ValueError(f"nprobe must be >= 1, got {probe}")
                 params = faiss.SearchParametersIVF(nprobe=probe)
-                scores, ids = self._faiss.search(q, k, params=params)
+                refine = int(self._info["params"].get("refine") or 0)
+                shortlist = min(len(self), k * refine) if self._vectors is not None and refine else k
+                scores, ids = self._faiss.search(q, max(shortlist, k), params=params)
+                if self._vectors is not None and refine:
+                    scores, ids = self._rescore(q, ids, k)
+            elif q.shape[0] >= NUMPY_FLAT_MIN_QUERIES:
+                scores, ids = self._flat_search_batched(q, k)
             else:
                 scores, ids = self._faiss.search(q, k)
+        return scores, ids
+
+    def _rescore(self, q: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of the candidate ``ids`` ``[Q, K]`` (``-1``: none) from the stored features; the
+        best ``k`` of each row, descending (ties by id)."""
+        assert self._vectors is not None
+        valid = ids >= 0
+        rows = self._vectors[np.where(valid, ids, 0).ravel()].reshape(*ids.shape, -1)
+        exact = np.einsum("qd,qkd->qk", q, rows).astype(np.float32)
+        exact[~valid] = -np.inf
+        order = np.lexsort((np.where(valid, ids, np.iinfo(np.int64).max), -exact), axis=1)[:, :k]
+        scores = np.take_along_axis(exact, order, axis=1)
+        out = np.take_along_axis(ids, order, axis=1)
+        out[np.isneginf(scores)] = -1
+        return scores, out
+
+    def _flat_search_batched(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k of a flat index by NumPy matrix products over blocks of the stored vectors (read in
+        place from FAISS's storage): the same result as ``IndexFlatIP.search``, several times faster for
+        batches of queries with NumPy's BLAS than with the one bundled with faiss-cpu."""
+        import faiss
+
+        flat = faiss.downcast_index(self._faiss.index)
+        n, d = int(flat.ntotal), int(flat.d)
+        vectors = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d)
+        labels = faiss.vector_to_array(self._faiss.id_map)
+        k_eff = min(k, n)
+        best_s = np.empty((q.shape[0], 0), dtype=np.float32)
+        best_i = np.empty((q.shape[0], 0), dtype=np.int64)
+        block = max(1024, FLAT_BLOCK_ELEMENTS // max(1, q.shape[0]))
+        for start in range(0, n, block):
+            sims = q @ vectors[start : start + block].T
+            kk = min(k_eff, sims.shape[1])
+            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            best_s = np.concatenate([best_s, np.take_along_axis(sims, part, axis=1)], axis=1)
+            best_i = np.concatenate([best_i, part + start], axis=1)
+            if best_s.shape[1] > k_eff:
+                keep = np.argpartition(-best_s, k_eff - 1, axis=1)[:, :k_eff]
+                best_s = np.take_along_axis(best_s, keep, axis=1)
+                best_i = np.take_along_axis(best_i, keep, axis=1)
+        order = np.lexsort((best_i, -best_s), axis=1)  # score descending, then storage order
+        scores = np.take_along_axis(best_s, order, axis=1)
+        ids = labels[np.take_along_axis(best_i, order, axis=1)]
+        if k_eff < k:  # as FAISS: -1 ids (and -inf scores) past the gallery's size
+            pad = k - k_eff
+            scores = np.concatenate([scores, np.full((q.shape[0], pad), -np.inf, np.float32)], axis=1)
+            ids = np.concatenate([ids, np.full((q.shape[0], pad), -1, np.int64)], axis=1)
         return scores, ids
 
     def search(
@@ -681,13 +785,17 @@ class GalleryIndex:
             return [_row_dict(r) for r in cur]
 
     def reconstruct(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Stored features of ``ids`` ``[len(ids), D]``: exact for flat indexes, the product-quantised
-        approximation for IVF-PQ ones."""
+        """Stored features of ``ids`` ``[len(ids), D]``: exact for flat indexes and IVF-PQ indexes with
+        re-scoring, the product-quantised approximation for IVF-PQ without."""
         arr = np.asarray(ids, dtype=np.int64).reshape(-1)
         with self._lock:
             self._check_open()
             if arr.size == 0:
                 return np.zeros((0, self.dim), dtype=np.float32)
+            if self._vectors is not None:
+                if arr.min() < 0 or arr.max() >= self._vectors.shape[0]:
+                    raise KeyError(f"some of the ids {arr[:10].tolist()} are not in index {self.folder}")
+                return np.array(self._vectors[arr], dtype=np.float32)
             try:
                 return np.asarray(self._faiss.reconstruct_batch(arr), dtype=np.float32)
             except RuntimeError as exc:
@@ -731,7 +839,10 @@ class GalleryIndex:
                                           "generation": generation})
                 finally:
                     con.close()
-                # 2. vectors, added in memory, then the new files and the commit
+                # 2. vectors: raw rows appended past the committed ones (if kept), added to FAISS in memory,
+                #    then the new files and the commit
+                if self._vectors is not None:
+                    _write_vectors(self.folder, start, feats)
                 _add_vectors(self._faiss, feats, ids, progress=progress, desc="adding to index")
                 _commit_generation(self.folder, generation, self._faiss, tmp_db)
             except BaseException:
@@ -762,7 +873,7 @@ def _prepare_folder(folder: Path, overwrite: bool) -> None:
 
 def _ivfpq_params(
     n: int, dim: int, *, nlist: int | None, pq_m: int | None, nbits: int | None, nprobe: int | None,
-    train_size: int | None,
+    train_size: int | None, refine: int | None,
 ) -> dict[str, Any]:
     nlist = auto_nlist(n) if nlist is None else int(nlist)
     if not 1 <= nlist <= n:
@@ -781,7 +892,11 @@ def _ivfpq_params(
     nprobe = max(1, nlist // 16) if nprobe is None else int(nprobe)
     if nprobe < 1:
         raise ValueError(f"nprobe must be >= 1, got {nprobe}")
-    return {"nlist": nlist, "pq_m": pq_m, "nbits": nbits, "nprobe": min(nprobe, nlist), "train_size": train}
+    refine = DEFAULT_REFINE if refine is None else int(refine)
+    if refine < 0:
+        raise ValueError(f"refine must be >= 0 (0 disables exact re-scoring), got {refine}")
+    return {"nlist": nlist, "pq_m": pq_m, "nbits": nbits, "nprobe": min(nprobe, nlist), "train_size": train,
+            "refine": refine}
 
 
 def _new_faiss_index(kind: str, dim: int, params: Mapping[str, Any], feats: np.ndarray, *, seed: int,
@@ -814,6 +929,19 @@ def _add_vectors(index: Any, feats: np.ndarray, ids: np.ndarray, *, progress: bo
             stop = min(start + ADD_CHUNK, feats.shape[0])
             index.add_with_ids(feats[start:stop], ids[start:stop])
             bar.update(stop - start)
+
+
+def _write_vectors(folder: Path, start: int, feats: np.ndarray) -> None:
+    """Rows ``start..`` of ``vectors.f32``: rows past ``start`` (an interrupted add's) are cut first."""
+    path = folder / VECTORS_FILE
+    row_bytes = feats.shape[1] * 4
+    with open(path, "r+b" if path.exists() else "w+b") as fh:
+        fh.truncate(start * row_bytes)
+        fh.seek(start * row_bytes)
+        for lo in range(0, feats.shape[0], ADD_CHUNK):
+            fh.write(np.ascontiguousarray(feats[lo : lo + ADD_CHUNK], dtype=np.float32).tobytes())
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _create_schema(con: sqlite3.Connection) -> None:
