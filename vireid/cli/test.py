@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trials", type=int, default=None, metavar="N",
                         help="number of trials to average (default test.trials)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the results as JSON")
+    parser.add_argument("--rerank", action="store_true",
+                        help="k-reciprocal re-ranking (Zhong et al. CVPR 2017; k1=20, k2=6, lambda=0.3); "
+                        "labelled in the table and in the results (\"rerank\": true)")
     from vireid.cli.train import accept_late_overrides
 
     accept_late_overrides(parser)
@@ -47,13 +50,18 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     setup_console_logging()
-    results = run_test(cfg, checkpoint=args.checkpoint, untrained=args.untrained, trials=args.trials)
+    if args.rerank:
+        from vireid.retrieval.rerank import format_reranked_table, run_test_reranked
+
+        results = run_test_reranked(cfg, checkpoint=args.checkpoint, untrained=args.untrained, trials=args.trials)
+    else:
+        results = run_test(cfg, checkpoint=args.checkpoint, untrained=args.untrained, trials=args.trials)
     if args.untrained:
         print(f"model: UNTRAINED {cfg.model.name} (freshly initialised, model.pretrained={cfg.model.pretrained}, "
               f"seed {cfg.train.seed})")
     else:
         print(f"model: {cfg.model.name} from {args.checkpoint} (epoch {results.get('epoch')})")
-    print(format_results_table(results))
+    print(format_reranked_table(results) if args.rerank else format_results_table(results))
     if args.json is not None:
         write_json(results, args.json)
         print(f"results: {args.json}")

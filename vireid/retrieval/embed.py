@@ -12,9 +12,9 @@ lists, and feature files.
   channels), the test transform (resize to the input size, [0, 1] tensor), the branch of the images'
   modality, and with ``flip`` the mean of the features of the image and its horizontal flip. Unlike
   the evaluator, they return **L2-normalised** float32 NumPy arrays (what a gallery index stores).
-- :func:`list_images`: the images of a folder (recursively; ``camera`` parsed from the path when it
-  follows the SYSU-MM01 ``cam<N>/`` layout or a Market-1501/DukeMTMC-style ``_c<N>`` file name, else
-  0; no ``pid``, no ``timestamp``) or of a ``manifest.csv`` (``pid``, ``camera`` and ``modality`` from
+- :func:`list_images`: the images of a folder (recursively; ``camera`` parsed from the path below the
+  folder, the folder's own name included, when it follows the SYSU-MM01 ``cam<N>/`` layout or a
+  Market-1501/DukeMTMC-style ``_c<N>`` file name, else 0; no ``pid``, no ``timestamp``) or of a ``manifest.csv`` (``pid``, ``camera`` and ``modality`` from
   its rows; no ``timestamp``).
 - :func:`save_features` / :func:`load_features`: ``OUT.npz`` (``features`` float32 ``[N, D]``, ``info``:
   JSON with the model info, the fingerprint and the SHA-256 of the metadata file) and ``OUT.jsonl``
@@ -505,7 +505,9 @@ def list_images(
     files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the folder or its subfolders", path=src)
-    return [{"path": os.path.abspath(f), "pid": None, "camera": parse_camera(f.relative_to(src)),
+    # the camera is parsed below the folder given (its own name included): cam<N> folders above it are not
+    # about its images
+    return [{"path": os.path.abspath(f), "pid": None, "camera": parse_camera(Path(src.resolve().name) / f.relative_to(src)),
              "modality": modality, "timestamp": None} for f in files]
 
 

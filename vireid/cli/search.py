@@ -1,0 +1,94 @@
+"""``vireid search``: the gallery images of an index most similar to query images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from vireid.cli import HelpFormatter
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="search a gallery index with query images",
+        description="Embed the query images with the model the index was built with (by default through "
+        "the other modality's branch than the gallery's: infrared queries for a visible gallery) and print "
+        "the --topk most similar gallery images of each, with their cosine similarity. --rerank re-ranks "
+        "the best candidates with k-reciprocal encoding (Zhong et al. CVPR 2017; k1=20, k2=6, lambda=0.3); "
+        "re-ranked results are labelled.",
+        formatter_class=HelpFormatter,
+        epilog="examples:\n"
+        "  vireid search --index idx --query ir_0001.jpg ir_0002.jpg --topk 10\n"
+        "  vireid search --index idx --query probes/ --query-modality infrared --json --rerank\n"
+        "  vireid search --index idx --query q.jpg --backend onnx --onnx model.onnx",
+    )
+    parser.add_argument("--index", type=Path, required=True, metavar="DIR", help="gallery index folder")
+    parser.add_argument("--query", type=Path, nargs="+", required=True, metavar="IMG",
+                        help="query image files (a folder stands for its images)")
+    parser.add_argument("--query-modality", choices=["visible", "infrared"], default=None,
+                        help="branch the queries go through (default: the other modality than the gallery's)")
+    parser.add_argument("--topk", type=int, default=10, help="results per query (default 10)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the candidates")
+    parser.add_argument("--rerank-candidates", type=int, default=100, metavar="N",
+                        help="gallery candidates per query that --rerank re-orders (default 100)")
+    parser.add_argument("--checkpoint", type=Path, default=None, metavar="PATH",
+                        help="the index's checkpoint at another location (must have the recorded fingerprint)")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="PyTorch or ONNX Runtime")
+    parser.add_argument("--onnx", type=Path, nargs="+", default=None, metavar="GRAPH",
+                        help="exported ONNX graph(s) (default with --backend onnx: exported once into the index)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--nprobe", type=int, default=None, help="IVF-PQ: lists searched per query")
+    parser.set_defaults(func=cmd_search)
+
+
+def _query_paths(items: list[Path]) -> list[Path]:
+    from vireid.retrieval.embed import list_images
+
+    out: list[Path] = []
+    for item in items:
+        if item.is_dir():
+            out.extend(Path(r["path"]) for r in list_images(item, modality="visible"))
+        else:
+            out.append(item)
+    return out
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from vireid.cli.embed import device_name
+    from vireid.retrieval.search import Searcher
+
+    searcher = Searcher.from_index(args.index, checkpoint=args.checkpoint, device=device_name(args.device),
+                                   backend=args.backend, onnx=args.onnx, nprobe=args.nprobe,
+                                   rerank_candidates=args.rerank_candidates)
+    modality = args.query_modality or searcher.default_query_modality()
+    paths = _query_paths(args.query)
+    results = searcher.search_paths(paths, modality, topk=args.topk, rerank=args.rerank)
+    if args.json:
+        print(json.dumps(to_json(paths, modality, results, args.rerank), indent=2))
+        return 0
+    label = " -- RE-RANKED: k-reciprocal (k1=20, k2=6, lambda=0.3)" if args.rerank else ""
+    for path, hits in zip(paths, results):
+        print(f"query: {path} ({modality}){label}")
+        print(_table(hits, args.rerank))
+    return 0
+
+
+def to_json(paths: list[Path], modality: str, results: list[list[Any]], rerank: bool) -> list[dict[str, Any]]:
+    return [{"query": str(p), "modality": modality, "rerank": bool(rerank), "hits": [h.to_dict() for h in hits]}
+            for p, hits in zip(paths, results)]
+
+
+def _table(hits: list[Any], rerank: bool) -> str:
+    head = ["rank", "score"] + (["rerank"] if rerank else []) + ["id", "camera", "modality", "pid", "path"]
+    rows = [[str(h.rank), f"{h.score:.4f}"] + ([f"{h.rerank_distance:.4f}"] if rerank else [])
+            + [str(h.id), str(h.camera), h.modality, "-" if h.pid is None else str(h.pid), h.path] for h in hits]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) for c, w in zip(cells[:-1], widths)) + "  " + cells[-1]
+
+    return "\n".join([line(head)] + [line(r) for r in rows])
