@@ -1,0 +1,220 @@
+"""Searcher end to end with a tiny trained checkpoint: results against an independent brute force,
+re-ranking, model-fingerprint refusal, the ONNX backend, and ``vireid index`` / ``vireid search``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import vireid.cli as cli
+from vireid.config import config_to_yaml, load_config
+from vireid.data import build_dataset
+from vireid.data.synthetic import generate
+from vireid.data.transforms import build_test_transform
+from vireid.engine.checkpoint import apply_model_state, load_checkpoint, save_checkpoint
+from vireid.errors import CheckpointError
+from vireid.evaluation.evaluator import extract_features
+from vireid.models import build_model
+from vireid.retrieval.embed import TorchExtractor, embed, list_images, load_model
+from vireid.retrieval.index import Embeddings, GalleryIndex, ModelMismatchError
+from vireid.retrieval.rerank import k_reciprocal_rerank
+from vireid.retrieval.search import Searcher
+
+TINY = """\
+data:
+  name: sysu
+  root: {root}
+  height: 32
+  width: 16
+  pad: 2
+  workers: 0
+  ids_per_batch: 2
+  images_per_id: 2
+model:
+  name: agw
+  arch: resnet18
+  pretrained: none
+train:
+  epochs: 1
+  iters_per_epoch: 1
+  eval_every: 0
+  device: cpu
+test:
+  trials: 1
+  batch_size: 64
+output_dir: {out}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["index", "search"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: threads cost more than they give on a shared machine
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A 1-step training run on synthetic SYSU-MM01, its gallery (visible) in a manifest, and an index
+    built with ``vireid index build`` from that manifest."""
+    from vireid.engine.run import run_training
+
+    base = tmp_path_factory.mktemp("search")
+    generate("sysu", base / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1, progress=False)
+    config = base / "tiny.yaml"
+    config.write_text(TINY.format(root=base / "data", out=base / "run"))
+    cfg = load_config(config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    saved = cli.COMMAND_MODULES
+    cli.COMMAND_MODULES = ["index"]
+    try:
+        run_training(cfg)
+        ckpt = base / "run" / "checkpoints" / "last.pt"
+        records = build_dataset("sysu", base / "data").all_records()
+        gallery = [r for r in records if r.modality == "visible"]
+        queries = [r for r in records if r.modality == "infrared"][:6]
+        with open(base / "manifest.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "pid", "camera", "modality", "split"])
+            for r in gallery:
+                w.writerow([r.path, r.pid, r.camera, r.modality, "gallery"])
+            for r in queries:
+                w.writerow([r.path, r.pid, r.camera, r.modality, "query"])
+        assert cli.main(["index", "build", str(config), "--checkpoint", str(ckpt), "--images",
+                         str(base / "manifest.csv"), "--split", "gallery", "--out", str(base / "idx"),
+                         "--device", "cpu"]) == 0
+        # the reference features: the checkpoint loaded as `vireid test` does, the evaluator's extraction
+        state = load_checkpoint(ckpt)
+        model = build_model(cfg, state["num_classes"])
+        apply_model_state(model, state["model"], source="test")
+        transform = build_test_transform(cfg)
+        g = torch.nn.functional.normalize(extract_features(model, gallery, transform=transform, progress=False), dim=1)
+        q = torch.nn.functional.normalize(extract_features(model, queries, transform=transform, progress=False), dim=1)
+    finally:
+        cli.COMMAND_MODULES = saved
+        torch.set_num_threads(threads)
+    return {"base": base, "config": config, "cfg": cfg, "ckpt": ckpt, "gallery": gallery, "queries": queries,
+            "g": g.numpy(), "q": q.numpy(), "idx": base / "idx"}
+
+
+def test_searcher_matches_brute_force(world):
+    searcher = Searcher.from_index(world["idx"])
+    assert searcher.default_query_modality() == "infrared" and len(searcher.index) == len(world["gallery"])
+    paths = [r.path for r in world["queries"]]
+    results = searcher.search_paths(paths, topk=5)
+    sims = world["q"] @ world["g"].T
+    for qi, hits in enumerate(results):
+        order = np.argsort(-sims[qi], kind="stable")[:5]
+        assert [h.id for h in hits] == order.tolist()  # ids are the gallery rows in manifest order
+        np.testing.assert_allclose([h.score for h in hits], sims[qi, order], atol=1e-5)
+        for h in hits:
+            rec = world["gallery"][h.id]
+            assert (h.path, h.pid, h.camera, h.modality) == (str(rec.path), rec.pid, rec.camera, "visible")
+            assert searcher.index.image_path(h.id) == rec.path
+    # PIL images in memory: the same results
+    from PIL import Image
+
+    images = [Image.open(p) for p in paths]
+    assert [[h.id for h in row] for row in searcher.search_images(images, "infrared", topk=5)] == [
+        [h.id for h in row] for row in results]
+    np.testing.assert_allclose(searcher.embed_images(images), world["q"], atol=1e-5)
+
+
+def test_searcher_rerank(world):
+    searcher = Searcher.from_index(world["idx"])
+    paths = [r.path for r in world["queries"]]
+    results = searcher.search_paths(paths, "infrared", topk=7, rerank=True)
+    # the gallery is smaller than the 100 candidates: every gallery image is re-ranked
+    dist = k_reciprocal_rerank(world["q"], world["g"])
+    sims = world["q"] @ world["g"].T
+    for qi, hits in enumerate(results):
+        order = np.argsort(dist[qi], kind="stable")[:7]
+        assert [h.id for h in hits] == order.tolist()
+        np.testing.assert_allclose([h.rerank_distance for h in hits], dist[qi, order], atol=1e-4)
+        np.testing.assert_allclose([h.score for h in hits], sims[qi, order], atol=1e-5)
+
+
+def test_fingerprint_refusal(world, tmp_path):
+    cfg = world["cfg"]
+    torch.manual_seed(123)
+    other = save_checkpoint(tmp_path / "other.pt", model=build_model(cfg, 8), epoch=0, num_classes=8,
+                            config_yaml=config_to_yaml(cfg))
+    with pytest.raises(ModelMismatchError, match="not the model the index .* was built with"):
+        Searcher.from_index(world["idx"], checkpoint=other)
+    moved = tmp_path / "moved.pt"
+    shutil.copy(world["ckpt"], moved)  # the same weights elsewhere are accepted
+    assert Searcher.from_index(world["idx"], checkpoint=moved).fingerprint == GalleryIndex.open(world["idx"]).fingerprint
+    # features of the other model are refused by the index, and its extractor by a Searcher
+    index = GalleryIndex.open(world["idx"])
+    other_extractor = TorchExtractor(load_model(None, other))
+    q = other_extractor.embed_paths([world["queries"][0].path], "infrared")
+    assert q.shape[1] == index.dim  # same dimension, still refused
+    with pytest.raises(ModelMismatchError, match="queries were embedded by model"):
+        index.search(Embeddings(q, other_extractor.fingerprint), 3)
+    with pytest.raises(ModelMismatchError, match="not comparable"):
+        Searcher(index=index, extractor=other_extractor)
+
+
+def test_missing_recorded_checkpoint(world, tmp_path):
+    copy = tmp_path / "ckpt.pt"
+    shutil.copy(world["ckpt"], copy)
+    fs_idx = tmp_path / "idx"
+    extractor = TorchExtractor(load_model(None, copy))
+    rows = list_images(world["base"] / "data" / "cam1", modality="visible")
+    feats = embed(extractor, rows, progress=False)
+    GalleryIndex.build(fs_idx, feats.embeddings(), feats.metadata, model_info=feats.model_info, progress=False)
+    copy.unlink()
+    with pytest.raises(CheckpointError, match="give its new location"):
+        Searcher.from_index(fs_idx)
+    assert len(Searcher.from_index(fs_idx, checkpoint=world["ckpt"]).search_paths(
+        [world["queries"][0].path], topk=3)[0]) == 3
+
+
+def test_onnx_backend_gives_the_same_results(world):
+    torch_results = Searcher.from_index(world["idx"]).search_paths([r.path for r in world["queries"]], topk=5)
+    searcher = Searcher.from_index(world["idx"], backend="onnx")  # exports once into the index folder
+    assert searcher.extractor.backend == "onnx"
+    assert sorted(p.name for p in (world["idx"] / "onnx").rglob("*.onnx")) == ["model_infrared.onnx",
+                                                                               "model_visible.onnx"]
+    results = searcher.search_paths([r.path for r in world["queries"]], topk=5)
+    for a, b in zip(results, torch_results):
+        assert [h.id for h in a] == [h.id for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-4)
+
+
+def test_cli_search_add_and_info(world, tmp_path, capsys):
+    idx = tmp_path / "idx"
+    shutil.copytree(world["idx"], idx)
+    query = str(world["queries"][0].path)
+    assert cli.main(["search", "--index", str(idx), "--query", query, "--topk", "4", "--json",
+                     "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    api = Searcher.from_index(idx).search_paths([query], topk=4)[0]
+    assert out[0]["query"] == query and out[0]["modality"] == "infrared" and out[0]["rerank"] is False
+    assert [h["id"] for h in out[0]["hits"]] == [h.id for h in api]
+    assert cli.main(["search", "--index", str(idx), "--query", query, "--topk", "3", "--rerank"]) == 0
+    assert "RE-RANKED" in capsys.readouterr().out
+    # add the infrared images of camera 6 to the gallery; a query is then found among them
+    before = len(GalleryIndex.open(idx))
+    assert cli.main(["index", "add", str(idx), "--images", str(world["base"] / "data" / "cam6"),
+                     "--modality", "infrared", "--device", "cpu"]) == 0
+    assert "generation 2" in capsys.readouterr().out
+    index = GalleryIndex.open(idx)
+    added = [index.get(i) for i in range(before, len(index))]
+    assert len(added) > 0 and all(m["camera"] == 6 and m["modality"] == "infrared" for m in added)
+    probe = added[0]["path"]
+    hits = Searcher.from_index(idx).search_paths([probe], "infrared", topk=1)[0]
+    assert hits[0].path == probe and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert cli.main(["index", "info", str(idx)]) == 0
+    text = capsys.readouterr().out
+    assert f"images: {len(index)}" in text and "kind: flat" in text and str(world["ckpt"]) in text
+    assert cli.main(["search", "--index", str(tmp_path / "nothing"), "--query", query]) == 2
+    assert "index folder does not exist" in capsys.readouterr().err
