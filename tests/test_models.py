@@ -209,7 +209,7 @@ def test_dam_losses_follow_eq16_weights():
     assert torch.allclose(out["loss_mse"], ModalityMeanMSELoss()(pooled, pids, modality), atol=1e-5)
     part_ce = torch.stack([F.cross_entropy(lg, pids) for lg in part_logits]).mean()
     assert torch.allclose(out["loss_local_id"], part_ce, atol=1e-5)
-    local = stripes.flatten(1)
+    local = torch.nn.functional.normalize(stripes.flatten(1), dim=1)  # loss.center_normalize (default)
     assert torch.allclose(out["loss_center"], HeteroCenterTripletLoss(margin=0.3)(local, pids, modality), atol=1e-4)
     assert torch.allclose(out["loss_hc"], HeteroCenterLoss()(local, pids, modality), rtol=1e-4)
 

@@ -13,7 +13,6 @@ Stable keys users touch most: ``data.name``, ``data.root``, ``train.epochs``, ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass
@@ -80,6 +79,7 @@ class LossConfig:
     lambda1: float = 0.5  # DAM eq 15: local ID loss weight
     lambda2: float = 0.1  # DAM eq 15: three-modality hetero-center triplet weight (eq 11)
     lambda3: float = 2.0  # DAM eq 15: hetero-center loss weight (eq 12)
+    center_normalize: bool = True  # DAM eqs 11-12 on the L2-normalised local feature (false: raw stripe features)
     adaptive_mode: str = "hinge"  # loss.metric=adaptive (FAFE eq 15): hinge, margin alpha = loss.margin | softplus (WRT form)
     center_weight: float = 0.0005  # loss.metric=center (FAFE Table 4): weight of the Wen et al. centre loss
 

@@ -13,6 +13,9 @@ Losses (every term returned already weighted, their sum is eq 16 ``L = L_global 
   ``loss_local_id = alpha * lambda1 * mean over stripes of L_id(stripe)``,
   ``loss_center = alpha * lambda2 * L_center`` (eq 11, three-modality hetero-centre triplet on the
   concatenated stripe features), ``loss_hc = alpha * lambda3 * L_hc`` (eq 12, same features).
+  With ``loss.center_normalize`` (default) eqs 11-12 see the L2-normalised concatenated stripe
+  feature: eq 12 sums squared centre distances over identities, which on raw 768-d BN-ReLU features
+  is ~10^3 at initialisation and, times lambda3 = 2, drowns every other term (docs/paper-notes.md).
 
 Test feature (``model.test_feature``): ``global`` (paper; post- or pre-BNNeck by ``model.neck_feat``),
 ``local`` (concatenated stripe features), ``both`` (concatenation of the L2-normalised global and
@@ -67,6 +70,7 @@ class DAM(AGW):
         lambda1: float = 0.5,
         lambda2: float = 0.1,
         lambda3: float = 2.0,
+        center_normalize: bool = True,
         margin: float = 0.3,
         pool: str = "gem",
         gem_p: float = 3.0,
@@ -123,6 +127,7 @@ class DAM(AGW):
         self.mse_weight = float(mse_weight)
         self.alpha = float(alpha)
         self.lambda1, self.lambda2, self.lambda3 = float(lambda1), float(lambda2), float(lambda3)
+        self.center_normalize = bool(center_normalize)
         self.mse_loss = ModalityMeanMSELoss()
         self.center_loss = HeteroCenterTripletLoss(margin=margin)
         self.hc_loss = HeteroCenterLoss()
@@ -147,6 +152,7 @@ class DAM(AGW):
             lambda1=loss.lambda1,
             lambda2=loss.lambda2,
             lambda3=loss.lambda3,
+            center_normalize=loss.center_normalize,
         )
 
     def stage_hooks(self) -> dict[int, Callable[[torch.Tensor], torch.Tensor]]:
@@ -169,13 +175,15 @@ class DAM(AGW):
         if self.local is not None and self.alpha > 0:
             stripes, logits = self.local(fmap)
             local = stripes.flatten(1)
+            # eqs 11-12 on the L2-normalised local feature (loss.center_normalize): see the docstring
+            centred = l2_normalize(local) if self.center_normalize else local
             if self.lambda1 > 0:
                 part_id = torch.stack([self.id_loss(part_logits, pids) for part_logits in logits]).mean()
                 out["loss_local_id"] = self.alpha * self.lambda1 * part_id
             if self.lambda2 > 0:
-                out["loss_center"] = self.alpha * self.lambda2 * self.center_loss(local, pids, modality)
+                out["loss_center"] = self.alpha * self.lambda2 * self.center_loss(centred, pids, modality)
             if self.lambda3 > 0:
-                out["loss_hc"] = self.alpha * self.lambda3 * self.hc_loss(local, pids, modality)
+                out["loss_hc"] = self.alpha * self.lambda3 * self.hc_loss(centred, pids, modality)
             out["acc_local"] = (torch.stack(logits).sum(0).argmax(1) == pids).float().mean().detach()
         return out
 
