@@ -300,6 +300,8 @@ def test_ivfpq_exact_rescoring(tmp_path):
     np.testing.assert_array_equal(idx.reconstruct([7, 3999]), feats[[7, 3999]])
     hits = idx.search(queries[:2], 5)
     assert [h.id for h in hits[1]] == idx.search_ids(queries[:2], 5)[1][1].tolist()
+    _, pq_only = idx.search_ids(queries, 10, refine=0)  # per-call override: the PQ ranking
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(pq_only, exact)]) == pytest.approx(recalls[0])
 
 
 def test_auto_kind_threshold(tmp_path, monkeypatch):

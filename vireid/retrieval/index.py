@@ -633,10 +633,12 @@ class GalleryIndex:
         return arr / norms
 
     def search_ids(
-        self, queries: Any, topk: int = 10, *, fingerprint: str | None = None, nprobe: int | None = None
+        self, queries: Any, topk: int = 10, *, fingerprint: str | None = None, nprobe: int | None = None,
+        refine: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Raw FAISS results: scores ``[Q, k]`` (cosine, descending) and ids ``[Q, k]`` (``-1`` where the
-        gallery has fewer than ``topk`` entries). Queries are L2-normalised here."""
+        """Scores ``[Q, k]`` (cosine, descending) and ids ``[Q, k]`` (``-1`` where the gallery has fewer
+        than ``topk`` entries). Queries are L2-normalised here. IVF-PQ: ``nprobe`` and ``refine`` (0:
+        the PQ scores, no exact re-scoring) override the index's settings for this call."""
         import faiss
 
         if int(topk) < 1:
@@ -650,7 +652,7 @@ class GalleryIndex:
                 if probe < 1:
                     raise ValueError(f"nprobe must be >= 1, got {probe}")
                 params = faiss.SearchParametersIVF(nprobe=probe)
-                refine = int(self._info["params"].get("refine") or 0)
+                refine = int(self._info["params"].get("refine") or 0) if refine is None else int(refine)
                 shortlist = min(len(self), k * refine) if self._vectors is not None and refine else k
                 scores, ids = self._faiss.search(q, max(shortlist, k), params=params)
                 if self._vectors is not None and refine:
@@ -715,11 +717,12 @@ class GalleryIndex:
         *,
         fingerprint: str | None = None,
         nprobe: int | None = None,
+        refine: int | None = None,
     ) -> list[list[SearchHit]]:
         """The ``topk`` most similar gallery images of each query ``[Q, D]`` (a single ``[D]`` vector is
         one query), best first. ``fingerprint`` (or an :class:`Embeddings`) is checked against the
         index's model (:class:`ModelMismatchError`)."""
-        scores, ids = self.search_ids(queries, topk, fingerprint=fingerprint, nprobe=nprobe)
+        scores, ids = self.search_ids(queries, topk, fingerprint=fingerprint, nprobe=nprobe, refine=refine)
         meta = self._rows([int(i) for i in np.unique(ids) if i >= 0])
         results: list[list[SearchHit]] = []
         for q in range(ids.shape[0]):
