@@ -224,6 +224,11 @@ class FeatureExtractor(abc.ABC):
     def modalities(self) -> tuple[str, ...]:
         """Modalities this extractor can embed."""
 
+    @abc.abstractmethod
+    def model_info(self, **extra: Any) -> dict[str, Any]:
+        """What a feature file or an index records about the model (fingerprint, config, checkpoint,
+        flip), with ``extra`` added."""
+
     def _features(self, batch: np.ndarray, modality: str) -> np.ndarray:
         if modality not in self.modalities:
             raise VireidError(f"this {self.backend} model has no {modality} branch (it has {', '.join(self.modalities)})")
@@ -280,6 +285,9 @@ class FeatureExtractor(abc.ABC):
         rows of both modalities may be mixed. ``workers`` reads images in that many processes."""
         if not rows:
             raise ValueError("no images to embed")
+        unknown = sorted({str(r["modality"]) for r in rows} - set(MODALITIES))
+        if unknown:
+            raise ValueError(f"modality must be one of {'|'.join(MODALITIES)}, got {unknown}")
         out: np.ndarray | None = None
         for modality in MODALITIES:
             positions = [i for i, r in enumerate(rows) if r["modality"] == modality]
@@ -290,9 +298,6 @@ class FeatureExtractor(abc.ABC):
             if out is None:
                 out = np.zeros((len(rows), feats.shape[1]), dtype=np.float32)
             out[positions] = feats
-        unknown = sorted({str(r["modality"]) for r in rows} - set(MODALITIES))
-        if unknown:
-            raise ValueError(f"modality must be one of {'|'.join(MODALITIES)}, got {unknown}")
         assert out is not None
         return out
 
@@ -625,5 +630,5 @@ def embed(
 ) -> FeatureSet:
     """Features of the images of metadata ``rows`` (from :func:`list_images`) with the model info."""
     feats = extractor.embed_metadata(rows, progress=progress, workers=workers)
-    info = extractor.model_info(feature_dim=int(feats.shape[1]), backend=extractor.backend)  # type: ignore[attr-defined]
+    info = extractor.model_info(feature_dim=int(feats.shape[1]), backend=extractor.backend)
     return FeatureSet(features=feats, metadata=[dict(r) for r in rows], model_info=info)

@@ -762,6 +762,10 @@ class GalleryIndex:
                     out[int(row[0])] = _row_dict(row)
         return out
 
+    def get_many(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Metadata of the ``ids`` that exist, by id (one SQLite query per 900 ids)."""
+        return self._rows([int(i) for i in ids])
+
     def get(self, id: int) -> dict[str, Any]:
         """Metadata of gallery image ``id``: ``id``, ``path``, ``pid``, ``camera``, ``modality``,
         ``timestamp`` and any extra keys given at build/add time. KeyError for an unknown id."""

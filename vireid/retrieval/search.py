@@ -170,7 +170,7 @@ class Searcher:
         g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
         dist = k_reciprocal_rerank(q, g, k1=self.k1, k2=self.k2, lambda_value=self.lambda_value)
         scores = q @ g.T
-        meta = self.index._rows(cand.tolist())
+        meta = self.index.get_many(cand.tolist())
         results = []
         for qi in range(q.shape[0]):
             order = np.argsort(dist[qi], kind="stable")[: int(topk)]
@@ -215,4 +215,10 @@ def _cached_onnx(index: GalleryIndex, loaded: Any) -> dict[str, Path]:
     if all(p.is_file() for p in paths.values()):
         return paths
     logger.info("exporting the index's model to ONNX in %s", folder)
-    return export_onnx(loaded, folder / "model.onnx", modality="both").paths
+    try:
+        return export_onnx(loaded, folder / "model.onnx", modality="both").paths
+    except OSError as exc:
+        from vireid.errors import VireidError
+
+        raise VireidError(f"{folder}: cannot write the ONNX graphs there ({exc}); export them with 'vireid export' "
+                          "and pass them (onnx=..., --onnx)") from exc
