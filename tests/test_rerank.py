@@ -76,6 +76,18 @@ def test_matches_the_loop_reference(num_q, num_g, dim, k1, k2, lam):
     np.testing.assert_allclose(got, reference_rerank(q, g, k1, k2, lam), atol=1e-9)
 
 
+def test_ranking_lists_in_blocks():
+    rng = np.random.default_rng(2)
+    x = unit(rng.normal(size=(23, 6)))
+    x[5] = x[9]  # a duplicate: distance 0 to another item, which must still come after the item itself
+    d = rerank_module.original_distance(x)
+    expected = np.array([[i] + sorted((j for j in range(23) if j != i), key=lambda j: (d[i, j], j))
+                         for i in range(23)])
+    for block in (1, 4, 1024):
+        np.testing.assert_array_equal(rerank_module.ranking_lists(d, 7, block=block), expected[:, :7])
+    np.testing.assert_array_equal(rerank_module.ranking_lists(d, 50, block=5), expected)
+
+
 def test_chunked_jaccard_gives_the_same_result(monkeypatch):
     rng = np.random.default_rng(5)
     q, g = unit(rng.normal(size=(8, 12))), unit(rng.normal(size=(50, 12)))
