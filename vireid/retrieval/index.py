@@ -17,7 +17,8 @@ first batch; ``nprobe`` lists are visited per query (approximate). With ``refine
 :data:`DEFAULT_REFINE`) the raw features are also kept on disk (``vectors.f32``, memory-mapped) and the
 ``R x topk`` best candidates of the product-quantised search are re-scored exactly: the codes make the
 shortlist fast, the exact scores order it (product quantisation alone confuses the close scores of
-re-id neighbours; see bench/search_speed.py). ``auto`` picks ``ivfpq`` above
+re-id neighbours: recall@10 0.32 without re-scoring, 0.997 with R = 64 on 10^6 clustered embeddings in
+bench/search_speed.py). ``auto`` picks ``ivfpq`` above
 :data:`AUTO_IVFPQ_THRESHOLD` vectors and ``flat`` otherwise. Batches of queries on a flat index are
 answered with NumPy matrix products over FAISS's stored vectors (faster than FAISS's bundled BLAS).
 
@@ -65,7 +66,9 @@ FORMAT_VERSION = 1
 CURRENT_FILE = "CURRENT"
 VECTORS_FILE = "vectors.f32"
 #: IVF-PQ exact re-scoring: the PQ search keeps ``DEFAULT_REFINE x topk`` candidates (0 disables).
-DEFAULT_REFINE = 8
+#: bench/search_speed.py, 10^6 clustered 512-d embeddings: recall@10 0.32 (PQ scores), 0.76 (8), 0.97
+#: (32), 0.997 (64), at about 1 ms per single query.
+DEFAULT_REFINE = 64
 LOCK_FILE = ".lock"
 KINDS = ("auto", "flat", "ivfpq")
 #: ``kind="auto"`` builds an IVF-PQ index above this many gallery vectors, a flat one otherwise.
@@ -584,7 +587,7 @@ class GalleryIndex:
 
     def info(self) -> dict[str, Any]:
         """``count``, ``dim``, ``kind``, ``model_info``, ``created``, ``updated``, ``generation``,
-        ``params`` (IVF-PQ: nlist, pq_m, nbits, nprobe, train_size), ``modalities`` and ``path``."""
+        ``params`` (IVF-PQ: nlist, pq_m, nbits, nprobe, train_size, refine), ``modalities`` and ``path``."""
         return {
             "count": len(self),
             "dim": self.dim,
