@@ -19,7 +19,7 @@ from vireid.data.transforms import build_test_transform
 from vireid.engine.checkpoint import save_checkpoint
 from vireid.errors import VireidError
 from vireid.evaluation.evaluator import extract_features
-from vireid.models import build_model
+from vireid.models import build_model, model_names
 from vireid.retrieval.embed import (
     FeatureFileError,
     OnnxExtractor,
@@ -253,3 +253,16 @@ def test_vireid_embed_round_trip(setup, tmp_path, monkeypatch, capsys):
     assert cli.main(["embed", str(setup["config"]), "--images", str(folder), "--modality", "visible",
                      "--out", str(out)]) == 2
     assert "--checkpoint is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", [n for n in model_names() if n != "agw"])  # agw: the tests above
+def test_every_registered_model_exports_with_parity(name, tmp_path):
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "sysu" / f"{name}_tiny.yaml"
+    if not tiny.is_file():
+        pytest.skip(f"no tiny config for {name}")
+    cfg = load_config(tiny, ["data.height=64", "data.width=32"])  # DAM's 3 parts need 3 rows at layer4
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", model=build_model(cfg, 5), epoch=0, num_classes=5,
+                           config_yaml=config_to_yaml(cfg))
+    result = export_onnx(load_model(cfg, ckpt), tmp_path / "m.onnx", modality="infrared")
+    assert result.max_abs_diff["infrared"] <= 1e-4
