@@ -101,11 +101,11 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def smoke_config(path: Path, synthetic: SyntheticData, extra: list[str] | None = None) -> Any:
-    name = load_config(path).data.name
-    model = load_config(path).model.name
-    overrides = SMOKE_OVERRIDES + SMOKE_MODEL_OVERRIDES.get(model, []) + [f"data.root={synthetic.root(name)}"]
-    return load_config(path, overrides + (extra or []))
+def smoke_config(path: Path, synthetic: SyntheticData) -> Any:
+    """``path`` with SMOKE_OVERRIDES, its model's smoke overrides and the synthetic dataset as data.root."""
+    shipped = load_config(path)
+    overrides = SMOKE_OVERRIDES + SMOKE_MODEL_OVERRIDES.get(shipped.model.name, [])
+    return load_config(path, overrides + [f"data.root={synthetic.root(shipped.data.name)}"])
 
 
 def train_records(dataset: Any, cfg: Any) -> list[Any]:
