@@ -69,22 +69,22 @@ def test_the_config_tree_is_found():
 
 # -- shared synthetic data -----------------------------------------------------------------------
 class SyntheticData:
-    """One tiny synthetic dataset per dataset name, generated on first use and parsed once."""
+    """Tiny synthetic datasets, generated on first use and parsed once per session."""
 
     def __init__(self, base: Path):
         self.base = base
-        self._datasets: dict[str, Any] = {}
+        self._datasets: dict[tuple[str, int], Any] = {}
 
-    def root(self, name: str) -> Path:
-        return self.dataset(name).root
+    def root(self, name: str, ids: int = 8) -> Path:
+        return self.dataset(name, ids).root
 
-    def dataset(self, name: str) -> Any:
-        if name not in self._datasets:
-            # 8 persons: SYSU keeps 6 for training (>= the tiny configs' 4 ids per batch) and 2 for testing
-            root = generate(name, self.base / name, ids=8, seed=0, images_per_camera=2, size=(32, 16), workers=1,
-                            progress=False)
-            self._datasets[name] = build_dataset(name, root)
-        return self._datasets[name]
+    def dataset(self, name: str, ids: int = 8) -> Any:
+        """``name``'s layout with ``ids`` persons (8: SYSU keeps 6 for training and 2 for testing)."""
+        if (name, ids) not in self._datasets:
+            root = generate(name, self.base / f"{name}_{ids}", ids=ids, seed=0, images_per_camera=2, size=(32, 16),
+                            workers=1, progress=False)
+            self._datasets[name, ids] = build_dataset(name, root)
+        return self._datasets[name, ids]
 
 
 @pytest.fixture(scope="session")
@@ -304,7 +304,9 @@ def test_vireid_train_then_test_with_the_shipped_tiny_config(synthetic: Syntheti
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["train", "test"])
     before = torch.are_deterministic_algorithms_enabled()
     config = str(CONFIG_DIR / "sysu" / "dam_tiny.yaml")
-    root, run = synthetic.root("sysu"), tmp_path / "run"
+    # enough persons for the config's identities per batch (SYSU keeps about 3/4 of them for training)
+    ids = max(8, 2 * load_config(config).data.ids_per_batch)
+    root, run = synthetic.root("sysu", ids), tmp_path / "run"
     overrides = [f"data.root={root}", "train.epochs=1", "train.iters_per_epoch=2", "test.trials=2"]
     try:
         assert cli.main(["train", config, *overrides, f"output_dir={run}"]) == 0
@@ -336,7 +338,7 @@ def test_vireid_train_then_test_with_the_shipped_tiny_config(synthetic: Syntheti
         assert set(results["mean"]) == METRICS
         for k in METRICS:
             assert results["mean"][k] == pytest.approx(sum(r[k] for r in results["trials"]) / 2)
-    protocol = synthetic.dataset("sysu").protocol()
+    protocol = synthetic.dataset("sysu", ids).protocol()
     assert len({r.pid for r in protocol.gallery(0)}) < 20
     assert tested["trials"] == final["trials"] and tested["mean"] == final["mean"]
 
