@@ -43,7 +43,7 @@ def probe(config: str, overrides: list[str], steps: int, evaluate: bool) -> dict
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
     model.train()
-    losses, accs, nonfinite = [], [], 0
+    losses, accs, parts, nonfinite = [], [], [], 0
     step, epoch = 0, 0
     t0 = time.perf_counter()
     while step < steps:
@@ -63,6 +63,7 @@ def probe(config: str, overrides: list[str], steps: int, evaluate: bool) -> dict
             optimizer.step()
             losses.append(float(total.detach()))
             accs.append(float(out["acc"]))
+            parts.append({k: float(v.detach()) for k, v in out.items() if k.startswith("loss")})
             step += 1
             if step >= steps:
                 break
@@ -70,12 +71,14 @@ def probe(config: str, overrides: list[str], steps: int, evaluate: bool) -> dict
         epoch += 1
     seconds = time.perf_counter() - t0
     finite = [x for x in losses if math.isfinite(x)]
-    k = max(1, min(5, len(losses) // 4))
+    k = max(1, min(10, len(losses) // 4))
     result = {
         "first": statistics.fmean(losses[:k]) if all(math.isfinite(x) for x in losses[:k]) else float("nan"),
         "last": statistics.fmean(losses[-k:]) if all(math.isfinite(x) for x in losses[-k:]) else float("nan"),
         "min": min(finite) if finite else float("nan"),
         "acc_last": statistics.fmean(accs[-k:]) if accs else float("nan"),
+        "parts_last": {name: statistics.fmean(p[name] for p in parts[-k:]) for name in (parts[-1] if parts else {})},
+        "num_classes": loader.num_classes,
         "nonfinite": nonfinite,
         "s_per_step": seconds / max(1, len(losses)),
     }
@@ -108,17 +111,20 @@ def main() -> None:
     header = f"{'setting':<14}{'loss first':>11}{'last':>9}{'min':>9}{'acc last':>9}{'non-finite':>11}{'s/step':>8}"
     if args.eval:
         header += f"{'R1':>8}{'mAP':>8}"
-    rows = []
+    header += "  last-steps loss terms"
+    print(header, flush=True)
     for name, extra in settings:
         r = probe(args.config, [*args.overrides, *extra], args.steps, args.eval)
         row = (f"{name:<14}{r['first']:>11.3f}{r['last']:>9.3f}{r['min']:>9.3f}{r['acc_last']:>9.3f}"
                f"{r['nonfinite']:>11d}{r['s_per_step']:>8.2f}")
         if args.eval:
             row += f"{r['rank1']:>8.2f}{r['mAP']:>8.2f}"
-        rows.append(row)
-        print(f"  {name}: {' '.join(extra) or '(config as is)'}", flush=True)
-    print(header)
-    print("\n".join(rows))
+        row += "  " + " ".join(f"{k} {v:.3f}" for k, v in r["parts_last"].items())
+        print(row, flush=True)
+    described = "; ".join(f"{n}: {' '.join(e) or '(config)'}" for n, e in settings)
+    print(f"settings: {described}")
+    print(f"'first' / 'last': mean total loss of the first / last {max(1, min(10, args.steps // 4))} steps; "
+          f"chance level of the ID loss: ln({r['num_classes']}) = {math.log(r['num_classes']):.3f}")
 
 
 if __name__ == "__main__":

@@ -74,10 +74,11 @@ _ENCODERS: dict = {}
 def encoder_of(cfg) -> CrossViTEncoder:
     m = cfg.model
     key = (m.arch, cfg.data.height, cfg.data.width, tuple(m.crossvit_patch_size), m.crossvit_coarse_scale)
-    if key not in _ENCODERS:
-        _ENCODERS[key] = CrossViTEncoder(arch=m.arch, img_size=(cfg.data.height, cfg.data.width),
-                                         patch_size=list(m.crossvit_patch_size) or None,
-                                         coarse_scale=m.crossvit_coarse_scale, pretrained="none")
+    if key not in _ENCODERS:  # on the meta device: shapes only, no memory or compute
+        with torch.device("meta"):
+            _ENCODERS[key] = CrossViTEncoder(arch=m.arch, img_size=(cfg.data.height, cfg.data.width),
+                                             patch_size=list(m.crossvit_patch_size) or None,
+                                             coarse_scale=m.crossvit_coarse_scale, pretrained="none")
     return _ENCODERS[key]
 
 
@@ -98,7 +99,7 @@ def test_token_count_matches_position_embedding(path: Path) -> None:
         return
     enc = encoder_of(cfg)
     with torch.no_grad():
-        tokens = enc.embed(torch.zeros(1, 3, cfg.data.height, cfg.data.width))
+        tokens = enc.embed(torch.zeros(1, 3, cfg.data.height, cfg.data.width, device="meta"))
     for branch, t in enumerate(tokens):
         pos = enc.position_embedding(branch)
         gh, gw = enc.grid(branch)
@@ -496,9 +497,9 @@ def test_visualize_attention(tiny_run, synthetic_roots, tmp_path, monkeypatch, c
                   "--modality", "infrared", "--out", str(dest), "--baseline-config", str(agw_cfg),
                   "--baseline-checkpoint", str(tmp_path / "agw.pt")) == 0
     printed = [Path(line) for line in capsys.readouterr().out.split()]
-    assert printed == [dest / f"{images[0].stem}_attention.png", dest / f"{images[1].stem}_2_attention.png"
-                       if images[0].stem == images[1].stem else dest / f"{images[1].stem}_attention.png",
-                       dest / "attention_grid.png"]
+    names = [f"{p.parent.parent.name}_{p.parent.name}_{p.stem}_attention.png" for p in images]
+    assert printed == [dest / names[0], dest / names[1], dest / "attention_grid.png"]
+    assert printed[0].name.startswith("cam3_") and all(p.is_file() for p in printed)
     with Image.open(printed[0]) as im:
         arr = np.asarray(im.convert("RGB"))
     # 64 px high shown x4 = 256 px + the caption band; three columns (image, FAFE map, AGW map)
@@ -513,7 +514,10 @@ def test_visualize_attention(tiny_run, synthetic_roots, tmp_path, monkeypatch, c
 
 
 def test_attention_map_helpers() -> None:
-    from vireid.visualization.attention import blend, colorize, normalize_maps
+    from vireid.visualization.attention import blend, colorize, normalize_maps, picture_name
+
+    assert picture_name("data/SYSU-MM01/cam3/0007/0001.jpg") == "cam3_0007_0001"
+    assert picture_name("/0001.jpg") == "0001" and picture_name("q.png") == "q"
 
     maps = normalize_maps(torch.tensor([[[1.0, 3.0], [2.0, 5.0]], [[4.0, 4.0], [4.0, 4.0]]]))
     assert torch.allclose(maps[0], torch.tensor([[0.0, 0.5], [0.25, 1.0]])) and torch.equal(maps[1], torch.zeros(2, 2))

@@ -67,7 +67,8 @@ def add_attention_parser(sub: argparse._SubParsersAction) -> None:
         "activations). Each map is min-max normalised per image, upsampled, coloured (jet) and blended "
         "over the image as the model sees it (resized to data.height x data.width). With "
         "--baseline-config/--baseline-checkpoint the baseline's map is drawn next to it. Writes "
-        "<image>_attention.png per image and attention_grid.png to --out and prints their paths.",
+        "<folder>_<folder>_<image>_attention.png per image (e.g. cam3_0007_0001_attention.png) and "
+        "attention_grid.png to --out and prints their paths.",
         formatter_class=HelpFormatter,
         epilog="examples:\n"
         "  vireid visualize attention configs/sysu/fafe.yaml --checkpoint runs/sysu/fafe/checkpoints/last.pt \\\n"
@@ -103,7 +104,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"--images: no such file: {', '.join(missing)}")
     cfg, model = load_trained_model(args.config, args.overrides, args.checkpoint, args.device)
-    sources = [MapSource(model, f"{cfg.model.name} ({Path(args.config).stem})")]
+    sources = [MapSource(model, Path(args.config).stem)]
     if args.baseline_config is not None:
         bcfg, baseline = load_trained_model(args.baseline_config, [], args.baseline_checkpoint, args.device)
         if (bcfg.data.height, bcfg.data.width) != (cfg.data.height, cfg.data.width):
@@ -111,7 +112,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
                 f"the baseline takes {bcfg.data.height}x{bcfg.data.width} images ({args.baseline_config}), the model "
                 f"{cfg.data.height}x{cfg.data.width} ({args.config}); both maps are drawn on the same image size"
             )
-        sources.append(MapSource(baseline, f"baseline {bcfg.model.name} ({Path(args.baseline_config).stem})"))
+        sources.append(MapSource(baseline, f"baseline {Path(args.baseline_config).stem}"))
     paths = render_attention(sources, args.images, modality=args.modality,
                              size=(int(cfg.data.height), int(cfg.data.width)), out_dir=args.out,
                              alpha=args.alpha, device=args.device)

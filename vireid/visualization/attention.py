@@ -10,7 +10,7 @@ What is drawn for a model:
 Each map is min-max normalised per image (the figure shows where a model looks, not how strongly),
 upsampled bilinearly to the displayed image, coloured with a colour map (``jet``) and alpha-blended over
 the image. :func:`render_attention` writes one PNG per input image -- the image, then the model's map,
-then the baseline's when one is given, side by side -- and a grid of all of them; every PNG is written
+then the baseline's when one is given, side by side, each captioned -- and a grid of all of them; every PNG is written
 atomically (temporary file, then rename).
 """
 
@@ -44,10 +44,10 @@ class MapSource:
 
 def attention_maps(model: ReIDModel, images: torch.Tensor, modality: torch.Tensor | str) -> tuple[torch.Tensor, str]:
     """``(maps, kind)``: ``[N, h, w]`` maps in [0, 1] (min-max normalised per image) of images in [0, 1],
-    and what they are (``"CSA spatial attention"`` or ``"activation"``). The model must be in eval mode."""
+    and what they are (``"CSA attention"``: the spatial map of eq 12, or ``"activation"``). The model must be in eval mode."""
     with torch.no_grad():
         if getattr(model, "csa", None) is not None and hasattr(model, "spatial_attention"):
-            maps, kind = model.spatial_attention(images, modality), "CSA spatial attention"
+            maps, kind = model.spatial_attention(images, modality), "CSA attention"
         elif hasattr(model, "feature_map"):
             maps, kind = model.feature_map(images, modality).float().pow(2).sum(1), "activation"
         else:
@@ -105,6 +105,14 @@ def _labelled_row(tiles: Sequence[np.ndarray], labels: Sequence[str]) -> Image.I
     return row
 
 
+def picture_name(path: str | Path) -> str:
+    """A file-name stem for an input image: its two parent folders and its stem (re-id datasets reuse
+    frame names across identities and cameras: ``cam3/0007/0001.jpg`` -> ``cam3_0007_0001``)."""
+    p = Path(path)
+    folders = [q for q in p.parent.parts[-2:] if q not in (p.anchor, ".", "..")]
+    return "_".join([*folders, p.stem]).replace(" ", "_")
+
+
 def _display_scale(height: int, min_height: int) -> int:
     return max(1, -(-min_height // height))  # ceil
 
@@ -124,8 +132,8 @@ def render_attention(
 
     ``size`` is the models' input (height, width): each image is resized to it (as the test transform),
     the maps are computed there, and everything is shown enlarged by an integer factor to at least
-    ``min_height`` pixels. Writes ``<stem>_attention.png`` per image (columns: the image, then one per
-    source) and ``attention_grid.png`` (all rows).
+    ``min_height`` pixels. Writes ``<name>_attention.png`` per image (:func:`picture_name`; columns: the
+    image, then one per source) and ``attention_grid.png`` (all rows).
     """
     from vireid.data.training import load_rgb
 
@@ -149,13 +157,13 @@ def render_attention(
     used: dict[str, int] = {}
     for i, (path, im) in enumerate(zip(image_paths, pil_images)):
         shown = np.asarray(im.resize((disp[1], disp[0]), Image.NEAREST))
-        tiles, labels = [shown], [f"{Path(path).name}\n{modality}"]
+        tiles, labels = [shown], [f"{picture_name(path)}\n{modality}"]
         for maps, label in columns:
             tiles.append(blend(shown, colorize(maps[i], disp), alpha))
             labels.append(label)
         row = _labelled_row(tiles, labels)
         rows.append(row)
-        stem = Path(path).stem
+        stem = picture_name(path)
         used[stem] = used.get(stem, 0) + 1
         name = stem if used[stem] == 1 else f"{stem}_{used[stem]}"
         written.append(save_png(row, out_dir / f"{name}_attention.png"))
