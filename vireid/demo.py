@@ -111,9 +111,7 @@ def run_demo(
     apply_model_state(model, ckpt["model"], source=str(last), strict=True)
     protocol = build_protocol(dataset, cfg)
     evaluator = Evaluator.from_config(cfg, protocol, device="cpu", progress=False)
-    queries, gallery = protocol.query(0), protocol.gallery(0)
-    q = evaluator.features(model, queries)
-    g = evaluator.features(model, gallery)
+    _, queries, gallery, q, g = next(evaluator.trial_features(model, [protocol.trials[0]]))
     distmat = (-(q @ g.T)).numpy()
     # one query per identity, so the rows show different people
     rows, seen = [], set()

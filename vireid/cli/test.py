@@ -19,10 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "trial). --untrained evaluates a freshly initialised model instead, labelled as such.",
         formatter_class=HelpFormatter,
         epilog="examples:\n"
-        "  vireid test configs/dam_sysu.yaml --checkpoint runs/dam/checkpoints/last.pt --trials 10 --json out.json\n"
-        "  vireid test configs/dam_sysu.yaml --checkpoint runs/dam/checkpoints/best.pt test.mode=indoor\n"
-        "  vireid test configs/dam_regdb.yaml --checkpoint runs/regdb/checkpoints/last.pt data.trial=1\n"
-        "  vireid test configs/dam_sysu.yaml --untrained model.pretrained=none",
+        "  vireid test configs/sysu/dam.yaml --checkpoint runs/dam/checkpoints/last.pt --trials 10 --json out.json\n"
+        "  vireid test configs/sysu/dam.yaml --checkpoint runs/dam/checkpoints/best.pt test.mode=indoor\n"
+        "  vireid test configs/regdb/dam.yaml --checkpoint runs/regdb/checkpoints/last.pt data.trial=1\n"
+        "  vireid test configs/sysu/dam.yaml --untrained model.pretrained=none",
     )
     parser.add_argument("config", help="YAML config file of the model and dataset")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. test.flip=true")

@@ -67,10 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "vireid train CONFIG.",
         formatter_class=HelpFormatter,
         epilog="examples:\n"
-        "  vireid train configs/dam_sysu.yaml output_dir=runs/dam train.epochs=100\n"
-        "  vireid train configs/dam_sysu.yaml output_dir=runs/dam --resume\n"
-        "  vireid train configs/dam_regdb.yaml output_dir=runs/dam_regdb --all-trials\n"
-        "  torchrun --nproc_per_node 2 -m vireid train configs/dam_sysu.yaml output_dir=runs/dam_ddp",
+        "  vireid train configs/sysu/dam.yaml output_dir=runs/dam train.epochs=100\n"
+        "  vireid train configs/sysu/dam.yaml output_dir=runs/dam --resume\n"
+        "  vireid train configs/regdb/dam.yaml output_dir=runs/dam_regdb --all-trials\n"
+        "  torchrun --nproc_per_node 2 -m vireid train configs/sysu/dam.yaml output_dir=runs/dam_ddp",
     )
     parser.add_argument("config", help="YAML config file (inherits with _base_)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5")

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -102,7 +102,7 @@ def extract_features(
     return torch.cat(chunks)
 
 
-def _record_key(rec: ImageRecord) -> tuple[str, str]:
+def record_key(rec: ImageRecord) -> tuple[str, str]:
     return str(rec.path), rec.modality
 
 
@@ -165,7 +165,7 @@ class Evaluator:
         """L2-normalised features of each unique ``(path, modality)`` among ``records``, extracted once."""
         unique: dict[tuple[str, str], ImageRecord] = {}
         for rec in records:
-            unique.setdefault(_record_key(rec), rec)
+            unique.setdefault(record_key(rec), rec)
         recs = list(unique.values())
         feats = extract_features(
             model,
@@ -180,24 +180,42 @@ class Evaluator:
         feats = F.normalize(feats, dim=1)
         return {key: feats[i] for i, key in enumerate(unique)}
 
-    def evaluate(self, model: torch.nn.Module, trials: Sequence[int] | None = None) -> dict[str, Any]:
-        """Metrics (percent) of each trial in ``trials`` (default: all of the protocol's) and their mean."""
+    def trial_features(
+        self, model: torch.nn.Module, trials: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, list[ImageRecord], list[ImageRecord], torch.Tensor, torch.Tensor]]:
+        """``(trial, query, gallery, query_features, gallery_features)`` for each trial (default: all of
+        the protocol's), every image's features extracted once across all trials."""
         trial_list = list(self.protocol.trials) if trials is None else [int(t) for t in trials]
         if not trial_list:
             raise ValueError("no trial to evaluate")
         for t in trial_list:
             self.protocol.check_trial(t)
         sets = {t: (self.protocol.query(t), self.protocol.gallery(t)) for t in trial_list}
-        all_records = [rec for q, g in sets.values() for rec in (*q, *g)]
-        cache = self.features(model, all_records)
-        rows = []
+        cache = self.features(model, [rec for q, g in sets.values() for rec in (*q, *g)])
         for t in trial_list:
             query, gallery = sets[t]
-            q_feats = torch.stack([cache[_record_key(r)] for r in query])
-            g_feats = torch.stack([cache[_record_key(r)] for r in gallery])
-            distmat = -(q_feats @ g_feats.T)
+            q_feats = torch.stack([cache[record_key(r)] for r in query])
+            g_feats = torch.stack([cache[record_key(r)] for r in gallery])
+            yield t, query, gallery, q_feats, g_feats
+
+    def evaluate(
+        self,
+        model: torch.nn.Module,
+        trials: Sequence[int] | None = None,
+        *,
+        distance: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
+    ) -> dict[str, Any]:
+        """Metrics (percent) of each trial in ``trials`` (default: all of the protocol's) and their mean.
+
+        ``distance(query_features, gallery_features)`` gives the ``[Q, G]`` distance matrix; the
+        default is the negative dot product of the L2-normalised features (k-reciprocal re-ranking
+        passes its own, :mod:`vireid.retrieval.rerank`).
+        """
+        distance = distance or (lambda q, g: (-(q @ g.T)).numpy())
+        rows = []
+        for t, query, gallery, q_feats, g_feats in self.trial_features(model, trials):
             metrics = rank_metrics(
-                distmat.numpy(),
+                distance(q_feats, g_feats),
                 [r.pid for r in query],
                 [r.pid for r in gallery],
                 [r.camera for r in query],

@@ -200,30 +200,11 @@ def evaluate_reranked(
     """:meth:`vireid.evaluation.evaluator.Evaluator.evaluate` with the distance of each trial replaced by
     the k-reciprocal re-ranked distance (features extracted once); results in percent, with
     ``"rerank": True`` and the parameters under ``"rerank_params"``."""
-    from vireid.evaluation.evaluator import METRIC_KEYS, RANKS, _record_key, percentages
-    from vireid.evaluation.metrics import rank_metrics
-
-    protocol = evaluator.protocol
-    trial_list = [int(t) for t in trials]
-    if not trial_list:
-        raise ValueError("no trial to evaluate")
-    for t in trial_list:
-        protocol.check_trial(t)
-    sets = {t: (protocol.query(t), protocol.gallery(t)) for t in trial_list}
-    cache = evaluator.features(model, [rec for q, g in sets.values() for rec in (*q, *g)])
-    rows = []
-    for t in trial_list:
-        query, gallery = sets[t]
-        q = np.stack([cache[_record_key(r)].numpy() for r in query])
-        g = np.stack([cache[_record_key(r)].numpy() for r in gallery])
-        distmat = k_reciprocal_rerank(q, g, k1=k1, k2=k2, lambda_value=lambda_value)
-        metrics = rank_metrics(distmat, [r.pid for r in query], [r.pid for r in gallery],
-                               [r.camera for r in query], [r.camera for r in gallery],
-                               protocol=protocol.metric, max_rank=max(RANKS))
-        rows.append({"trial": t, **percentages(metrics)})
-    mean = {key: sum(row[key] for row in rows) / len(rows) for key in METRIC_KEYS}
-    return {"dataset": evaluator.dataset_name, "protocol": protocol.describe(), "trials": rows, "mean": mean,
-            "rerank": True, "rerank_params": rerank_params(k1, k2, lambda_value)}
+    results = evaluator.evaluate(
+        model, trials,
+        distance=lambda q, g: k_reciprocal_rerank(q.numpy(), g.numpy(), k1=k1, k2=k2, lambda_value=lambda_value),
+    )
+    return {**results, "rerank": True, "rerank_params": rerank_params(k1, k2, lambda_value)}
 
 
 def run_test_reranked(
