@@ -57,7 +57,7 @@ def run_demo(
     *,
     config: str | Path = DEFAULT_CONFIG,
     overrides: tuple[str, ...] = (),
-    ids: int = 60,
+    ids: int = 100,
     seed: int = 0,
     images_per_camera: int = 6,
     size: tuple[int, int] = (128, 64),
