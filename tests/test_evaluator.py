@@ -195,14 +195,18 @@ def test_evaluate_matches_rank_metrics_and_caches_features(records, transform, m
     assert results["dataset"] == "fake" and results["protocol"] == protocol.describe()
     keys = {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
     assert [row["trial"] for row in results["trials"]] == [0, 1, 2]
-    assert all(set(row) == keys | {"trial"} for row in results["trials"])
-    assert set(results["mean"]) == keys
+    assert all(set(row) == keys | {"trial", "cmc"} for row in results["trials"])
+    assert set(results["mean"]) == keys | {"cmc"}
     expected = reference_results(protocol, [0, 1, 2])
     for row, ref in zip(results["trials"], expected):
         for k in keys:
             assert row[k] == pytest.approx(ref[k], abs=1e-6), (row["trial"], k)
     for k in keys:
         assert results["mean"][k] == pytest.approx(np.mean([r[k] for r in expected]), abs=1e-6)
+    for row in results["trials"]:  # the full CMC curve (percent) agrees with the named ranks
+        assert len(row["cmc"]) == 20
+        assert [row["cmc"][k - 1] for k in (1, 5, 10, 20)] == [row[f"rank{k}"] for k in (1, 5, 10, 20)]
+    assert results["mean"]["cmc"] == pytest.approx(np.mean([r["cmc"] for r in results["trials"]], axis=0))
     # not a constant: the metrics differ between trials (different galleries)
     assert len({round(row["mAP"], 6) for row in results["trials"]}) > 1
 

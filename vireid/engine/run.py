@@ -38,7 +38,6 @@ RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.yaml"
 #: ``test.*`` keys passed to ``dataset.protocol(...)`` when its signature takes them.
 PROTOCOL_KEYS = ("mode", "shots", "sampler", "direction")
-METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -87,13 +86,6 @@ def write_json(obj: Any, path: str | Path) -> Path:
     from vireid.io import write_text_atomic
 
     return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
-
-
-def mean_of_trials(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Mean of each metric over per-trial result rows."""
-    if not rows:
-        raise ValueError("no trial results to average")
-    return {k: sum(float(r[k]) for r in rows) / len(rows) for k in METRIC_KEYS}
 
 
 def _save_config(cfg: Any, path: Path) -> None:
@@ -184,6 +176,7 @@ def run_all_trials(cfg: Any, *, resume: bool = False) -> dict[str, Any] | None:
     resumes from its ``last.pt`` and the rest start fresh. Returns the results on rank 0.
     """
     from vireid.data import build_dataset
+    from vireid.evaluation.evaluator import mean_of_trials
 
     dataset = build_dataset(cfg.data.name, cfg.data.root)
     if not trains_per_trial(dataset):

@@ -223,14 +223,24 @@ class Evaluator:
                 protocol=self.protocol.metric,
                 max_rank=max(RANKS),
             )
-            rows.append({"trial": t, **percentages(metrics)})
-        mean = {key: sum(row[key] for row in rows) / len(rows) for key in METRIC_KEYS}
+            rows.append({"trial": t, **percentages(metrics), "cmc": [100.0 * float(c) for c in metrics["cmc"]]})
         return {
             "dataset": self.dataset_name,
             "protocol": self.protocol.describe(),
             "trials": rows,
-            "mean": mean,
+            "mean": mean_of_trials(rows),
         }
+
+
+def mean_of_trials(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean over per-trial rows of each metric in :data:`METRIC_KEYS` and, where every row has one,
+    of the CMC curve (``"cmc"``, percent, element-wise)."""
+    if not rows:
+        raise ValueError("no trial results to average")
+    mean: dict[str, Any] = {k: sum(float(r[k]) for r in rows) / len(rows) for k in METRIC_KEYS}
+    if all("cmc" in r for r in rows):
+        mean["cmc"] = [sum(vals) / len(rows) for vals in zip(*(r["cmc"] for r in rows))]
+    return mean
 
 
 def percentages(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -1,0 +1,76 @@
+"""Curves from ``vireid test --json`` results: CMC curves and per-trial metrics, runs side by side."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vireid.errors import VireidError
+from vireid.io import atomic_path
+
+TRIAL_METRICS = ("rank1", "mAP", "mINP")
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a results JSON written by ``vireid test --json`` / ``vireid train`` (``results.json``)."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise VireidError(f"{path}: results file not found") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise VireidError(f"{path}: not a readable JSON results file ({exc})") from exc
+    if not isinstance(results, dict) or not isinstance(results.get("trials"), list) or "mean" not in results:
+        raise VireidError(f"{path}: expected a vireid results object with 'trials' and 'mean'")
+    return results
+
+
+def _label(path: Path, results: dict[str, Any]) -> str:
+    tags = [path.parent.name or path.stem]
+    if results.get("rerank"):
+        tags.append("re-ranked")
+    if results.get("untrained"):
+        tags.append("untrained")
+    return " ".join(tags)
+
+
+def plot_curves(results_files: Sequence[str | Path], out: str | Path, *, labels: Sequence[str] | None = None) -> Path:
+    """One PNG with two panels: the mean CMC curve of each run (rank 1..20) and its per-trial Rank-1,
+    mAP and mINP, so runs can be compared side by side. Returns the path written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = [Path(p) for p in results_files]
+    if not paths:
+        raise ValueError("give at least one results file")
+    if labels is not None and len(labels) != len(paths):
+        raise ValueError(f"{len(labels)} labels for {len(paths)} results files")
+    runs = [load_results(p) for p in paths]
+    names = list(labels) if labels is not None else [_label(p, r) for p, r in zip(paths, runs)]
+    fig, (ax_cmc, ax_trials) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, path, res in zip(names, paths, runs):
+        cmc = res["mean"].get("cmc")
+        if cmc is None:
+            raise VireidError(f"{path}: has no CMC curve ('mean.cmc'); re-run vireid test with this version")
+        line = ax_cmc.plot(range(1, len(cmc) + 1), cmc, marker="o", markersize=3, label=name)[0]
+        trials = [row["trial"] for row in res["trials"]]
+        for metric, style in zip(TRIAL_METRICS, ("-", "--", ":")):
+            ax_trials.plot(trials, [row[metric] for row in res["trials"]], style, marker=".",
+                           color=line.get_color(), label=f"{name} {metric}")
+    ax_cmc.set(xlabel="rank", ylabel="matching rate (%)", title="CMC (mean over trials)", ylim=(0, 100))
+    ax_cmc.grid(alpha=0.3)
+    ax_cmc.legend(fontsize=8)
+    ax_trials.set(xlabel="trial", ylabel="%", title="per trial: Rank-1 (solid), mAP (dashed), mINP (dotted)",
+                  ylim=(0, 100))
+    ax_trials.grid(alpha=0.3)
+    ax_trials.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return out
