@@ -1,4 +1,4 @@
-"""Training and inference throughput of AGW, CAJ and DAM against a bare torchvision ResNet-50.
+"""Training and inference throughput of AGW, CAJ, DAM and FAFE against a bare backbone of the same size.
 
 What is measured, in one process and on one device:
 
@@ -10,13 +10,19 @@ What is measured, in one process and on one device:
 - the same figure for a **bare torchvision ResNet-50** step (forward, cross-entropy on a
   ``num_classes``-way ``fc``, backward, SGD step) on the same input size and the same number of images
   per step, and the ratio model / ResNet-50;
+- for FAFE (``configs/sysu/fafe.yaml``, a CrossViT backbone) the baseline is instead a **bare timm
+  CrossViT of the same variant** (``model.arch``, e.g. ``crossvit_small_240``) built by
+  ``timm.create_model(arch, img_size=(H, W), num_classes=...)`` at the same input size (timm resizes its
+  coarse branch itself; its position embeddings are cut to the patch grid, see ``bench_crossvit``),
+  stepped the same way with Adam (FAFE's optimiser);
 - **inference images/s** of ``model.extract(images, "visible")`` (eval mode, ``torch.inference_mode``)
-  and of the bare ResNet-50 up to its pooled feature, on ``--extract-batch`` images.
+  and of the bare baseline up to its pooled feature (CrossViT: its two CLS tokens), on
+  ``--extract-batch`` images.
 
 Counting: images per training step = every image the model processes in the step. AGW sees the
 visible and the infrared block (2 x P x K images); CAJ and DAM also see the channel-exchanged visible
-view (``data.channel_exchange``), a third block: 3 x P x K images. The ResNet-50 baseline of a model is
-timed with that model's image count.
+view (``data.channel_exchange``), a third block: 3 x P x K images; FAFE likewise sees the grayscale view
+(``data.grayscale_view``). The baseline of a model is timed with that model's image count.
 
 Data loading is excluded: batches are synthetic tensors in the training-batch format of
 docs/architecture.md (``images`` in [0, 1], ``pids`` paired by position across blocks, ``modality``
@@ -28,6 +34,7 @@ model is timed right after its ResNet-50 baseline.
 Note what the ratio includes: the vireid models keep layer4 at stride 1 (``model.last_stride=1``, a
 feature map 4x larger than torchvision's), have two modality stems (DAM: also two layer1), AGW/CAJ add
 non-local blocks and DAM adds MCA, PCA and the PCB branch, and every model computes its metric losses.
+FAFE's ratio to its bare CrossViT includes the multi-scale residuals, CSA, the BNNeck and the losses.
 
 Usage::
 
@@ -35,6 +42,7 @@ Usage::
     python bench/train_speed.py --device cuda --amp          # GPU defaults: 4 ids x 4 images, 5 + 20 steps
     python bench/train_speed.py --device cuda --amp --batch-ids 8 --images-per-id 4 --models agw,caj
     python bench/train_speed.py --models dam --steps 5 --json out/train_speed.json
+    python bench/train_speed.py --models fafe                # FAFE against a bare timm CrossViT-S
 """
 
 from __future__ import annotations
@@ -74,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__[__doc__.index("Usage::"):])
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (cuda when available)")
-    p.add_argument("--models", default="agw,caj,dam",
+    p.add_argument("--models", default="agw,caj,dam,fafe",
                    help="comma-separated model names (configs/sysu/<name>.yaml) or config paths")
     p.add_argument("--batch-ids", type=int, default=None, help="P identities per batch (CPU 2, CUDA 4)")
     p.add_argument("--images-per-id", type=int, default=None, help="K images per identity and modality (CPU 2, CUDA 4)")
@@ -195,6 +203,59 @@ def resnet50_train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     return step
 
 
+def bench_crossvit(arch: str, n_images: int, args: argparse.Namespace, bar: tqdm) -> dict[str, Any]:
+    """The bare timm CrossViT ``arch`` at the benchmark's input size: train step and pooled feature."""
+    import timm
+
+    device, size = args.device, (args.height, args.width)
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(n_images, 3, *size, generator=gen).to(device)
+    labels = torch.randint(args.num_classes, (n_images,), generator=gen).to(device)
+    torch.manual_seed(0)
+    reset_peak(device)
+    net = timm.create_model(arch, pretrained=False, img_size=size, num_classes=args.num_classes)
+    # timm's _compute_num_patches evaluates `h // p * w // p` left to right, which over-sizes the position
+    # embedding when a (resized) branch input is not divisible by its patch (288x144: the coarse branch
+    # gets 268x134 -> a 16x8 patch grid, but 135 position tokens); size it to the grid the patch embedding
+    # really produces, as vireid's encoder does
+    for i, embed in enumerate(net.patch_embed):
+        with torch.no_grad():
+            tokens = embed(torch.zeros(1, 3, *embed.img_size)).shape[1]
+        pos = getattr(net, f"pos_embed_{i}")
+        if pos.shape[1] != tokens + 1:
+            setattr(net, f"pos_embed_{i}", torch.nn.Parameter(pos.detach()[:, : tokens + 1].clone()))
+    net = net.to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=3.5e-4, weight_decay=5e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
+    train_times = timed(resnet50_train_step(net, optimizer, scaler, images, labels, args.amp), warmup=args.warmup,
+                        steps=args.steps, device=device, bar=bar)
+    train_memory = peak_memory_mib(device)
+    net.eval()
+    test_images = torch.rand(args.extract_batch, 3, *size, generator=gen).to(device)
+
+    def extract() -> None:
+        with torch.inference_mode(), autocast(device, args.amp):
+            net.forward_head(net.forward_features(test_images), pre_logits=True)  # the two CLS tokens
+
+    extract_times = timed(extract, warmup=args.warmup, steps=args.steps, device=device, bar=bar)
+    return {
+        "model": f"timm {arch}",
+        "images_per_step": n_images,
+        "train_images_per_s": throughput(n_images, train_times),
+        "train_step_s": train_times,
+        "train_peak_mib": train_memory,
+        "extract_images_per_s": throughput(args.extract_batch, extract_times),
+        "extract_step_s": extract_times,
+    }
+
+
+def bench_baseline(cfg: Any, n_images: int, args: argparse.Namespace, bar: tqdm) -> dict[str, Any]:
+    """The bare backbone a model is compared with: its timm CrossViT (FAFE), else torchvision's ResNet-50."""
+    if str(cfg.model.arch).startswith("crossvit"):
+        return bench_crossvit(str(cfg.model.arch), n_images, args, bar)
+    return bench_resnet50(n_images, args, bar)
+
+
 def peak_memory_mib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
@@ -292,18 +353,18 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def format_table(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
-    head = (f"{'model':<6} {'img/step':>8} {'train img/s':>11} {'R50 img/s':>10} {'train ratio':>11} "
-            f"{'extract img/s':>13} {'R50 extract':>11} {'extract ratio':>13}")
+    head = (f"{'model':<6} {'img/step':>8} {'train img/s':>11} {'base img/s':>10} {'train ratio':>11} "
+            f"{'extract img/s':>13} {'base extract':>12} {'extract ratio':>13}  baseline")
     lines = [head, "-" * len(head)]
     for r, base in pairs:
         lines.append(
             f"{r['model']:<6} {r['images_per_step']:>8} {r['train_images_per_s']:>11.2f} "
             f"{base['train_images_per_s']:>10.2f} {r['train_images_per_s'] / base['train_images_per_s']:>10.2f}x "
-            f"{r['extract_images_per_s']:>13.2f} {base['extract_images_per_s']:>11.2f} "
-            f"{r['extract_images_per_s'] / base['extract_images_per_s']:>12.2f}x"
+            f"{r['extract_images_per_s']:>13.2f} {base['extract_images_per_s']:>12.2f} "
+            f"{r['extract_images_per_s'] / base['extract_images_per_s']:>12.2f}x  {base['model']}"
         )
         if r["train_peak_mib"] is not None:
-            lines[-1] += f"   peak {r['train_peak_mib']:.0f} MiB (R50 {base['train_peak_mib']:.0f} MiB)"
+            lines[-1] += f"   peak {r['train_peak_mib']:.0f} MiB (baseline {base['train_peak_mib']:.0f} MiB)"
     return "\n".join(lines)
 
 
@@ -327,9 +388,9 @@ def main(argv: list[str] | None = None) -> int:
           f"extract batch {args.extract_batch}")
     print("  " + ", ".join(f"{k} {v}" for k, v in env.items()))
     print("  synthetic tensors on the device (data loading excluded); images/step counts every image the model "
-          "processes (CAJ, DAM: + the channel-exchanged view)")
+          "processes (CAJ, DAM: + the channel-exchanged view; FAFE: + the grayscale view)")
     print(f"  load average at start: {load_average()}")
-    # each model right after its ResNet-50 baseline (same images per step), so that both see the same
+    # each model right after its baseline (same images per step), so that both see the same
     # machine state; each measurement: warm-up + timed steps for training, then for extract
     total = 4 * (args.warmup + args.steps) * len(paths)
     pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
@@ -337,18 +398,19 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             cfg = load_config(path)
             n = (3 if cfg.data.channel_exchange or cfg.data.grayscale_view else 2) * args.batch_ids * args.images_per_id
-            bar.set_postfix_str(f"ResNet-50 x {n} images")
-            base = bench_resnet50(n, args, bar)
+            bar.set_postfix_str(f"baseline x {n} images")
+            base = bench_baseline(cfg, n, args, bar)
             bar.set_postfix_str(path.stem)
             pairs.append((bench_model(path, args, bar), base))
     print(format_table(pairs))
-    print("ratio = model images/s / bare torchvision ResNet-50 images/s with the same images per step "
-          "(train) or the same batch (extract), ResNet-50 timed just before the model; < 1: slower than ResNet-50")
+    print("ratio = model images/s / its bare baseline's images/s (torchvision ResNet-50; FAFE: timm CrossViT of "
+          "its variant) with the same images per step (train) or the same batch (extract), the baseline timed "
+          "just before the model; < 1: slower than the baseline")
     print(f"  load average at end: {load_average()}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         report = {"settings": {k: (str(v) if isinstance(v, (Path, torch.device)) else v) for k, v in vars(args).items()},
-                  "environment": env, "models": [dict(r, resnet50=base) for r, base in pairs]}
+                  "environment": env, "models": [dict(r, baseline=base) for r, base in pairs]}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"results: {args.json}")
     return 0

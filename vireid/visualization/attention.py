@@ -44,10 +44,11 @@ class MapSource:
 
 def attention_maps(model: ReIDModel, images: torch.Tensor, modality: torch.Tensor | str) -> tuple[torch.Tensor, str]:
     """``(maps, kind)``: ``[N, h, w]`` maps in [0, 1] (min-max normalised per image) of images in [0, 1],
-    and what they are (``"CSA attention"``: the spatial map of eq 12, or ``"activation"``). The model must be in eval mode."""
+    and what they are (``"attention (CSA)"``: the spatial map of eq 12, or ``"activation"``). The model
+    must be in eval mode."""
     with torch.no_grad():
         if getattr(model, "csa", None) is not None and hasattr(model, "spatial_attention"):
-            maps, kind = model.spatial_attention(images, modality), "CSA attention"
+            maps, kind = model.spatial_attention(images, modality), "attention (CSA)"
         elif hasattr(model, "feature_map"):
             maps, kind = model.feature_map(images, modality).float().pow(2).sum(1), "activation"
         else:
