@@ -195,7 +195,8 @@ class TensorBoardHook(Hook):
             self.writer.add_scalar(f"lr/{k}", v, step)
         if trainer.eval_results is not None:
             for k, v in trainer.eval_results["mean"].items():
-                self.writer.add_scalar(f"eval/{k}", v, step)
+                if isinstance(v, (int, float)):  # scalars; the CMC curve ("cmc") is a list
+                    self.writer.add_scalar(f"eval/{k}", v, step)
         self.writer.flush()
 
     def teardown(self, trainer: Trainer) -> None:
