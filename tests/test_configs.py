@@ -50,9 +50,18 @@ SMOKE_OVERRIDES = [
     "train.device=cpu",
     "train.iters_per_epoch=1",
 ]
-#: Extra overrides per model; a model outside this table gets only SMOKE_OVERRIDES (add its tiny
-#: variant here when a new model family arrives).
-SMOKE_MODEL_OVERRIDES = {name: ["model.arch=resnet18"] for name in RESNET_MODELS}
+
+
+def smoke_model_overrides(cfg: Any) -> list[str]:
+    """The tiny backbone of a config's family: ResNet-18 for ResNet backbones (AGW, CAJ, DAM and FAFE's
+    Table 3 rows without CrossViT), vireid's CPU-sized ``crossvit_micro`` for CrossViT ones."""
+    if cfg.model.name in RESNET_MODELS or str(cfg.model.arch).startswith("resnet"):
+        return ["model.arch=resnet18"]
+    if str(cfg.model.arch).startswith("crossvit"):
+        return ["model.arch=crossvit_micro"]
+    return []
+
+
 #: Feature width of torchvision's ResNet-18 (the global test feature of the smoke models).
 RESNET18_DIM = torchvision.models.resnet18().fc.in_features
 
@@ -104,7 +113,7 @@ def one_thread():
 def smoke_config(path: Path, synthetic: SyntheticData) -> Any:
     """``path`` with SMOKE_OVERRIDES, its model's smoke overrides and the synthetic dataset as data.root."""
     shipped = load_config(path)
-    overrides = SMOKE_OVERRIDES + SMOKE_MODEL_OVERRIDES.get(shipped.model.name, [])
+    overrides = SMOKE_OVERRIDES + smoke_model_overrides(shipped)
     return load_config(path, overrides + [f"data.root={synthetic.root(shipped.data.name)}"])
 
 

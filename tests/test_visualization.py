@@ -8,7 +8,14 @@ from PIL import Image
 
 from vireid.data.records import ImageRecord
 from vireid.evaluation.metrics import gallery_exclusion_mask, rank_metrics
-from vireid.visualization.ranks import GREEN, RED, draw_ranked_lists, ranked_lists
+from vireid.visualization.ranks import (
+    GREEN,
+    RED,
+    draw_ranked_lists,
+    first_match_ranks,
+    pick_queries,
+    ranked_lists,
+)
 
 
 def test_exclusion_mask_rules_by_hand():
@@ -70,3 +77,47 @@ def test_ranked_lists_and_picture(tmp_path):
     colours = {tuple(c) for c in im.reshape(-1, 3)}
     assert GREEN in colours and RED in colours
     assert not list(tmp_path.glob(".r.png.*"))  # no temporary file left behind
+
+
+def test_pick_queries_worst_and_per_identity(tmp_path):
+    queries = _records(tmp_path, [(1, 6), (1, 6), (2, 6)], "infrared")
+    gallery = _records(tmp_path, [(1, 1), (2, 1), (3, 1)], "visible")
+    # query 0: its match (g0) first; query 1: match third; query 2: match (g1) second
+    dist = np.array([[0.1, 0.2, 0.3], [0.3, 0.1, 0.2], [0.1, 0.2, 0.3]])
+    assert first_match_ranks(dist, queries, gallery, protocol="sysu").tolist() == [1, 3, 2]
+    assert pick_queries(dist, queries, gallery, protocol="sysu", how="worst", count=2) == [1, 2]
+    assert pick_queries(dist, queries, gallery, protocol="sysu", how="per_identity") == [0, 2]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 1-step tiny AGW run on a small synthetic SYSU-MM01 set."""
+    from vireid.config import load_config
+    from vireid.data.synthetic import generate
+    from vireid.engine.run import run_training
+
+    root = tmp_path_factory.mktemp("viz")
+    generate("sysu", root / "sysu", ids=10, seed=0, images_per_camera=2, size=(64, 32), progress=False)
+    overrides = [f"data.root={root / 'sysu'}", f"output_dir={root / 'run'}", "train.epochs=1",
+                 "train.iters_per_epoch=1", "test.trials=2", "data.height=64", "data.width=32",
+                 "data.ids_per_batch=2", "data.images_per_id=2"]
+    run_training(load_config("configs/sysu/agw_tiny.yaml", overrides))
+    return root, overrides
+
+
+def test_visualize_ranks_and_curves_cli(tiny_run, tmp_path):
+    from vireid import cli
+
+    root, overrides = tiny_run
+    ckpt = root / "run" / "checkpoints" / "last.pt"
+    out = tmp_path / "worst.png"
+    assert cli.main(["visualize", "ranks", "configs/sysu/agw_tiny.yaml", *overrides, "--checkpoint", str(ckpt),
+                     "--worst", "3", "--topk", "5", "--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 5 * 32
+    assert cli.main(["visualize", "ranks", "configs/sysu/agw_tiny.yaml", *overrides, "--checkpoint", str(ckpt),
+                     "--query-index", "100000", "--out", str(out)]) == 2
+    curves = tmp_path / "curves.png"
+    assert cli.main(["visualize", "curves", str(root / "run" / "results.json"), "--out", str(curves)]) == 0
+    assert curves.is_file()
+    assert cli.main(["visualize", "ranks", "configs/sysu/agw_tiny.yaml", *overrides, "--checkpoint",
+                     str(tmp_path / "missing.pt"), "--out", str(out)]) == 2

@@ -67,9 +67,9 @@ def run_demo(
     from vireid.data import build_dataset
     from vireid.data.preview import contact_sheet
     from vireid.data.summary import format_summary, summarize, summary_title
-    from vireid.engine.run import build_protocol, run_test, run_training, write_json
+    from vireid.engine.run import build_protocol, load_trained_model, run_test, run_training, write_json
     from vireid.evaluation.evaluator import Evaluator, format_results_table
-    from vireid.visualization.ranks import draw_ranked_lists
+    from vireid.visualization.ranks import ranked_list_picture
 
     started = time.perf_counter()
     out = Path(out)
@@ -101,27 +101,10 @@ def run_demo(
     _say("\n10-trial means (percent):\n" + comparison_table(trained, untrained))
 
     _say("[4/4] ranked lists: infrared queries against the visible gallery (trial 0)")
-    from vireid.engine.checkpoint import apply_model_state, load_checkpoint
-    from vireid.models import build_model
-
-    ckpt = load_checkpoint(last)
-    model_cfg = copy.deepcopy(cfg)
-    model_cfg.model.pretrained = "none"
-    model = build_model(model_cfg, ckpt["num_classes"])
-    apply_model_state(model, ckpt["model"], source=str(last), strict=True)
-    protocol = build_protocol(dataset, cfg)
-    evaluator = Evaluator.from_config(cfg, protocol, device="cpu", progress=False)
-    _, queries, gallery, q, g = next(evaluator.trial_features(model, [protocol.trials[0]]))
-    distmat = (-(q @ g.T)).numpy()
-    # one query per identity, so the rows show different people
-    rows, seen = [], set()
-    for i, rec in enumerate(queries):
-        if rec.pid not in seen:
-            seen.add(rec.pid)
-            rows.append(i)
-    picture = draw_ranked_lists(distmat, queries, gallery, out / "ranked_lists.png", protocol=protocol.metric,
-                                rows=rows[:8], topk=10,
-                                title="tiny DAM, synthetic SYSU-MM01, infrared query -> visible gallery (trial 0)")
+    model, _ = load_trained_model(cfg, last)
+    evaluator = Evaluator.from_config(cfg, build_protocol(dataset, cfg), device="cpu", progress=False)
+    picture = ranked_list_picture(evaluator, model, out / "ranked_lists.png", how="per_identity", count=8, topk=10,
+                                  title="tiny DAM, synthetic SYSU-MM01, infrared query -> visible gallery (trial 0)")
     _say(f"ranked lists: {picture}")
     _say(f"demo finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
     return {"trained": trained, "untrained": untrained, "pictures": [str(sheet), str(picture)]}

@@ -50,18 +50,19 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     setup_console_logging()
-    if args.rerank:
-        from vireid.retrieval.rerank import format_reranked_table, run_test_reranked
-
-        results = run_test_reranked(cfg, checkpoint=args.checkpoint, untrained=args.untrained, trials=args.trials)
-    else:
-        results = run_test(cfg, checkpoint=args.checkpoint, untrained=args.untrained, trials=args.trials)
+    results = run_test(cfg, checkpoint=args.checkpoint, untrained=args.untrained, trials=args.trials,
+                       rerank={} if args.rerank else None)
     if args.untrained:
         print(f"model: UNTRAINED {cfg.model.name} (freshly initialised, model.pretrained={cfg.model.pretrained}, "
               f"seed {cfg.train.seed})")
     else:
         print(f"model: {cfg.model.name} from {args.checkpoint} (epoch {results.get('epoch')})")
-    print(format_reranked_table(results) if args.rerank else format_results_table(results))
+    if args.rerank:
+        from vireid.retrieval.rerank import format_reranked_table
+
+        print(format_reranked_table(results))
+    else:
+        print(format_results_table(results))
     if args.json is not None:
         write_json(results, args.json)
         print(f"results: {args.json}")

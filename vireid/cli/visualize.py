@@ -6,6 +6,9 @@ A new subcommand adds its two functions and one line to :func:`register`.
 
 - ``attention``: CSA spatial attention (FAFE) or activation maps (CNN models) over person images,
   next to a baseline's (paper A Fig. 3).
+- ``ranks``: top-k ranked lists of chosen or worst queries, correct matches framed green, wrong red
+  (paper A Fig. 4).
+- ``curves``: CMC curves and per-trial metrics of ``vireid test --json`` results, runs side by side.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from vireid.cli import HelpFormatter
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "visualize",
-        help="draw pictures from trained models (attention maps, ...)",
+        help="draw pictures: attention maps, ranked lists, CMC and per-trial curves",
         description="Pictures from trained models. Run 'vireid visualize WHAT --help' for each.",
         formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="visualize_command", metavar="WHAT")
     add_attention_parser(sub)
+    add_ranks_parser(sub)
+    add_curves_parser(sub)
     parser.set_defaults(func=lambda args: _print_help(parser))
 
 
@@ -35,25 +40,13 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 
 def load_trained_model(config: str | Path, overrides: list[str], checkpoint: str | Path, device: Any = "cpu"):
-    """``(cfg, model)``: the model of ``config`` (with overrides) holding the weights of a vireid
-    ``checkpoint`` (strict: a file that does not fit is a :class:`~vireid.errors.CheckpointError`),
-    in eval mode on ``device``."""
-    import copy
-
+    """``(cfg, model)``: the model of ``config`` (with overrides) holding the weights of ``checkpoint``
+    (strict, :func:`vireid.engine.run.load_trained_model`), in eval mode on ``device``."""
     from vireid.config import load_config
-    from vireid.engine.checkpoint import apply_model_state, load_checkpoint
-    from vireid.errors import CheckpointError
-    from vireid.models import build_model
+    from vireid.engine.run import load_trained_model as load
 
     cfg = load_config(config, overrides)
-    ckpt = load_checkpoint(checkpoint)
-    num_classes = ckpt.get("num_classes")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise CheckpointError(f"{checkpoint}: checkpoint does not record num_classes")
-    model_cfg = copy.deepcopy(cfg)
-    model_cfg.model.pretrained = "none"  # every weight comes from the checkpoint
-    model = build_model(model_cfg, num_classes)
-    apply_model_state(model, ckpt["model"], source=str(checkpoint), strict=True)
+    model, _ = load(cfg, checkpoint)
     return cfg, model.to(device).eval()
 
 
@@ -118,4 +111,89 @@ def cmd_attention(args: argparse.Namespace) -> int:
                              alpha=args.alpha, device=args.device)
     for path in paths:
         print(path)
+    return 0
+
+
+# -- ranks ----------------------------------------------------------------------------------------
+def add_ranks_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "ranks",
+        help="top-k ranked lists of queries, correct matches green, wrong red (paper A Fig. 4)",
+        description="Extract the features of one trial of CONFIG's test protocol with the checkpoint's model "
+        "and draw the top-k ranked list of each chosen query (the protocol's removal rule applied, as in "
+        "evaluation): the first query of each identity (default), the worst queries (--worst: first true "
+        "match ranked lowest), or given query indices (--query-index).",
+        formatter_class=HelpFormatter,
+        epilog="examples:\n"
+        "  vireid visualize ranks configs/sysu/dam.yaml --checkpoint runs/sysu/dam/checkpoints/last.pt --out ranks.png\n"
+        "  vireid visualize ranks configs/sysu/dam.yaml --checkpoint runs/sysu/dam/checkpoints/last.pt --worst 8 "
+        "--out worst.png",
+    )
+    parser.add_argument("config", help="YAML config of the model (its data.* and test.* keys give the protocol)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    parser.add_argument("--checkpoint", type=Path, required=True, metavar="PATH", help="vireid checkpoint")
+    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--trial", type=int, default=None, help="protocol trial (default: its first)")
+    parser.add_argument("--topk", type=int, default=10, help="gallery images per row (default: 10)")
+    choose = parser.add_mutually_exclusive_group()
+    choose.add_argument("--queries", type=int, default=8, help="rows: first query of N identities (default: 8)")
+    choose.add_argument("--worst", type=int, metavar="N", help="rows: the N queries whose first match ranks lowest")
+    choose.add_argument("--query-index", type=int, nargs="+", metavar="I", help="rows: these query indices")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.set_defaults(func=cmd_ranks)
+
+
+def cmd_ranks(args: argparse.Namespace) -> int:
+    from vireid.data import build_dataset
+    from vireid.engine.run import build_protocol
+    from vireid.errors import VireidError
+    from vireid.evaluation.evaluator import Evaluator
+    from vireid.visualization.ranks import draw_ranked_lists, pick_queries
+
+    if args.topk < 1:
+        raise VireidError(f"--topk must be at least 1, got {args.topk}")
+    cfg, model = load_trained_model(args.config, args.overrides, args.checkpoint, args.device)
+    protocol = build_protocol(build_dataset(cfg.data.name, cfg.data.root), cfg)
+    trial = protocol.trials[0] if args.trial is None else args.trial
+    evaluator = Evaluator.from_config(cfg, protocol, device=args.device, progress=True)
+    _, queries, gallery, q, g = next(evaluator.trial_features(model, [trial]))
+    distmat = (-(q @ g.T)).numpy()
+    if args.query_index:
+        bad = [i for i in args.query_index if not 0 <= i < len(queries)]
+        if bad:
+            raise VireidError(f"--query-index {bad}: the trial has queries 0..{len(queries) - 1}")
+        rows = list(args.query_index)
+    elif args.worst:
+        rows = pick_queries(distmat, queries, gallery, protocol=protocol.metric, how="worst", count=args.worst)
+    else:
+        rows = pick_queries(distmat, queries, gallery, protocol=protocol.metric, how="per_identity",
+                            count=args.queries)
+    title = f"{cfg.model.name} {Path(args.checkpoint).name}: {protocol.describe()} trial {trial}"
+    out = draw_ranked_lists(distmat, queries, gallery, args.out, protocol=protocol.metric, rows=rows,
+                            topk=args.topk, title=title)
+    print(out)
+    return 0
+
+
+# -- curves ---------------------------------------------------------------------------------------
+def add_curves_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "curves",
+        help="CMC curves and per-trial metrics of results files, runs side by side",
+        description="Plot the mean CMC curve (rank 1..20) and the per-trial Rank-1, mAP and mINP of each "
+        "results file written by 'vireid test --json' or 'vireid train' (results.json).",
+        formatter_class=HelpFormatter,
+        epilog="example:\n  vireid visualize curves runs/sysu/dam/results.json runs/sysu/caj/results.json "
+        "--labels DAM CAJ --out curves.png",
+    )
+    parser.add_argument("results", nargs="+", type=Path, help="results JSON files")
+    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--labels", nargs="+", help="one label per results file (default: the run folder names)")
+    parser.set_defaults(func=cmd_curves)
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    from vireid.visualization.curves import plot_curves
+
+    print(plot_curves(args.results, args.out, labels=args.labels))
     return 0

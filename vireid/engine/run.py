@@ -236,6 +236,24 @@ def _warn_model_config_changes(path: str | Path, saved_yaml: str | None, cfg: An
                        ", ".join(f"model.{k}={current.get(k)!r}" for k in changed))
 
 
+def load_trained_model(cfg: Any, checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
+    """``(model, checkpoint_dict)``: the model of ``cfg`` holding the weights of a vireid
+    ``checkpoint``, strictly (a missing, unreadable or non-fitting file is a
+    :class:`~vireid.errors.CheckpointError`; nothing is silently left at its initial value)."""
+    from vireid.models import build_model
+
+    ckpt = load_checkpoint(checkpoint)
+    num_classes = ckpt.get("num_classes")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise CheckpointError(f"{checkpoint}: checkpoint does not record num_classes")
+    _warn_model_config_changes(checkpoint, ckpt.get("config"), cfg)
+    model_cfg = copy.deepcopy(cfg)
+    model_cfg.model.pretrained = "none"  # every weight comes from the checkpoint
+    model = build_model(model_cfg, num_classes)
+    apply_model_state(model, ckpt["model"], source=str(checkpoint), strict=True)
+    return model, ckpt
+
+
 def run_test(
     cfg: Any,
     *,
@@ -243,6 +261,7 @@ def run_test(
     untrained: bool = False,
     trials: int | None = None,
     progress: bool | None = None,
+    rerank: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the weights of a vireid ``checkpoint`` (or, with ``untrained=True``, a freshly
     initialised model seeded with ``train.seed``) under the configured protocol.
@@ -250,7 +269,9 @@ def run_test(
     ``trials``: the protocol's first N trials (default ``test.trials``); per-trial datasets (RegDB)
     test ``data.trial``. A missing, unreadable or mismatching checkpoint raises
     :class:`~vireid.errors.CheckpointError`; the results say which weights were tested
-    (``"checkpoint"``, ``"untrained"``).
+    (``"checkpoint"``, ``"untrained"``). ``rerank``: k-reciprocal re-ranking with these keyword
+    arguments of :func:`vireid.retrieval.rerank.k_reciprocal_rerank` (``{}`` for its defaults); the
+    results then carry ``"rerank": true`` and the parameters.
     """
     from vireid.data import build_dataset
     from vireid.evaluation.evaluator import Evaluator
@@ -261,7 +282,7 @@ def run_test(
     device = resolve_device(str(cfg.train.device))
     ckpt = None
     if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)  # fails before anything else is read
+        load_checkpoint(checkpoint)  # fails before anything else is read
     dataset = build_dataset(cfg.data.name, cfg.data.root)
     protocol = build_protocol(dataset, cfg)
     trial_list = final_test_trials(dataset, protocol, cfg, trials)
@@ -269,22 +290,25 @@ def run_test(
         logger.warning("%s trains one model per trial: testing trial %s only (data.trial); use "
                        "'vireid train --all-trials' for the 10-trial protocol", dataset.name, trial_list[0])
     seed_everything(int(cfg.train.seed))
-    if ckpt is not None:
-        num_classes = ckpt.get("num_classes")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise CheckpointError(f"{checkpoint}: checkpoint does not record num_classes")
-        _warn_model_config_changes(checkpoint, ckpt.get("config"), cfg)
-        model_cfg = copy.deepcopy(cfg)
-        model_cfg.model.pretrained = "none"  # every weight comes from the checkpoint
-        model = build_model(model_cfg, num_classes)
-        apply_model_state(model, ckpt["model"], source=str(checkpoint), strict=True)
+    if checkpoint is not None:
+        model, ckpt = load_trained_model(cfg, checkpoint)
     else:
         pids = {r.pid for r in _train_records(dataset, cfg)}
         model = build_model(cfg, max(len(pids), 1))
     model.to(device)
     evaluator = Evaluator.from_config(cfg, protocol, device=device,
                                       progress=_progress() if progress is None else progress)
-    results = evaluator.evaluate(model, trial_list)
+    distance = None
+    if rerank is not None:
+        from vireid.retrieval.rerank import k_reciprocal_rerank, rerank_params
+
+        def distance(q, g):
+            return k_reciprocal_rerank(q.numpy(), g.numpy(), **rerank)
+
+    results = evaluator.evaluate(model, trial_list, distance=distance)
+    if rerank is not None:
+        results["rerank"] = True
+        results["rerank_params"] = rerank_params(**rerank)
     results["checkpoint"] = None if checkpoint is None else str(checkpoint)
     results["untrained"] = bool(untrained)
     if ckpt is not None:

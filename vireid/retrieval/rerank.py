@@ -28,8 +28,7 @@ are computed in row blocks); the Jaccard numerators are accumulated over the spa
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -192,69 +191,6 @@ def k_reciprocal_rerank(
 # -- evaluation with re-ranking (``vireid test --rerank``) ---------------------------------------------
 def rerank_params(k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA) -> dict[str, Any]:
     return {"method": "k-reciprocal (Zhong et al. CVPR 2017)", "k1": int(k1), "k2": int(k2), "lambda": float(lambda_value)}
-
-
-def evaluate_reranked(
-    evaluator: Any, model: Any, trials: Sequence[int], *, k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA
-) -> dict[str, Any]:
-    """:meth:`vireid.evaluation.evaluator.Evaluator.evaluate` with the distance of each trial replaced by
-    the k-reciprocal re-ranked distance (features extracted once); results in percent, with
-    ``"rerank": True`` and the parameters under ``"rerank_params"``."""
-    results = evaluator.evaluate(
-        model, trials,
-        distance=lambda q, g: k_reciprocal_rerank(q.numpy(), g.numpy(), k1=k1, k2=k2, lambda_value=lambda_value),
-    )
-    return {**results, "rerank": True, "rerank_params": rerank_params(k1, k2, lambda_value)}
-
-
-def run_test_reranked(
-    cfg: Any,
-    *,
-    checkpoint: str | None = None,
-    untrained: bool = False,
-    trials: int | None = None,
-    progress: bool | None = None,
-    k1: int = K1,
-    k2: int = K2,
-    lambda_value: float = LAMBDA,
-) -> dict[str, Any]:
-    """:func:`vireid.engine.run.run_test` with k-reciprocal re-ranking (same weights, protocol, trials
-    and result keys, plus ``"rerank": True`` and ``"rerank_params"``)."""
-    import sys
-
-    from vireid.data import build_dataset
-    from vireid.engine.distributed import resolve_device
-    from vireid.engine.run import build_protocol, final_test_trials, trains_per_trial
-    from vireid.engine.trainer import seed_everything
-    from vireid.evaluation.evaluator import Evaluator
-    from vireid.models import build_model
-    from vireid.retrieval.embed import load_model
-
-    if untrained == (checkpoint is not None):
-        raise ValueError("give exactly one of checkpoint=PATH or untrained=True")
-    device = resolve_device(str(cfg.train.device))
-    dataset = build_dataset(cfg.data.name, cfg.data.root)
-    protocol = build_protocol(dataset, cfg)
-    trial_list = final_test_trials(dataset, protocol, cfg, trials)
-    seed_everything(int(cfg.train.seed))
-    epoch = None
-    if checkpoint is not None:
-        from vireid.engine.checkpoint import load_checkpoint
-
-        model = load_model(cfg, checkpoint, device=str(device)).model
-        epoch = load_checkpoint(checkpoint).get("epoch")
-    else:
-        per_trial = trains_per_trial(dataset)
-        records = dataset.train_records(trial=int(cfg.data.trial)) if per_trial else dataset.train_records()
-        model = build_model(copy.deepcopy(cfg), max(len({r.pid for r in records}), 1)).to(device)
-    evaluator = Evaluator.from_config(cfg, protocol, device=device,
-                                      progress=sys.stderr.isatty() if progress is None else progress)
-    results = evaluate_reranked(evaluator, model, trial_list, k1=k1, k2=k2, lambda_value=lambda_value)
-    results["checkpoint"] = None if checkpoint is None else str(checkpoint)
-    results["untrained"] = bool(untrained)
-    if checkpoint is not None:
-        results["epoch"] = epoch
-    return results
 
 
 def format_reranked_table(results: Mapping[str, Any]) -> str:

@@ -98,3 +98,50 @@ def draw_ranked_lists(
     with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
     return out
+
+
+def first_match_ranks(distmat: np.ndarray, queries: Sequence[ImageRecord], gallery: Sequence[ImageRecord], *,
+                      protocol: str) -> np.ndarray:
+    """1-based position of each query's first true match in its raw ranking after the protocol's
+    removal rule (``0`` where no true match remains). Used to pick the worst queries to show."""
+    q_pids = np.array([q.pid for q in queries])
+    g_pids = np.array([g.pid for g in gallery])
+    excluded = gallery_exclusion_mask(q_pids, g_pids, np.array([q.camera for q in queries]),
+                                      np.array([g.camera for g in gallery]), protocol=protocol)
+    masked = np.where(excluded, np.inf, np.asarray(distmat, dtype=np.float64))
+    true = (q_pids[:, None] == g_pids[None, :]) & ~excluded
+    best_true = np.where(true, masked, np.inf).min(axis=1)
+    ranks = (masked < best_true[:, None]).sum(axis=1) + 1
+    return np.where(true.any(axis=1), ranks, 0)
+
+
+def pick_queries(distmat: np.ndarray, queries: Sequence[ImageRecord], gallery: Sequence[ImageRecord], *,
+                 protocol: str, how: str = "per_identity", count: int = 8) -> list[int]:
+    """Query rows to draw: ``per_identity`` (the first query of each identity, so rows show different
+    people) or ``worst`` (the queries whose first true match ranks lowest)."""
+    if how == "per_identity":
+        rows, seen = [], set()
+        for i, rec in enumerate(queries):
+            if rec.pid not in seen:
+                seen.add(rec.pid)
+                rows.append(i)
+        return rows[:count]
+    if how == "worst":
+        ranks = first_match_ranks(distmat, queries, gallery, protocol=protocol)
+        valid = np.flatnonzero(ranks > 0)
+        order = valid[np.argsort(-ranks[valid], kind="stable")]
+        return [int(i) for i in order[:count]]
+    raise ValueError(f"how must be 'per_identity' or 'worst', got {how!r}")
+
+
+def ranked_list_picture(evaluator, model, out: str | Path, *, trial: int | None = None, how: str = "per_identity",
+                        count: int = 8, topk: int = 10, title: str | None = None) -> Path:
+    """Extract a trial's features with an :class:`~vireid.evaluation.evaluator.Evaluator` and draw the
+    ranked lists of ``count`` queries chosen by :func:`pick_queries`."""
+    protocol = evaluator.protocol
+    trial = protocol.trials[0] if trial is None else trial
+    _, queries, gallery, q, g = next(evaluator.trial_features(model, [trial]))
+    distmat = (-(q @ g.T)).numpy()
+    rows = pick_queries(distmat, queries, gallery, protocol=protocol.metric, how=how, count=count)
+    return draw_ranked_lists(distmat, queries, gallery, out, protocol=protocol.metric, rows=rows, topk=topk,
+                             title=title)
