@@ -442,7 +442,7 @@ def test_from_config_and_build_metric_loss():
     cfg.loss.metric = "none"
     assert build_metric_loss(cfg) is None
     cfg.loss.metric = "triplet"
-    with pytest.raises(ConfigError, match="loss.metric.*'triplet'.*wrt, batch_hard, adaptive, none"):
+    with pytest.raises(ConfigError, match="loss.metric.*'triplet'.*wrt, batch_hard, adaptive, esd, center, none"):
         build_metric_loss(cfg)
     cfg.loss.id_smoothing = 0.2
     assert CrossEntropyLabelSmooth.from_config(cfg).epsilon == 0.2

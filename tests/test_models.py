@@ -17,7 +17,12 @@ from torch.nn import functional as F
 
 from vireid.config import load_config
 from vireid.errors import CheckpointError, ConfigError
-from vireid.losses import HeteroCenterLoss, HeteroCenterTripletLoss, ModalityMeanMSELoss
+from vireid.losses import (
+    EnhancedSquaredDifferenceLoss,
+    HeteroCenterLoss,
+    HeteroCenterTripletLoss,
+    ModalityMeanMSELoss,
+)
 from vireid.models import (
     MODELS,
     MultiScaleCrossAttention,
@@ -28,7 +33,6 @@ from vireid.models import (
     build_model,
     register_model,
 )
-from vireid.models.esd import EnhancedSquaredDifferenceLoss
 from vireid.models.layers import BNNeck, GeneralizedMeanPooling, NonLocalBlock
 
 NUM_CLASSES = 5

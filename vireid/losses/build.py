@@ -1,30 +1,86 @@
-"""Build the global metric loss selected by ``loss.metric``."""
+"""The global metric loss selected by ``loss.metric``, built in one place for every model."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import nn
 
 from vireid.errors import ConfigError
+from vireid.losses.center import CenterLoss
+from vireid.losses.esd import EnhancedSquaredDifferenceLoss
 from vireid.losses.triplet import (
+    TRIPLET_MODES,
     AdaptiveWeightTripletLoss,
     BatchHardTripletLoss,
     WeightedRegularizationTriplet,
 )
 
+#: ``loss.metric`` values: what each is, and who uses it.
 METRIC_LOSSES = {
-    "wrt": WeightedRegularizationTriplet,  # AGW
-    "batch_hard": BatchHardTripletLoss,  # DAM eq 10 (loss.margin, loss.cross_modality)
-    "adaptive": AdaptiveWeightTripletLoss,  # FAFE eq 15 (loss.margin is alpha; FAFE uses 1.0)
+    "wrt": "weighted regularisation triplet (AGW)",
+    "batch_hard": "batch-hard triplet, loss.margin, loss.cross_modality (DAM eq 10; FAFE Table 4)",
+    "adaptive": "adaptive-weight hard triplet, alpha = loss.margin, loss.adaptive_mode (FAFE eq 15)",
+    "esd": "enhanced squared difference (CAJ)",
+    "center": "centre loss, learnable centres (FAFE Table 4)",
+    "none": "no metric loss",
 }
 
 
-def build_metric_loss(cfg) -> nn.Module | None:
-    """The metric loss named by ``loss.metric`` (``wrt | batch_hard | adaptive | none``), built with
-    its ``from_config``; ``None`` for ``none``."""
-    name = cfg.loss.metric
-    if name == "none":
-        return None
-    if name not in METRIC_LOSSES:
-        valid = ", ".join([*METRIC_LOSSES, "none"])
-        raise ConfigError(f"loss.metric: unknown metric loss {name!r}; expected one of: {valid}")
-    return METRIC_LOSSES[name].from_config(cfg)
+def metric_loss(
+    name: str,
+    *,
+    margin: float = 0.3,
+    cross_modality: bool = True,
+    adaptive_mode: str = "hinge",
+    num_classes: int | None = None,
+    feat_dim: int | None = None,
+    allowed: tuple[str, ...] | None = None,
+) -> nn.Module | None:
+    """The metric loss ``name`` (``None`` for ``none``). ``center`` needs ``num_classes`` and
+    ``feat_dim``; ``allowed`` restricts the names a model supports (an error lists them)."""
+    valid = allowed or tuple(METRIC_LOSSES)
+    if name not in valid:
+        raise ConfigError(f"loss.metric: unknown or unsupported metric loss {name!r}; expected one of: "
+                          + ", ".join(valid))
+    if margin < 0:
+        raise ConfigError(f"loss.margin must be >= 0, got {margin}")
+    if name == "wrt":
+        return WeightedRegularizationTriplet()
+    if name == "batch_hard":
+        return BatchHardTripletLoss(margin=margin, cross_modality=cross_modality)
+    if name == "adaptive":
+        if adaptive_mode not in TRIPLET_MODES:
+            raise ConfigError(f"loss.adaptive_mode: expected one of {', '.join(TRIPLET_MODES)}, got {adaptive_mode!r}")
+        return AdaptiveWeightTripletLoss(margin=margin, mode=adaptive_mode)
+    if name == "esd":
+        return EnhancedSquaredDifferenceLoss()
+    if name == "center":
+        if num_classes is None or feat_dim is None:
+            raise ValueError("loss.metric=center needs num_classes and feat_dim")
+        return CenterLoss(num_classes=num_classes, feat_dim=feat_dim)
+    return None
+
+
+def build_metric_loss(cfg: Any, *, num_classes: int | None = None, feat_dim: int | None = None) -> nn.Module | None:
+    """:func:`metric_loss` for ``cfg.loss.metric`` with the ``loss.*`` keys of the config."""
+    loss = cfg.loss
+    return metric_loss(
+        loss.metric,
+        margin=float(loss.margin),
+        cross_modality=bool(loss.cross_modality),
+        adaptive_mode=str(getattr(loss, "adaptive_mode", "hinge")),
+        num_classes=num_classes,
+        feat_dim=feat_dim,
+    )
+
+
+def apply_metric_loss(
+    loss: nn.Module, features: torch.Tensor, pids: torch.Tensor, modality: torch.Tensor
+) -> torch.Tensor:
+    """Call a metric loss with what it needs: the cross-modality batch-hard triplet also takes the
+    modality codes, the others features and labels only."""
+    if isinstance(loss, BatchHardTripletLoss):
+        return loss(features, pids, modality)
+    return loss(features, pids)

@@ -17,38 +17,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
 from vireid.errors import ConfigError
-from vireid.losses import (
-    AdaptiveWeightTripletLoss,
-    BatchHardTripletLoss,
-    CrossEntropyLabelSmooth,
-    WeightedRegularizationTriplet,
-)
+from vireid.losses import CrossEntropyLabelSmooth, apply_metric_loss, metric_loss
 from vireid.models.backbones import TwoStreamResNet
 from vireid.models.base import ReIDModel, modality_codes
-from vireid.models.esd import EnhancedSquaredDifferenceLoss
 from vireid.models.layers import POOLS, BNNeck, build_pool, l2_normalize
 from vireid.models.registry import register_model
 
-METRICS = ("wrt", "batch_hard", "adaptive", "esd", "none")
 NECK_FEATS = ("after", "before")
-
-
-def build_metric(name: str, *, margin: float = 0.3, cross_modality: bool = True) -> nn.Module | None:
-    """The global metric loss ``loss.metric`` names (``None`` for ``none``)."""
-    if name == "wrt":
-        return WeightedRegularizationTriplet()
-    if name == "batch_hard":
-        return BatchHardTripletLoss(margin=margin, cross_modality=cross_modality)
-    if name == "adaptive":
-        return AdaptiveWeightTripletLoss(margin=margin, mode="hinge")
-    if name == "esd":
-        return EnhancedSquaredDifferenceLoss()
-    if name == "none":
-        return None
-    raise ConfigError(f"loss.metric: unknown metric loss {name!r}; expected one of {', '.join(METRICS)}")
 
 
 def unpack_batch(batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -112,7 +89,8 @@ class AGW(ReIDModel):
             self.id_loss = CrossEntropyLabelSmooth(epsilon=id_smoothing)
         except ValueError as err:
             raise ConfigError(f"loss.id_smoothing: expected a value in [0, 1], got {id_smoothing!r}") from err
-        self.metric_loss = build_metric(metric, margin=margin, cross_modality=cross_modality)
+        self.metric_loss = metric_loss(metric, margin=margin, cross_modality=cross_modality,
+                                       allowed=("wrt", "batch_hard", "adaptive", "esd", "none"))
 
     @staticmethod
     def config_kwargs(cfg: Any) -> dict[str, Any]:
@@ -153,9 +131,7 @@ class AGW(ReIDModel):
         return self.backbone(self.normalize(images), modality, hooks=self.stage_hooks())
 
     def metric_term(self, features: torch.Tensor, pids: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.metric_loss, BatchHardTripletLoss):
-            return self.metric_loss(features, pids, modality)
-        return self.metric_loss(features, pids)
+        return apply_metric_loss(self.metric_loss, features, pids, modality)
 
     def global_losses(
         self, fmap: torch.Tensor, pids: torch.Tensor, modality: torch.Tensor

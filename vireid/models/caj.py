@@ -9,7 +9,7 @@ non-local blocks, GeM, BNNeck) and changes the data and the objective:
 - objective ("enhanced channel-mixed learning"): ID loss + a metric loss over the *mixed* batch of all
   three views (visible, exchanged, infrared), so positives and negatives are mined within and across
   modalities at once. The authors' main setting is the enhanced squared difference loss
-  (``loss.metric=esd``, :mod:`vireid.models.esd`); ``loss.metric=wrt`` gives their AGW-style variant.
+  (``loss.metric=esd``, :mod:`vireid.losses.esd`); ``loss.metric=wrt`` gives their AGW-style variant.
 
 See docs/paper-notes.md, "Models".
 """

@@ -38,14 +38,7 @@ import torch
 from torch import nn
 
 from vireid.errors import ConfigError
-from vireid.losses import (
-    AdaptiveWeightTripletLoss,
-    BatchHardTripletLoss,
-    CenterLoss,
-    CrossEntropyLabelSmooth,
-    WeightedRegularizationTriplet,
-)
-from vireid.losses.triplet import TRIPLET_MODES
+from vireid.losses import CenterLoss, CrossEntropyLabelSmooth, apply_metric_loss, metric_loss
 from vireid.models.agw import NECK_FEATS, unpack_batch
 from vireid.models.backbones import ARCHS, TwoStreamResNet
 from vireid.models.base import ReIDModel, modality_codes
@@ -101,12 +94,6 @@ class FAFE(ReIDModel):
             raise ConfigError(f"model.neck_feat: expected one of {', '.join(NECK_FEATS)}, got {neck_feat!r}")
         if csa_branch not in CSA_BRANCHES:
             raise ConfigError(f"model.csa_branch: expected one of {', '.join(CSA_BRANCHES)}, got {csa_branch!r}")
-        if metric not in METRICS:
-            raise ConfigError(f"loss.metric: FAFE supports {', '.join(METRICS)}; got {metric!r}")
-        if adaptive_mode not in TRIPLET_MODES:
-            raise ConfigError(f"loss.adaptive_mode: expected one of {', '.join(TRIPLET_MODES)}, got {adaptive_mode!r}")
-        if margin < 0:
-            raise ConfigError(f"loss.margin must be >= 0, got {margin}")
         if center_weight < 0:
             raise ConfigError(f"loss.center_weight must be >= 0, got {center_weight}")
         self.num_classes = num_classes
@@ -156,15 +143,9 @@ class FAFE(ReIDModel):
             raise ConfigError(f"loss.id_smoothing: expected a value in [0, 1], got {id_smoothing!r}") from err
         self.metric = metric
         self.center_weight = float(center_weight)
-        self.metric_loss: nn.Module | None = None
-        if metric == "adaptive":
-            self.metric_loss = AdaptiveWeightTripletLoss(margin=margin, mode=adaptive_mode)
-        elif metric == "batch_hard":
-            self.metric_loss = BatchHardTripletLoss(margin=margin, cross_modality=cross_modality)
-        elif metric == "wrt":
-            self.metric_loss = WeightedRegularizationTriplet()
-        elif metric == "center":
-            self.metric_loss = CenterLoss(num_classes=num_classes, feat_dim=self.feat_dim)
+        self.metric_loss = metric_loss(metric, margin=margin, cross_modality=cross_modality,
+                                       adaptive_mode=adaptive_mode, num_classes=num_classes,
+                                       feat_dim=self.feat_dim, allowed=METRICS)
 
     @classmethod
     def from_config(cls, cfg: Any, num_classes: int) -> FAFE:
@@ -238,10 +219,8 @@ class FAFE(ReIDModel):
         out = {"loss_id": self.id_loss(logits, pids)}
         if isinstance(self.metric_loss, CenterLoss):
             out["loss_center"] = self.center_weight * self.metric_loss(feat, pids)
-        elif isinstance(self.metric_loss, BatchHardTripletLoss):
-            out["loss_tri"] = self.metric_loss(feat, pids, modality)
         elif self.metric_loss is not None:
-            out["loss_tri"] = self.metric_loss(feat, pids)
+            out["loss_tri"] = apply_metric_loss(self.metric_loss, feat, pids, modality)
         out["acc"] = (logits.argmax(1) == pids).float().mean().detach()
         return out
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vireid.losses import pairwise_euclidean
+from vireid.losses.distance import pairwise_euclidean
 
 
 class EnhancedSquaredDifferenceLoss(nn.Module):
