@@ -23,6 +23,20 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def fsync_dir(path: str | Path) -> None:
+    """Flush a folder's entries to disk (makes a rename in it durable); a no-op where unsupported."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` (fsynced, with the
@@ -44,6 +58,7 @@ def atomic_path(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -63,4 +78,11 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     with atomic_open(path, "w") as fh:
         fh.write(text)
+    return Path(path)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
     return Path(path)

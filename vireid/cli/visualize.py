@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="draw pictures: attention maps, ranked lists, CMC and per-trial curves",
         description="Pictures from trained models. Run 'vireid visualize WHAT --help' for each.",
         formatter_class=HelpFormatter,
+        epilog="examples:\n"
+        "  vireid visualize ranks configs/sysu/dam.yaml --checkpoint runs/sysu/dam/checkpoints/last.pt --out ranks.png\n"
+        "  vireid visualize curves runs/sysu/dam/results.json runs/sysu/caj/results.json --out curves.png",
     )
     sub = parser.add_subparsers(dest="visualize_command", metavar="WHAT")
     add_attention_parser(sub)

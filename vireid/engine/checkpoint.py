@@ -16,7 +16,6 @@ over the destination (``os.replace``), so a run killed mid-write never leaves a 
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +27,7 @@ from torch import nn
 
 from vireid import __version__
 from vireid.errors import CheckpointError
-from vireid.io import atomic_open, default_file_mode  # noqa: F401  (re-exported)
+from vireid.io import atomic_open
 
 FORMAT = "vireid-checkpoint"
 FORMAT_VERSION = 1
@@ -80,16 +79,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     path = Path(path)
     with atomic_open(path, "wb") as fh:
         torch.save(obj, fh)
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
     return path
 
 

@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ import numpy as np
 
 from vireid.data.records import MODALITIES
 from vireid.errors import CheckpointError, ConfigError, DatasetError, VireidError
+from vireid.io import write_bytes_atomic
 
 logger = logging.getLogger("vireid.retrieval")
 
@@ -551,23 +551,6 @@ def feature_paths(out: str | Path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".npz"), p.with_name(p.name + ".jsonl")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    from vireid.engine.checkpoint import default_file_mode
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, default_file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_features(out: str | Path, features: FeatureSet) -> tuple[Path, Path]:
     """Write ``OUT.jsonl`` then ``OUT.npz`` (each atomically; see the module docstring)."""
     npz_path, jsonl_path = feature_paths(out)
@@ -584,10 +567,10 @@ def save_features(out: str | Path, features: FeatureSet) -> tuple[Path, Path]:
         "metadata_file": jsonl_path.name,
         "metadata_sha256": hashlib.sha256(lines).hexdigest(),
     }
-    _atomic_write_bytes(jsonl_path, lines)
+    write_bytes_atomic(jsonl_path, lines)
     buf = io.BytesIO()
     np.savez(buf, features=feats, info=np.array(json.dumps(info, sort_keys=True)))
-    _atomic_write_bytes(npz_path, buf.getvalue())
+    write_bytes_atomic(npz_path, buf.getvalue())
     return npz_path, jsonl_path
 
 

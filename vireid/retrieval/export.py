@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import copy
 import io
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ import torch
 
 from vireid.data.records import MODALITIES
 from vireid.errors import VireidError
+from vireid.io import write_bytes_atomic
 
 ONNX_INPUT = "images"
 ONNX_OUTPUT = "features"
@@ -155,23 +154,6 @@ def _trace_to_bytes(module: Any, dummy: Any, opset: int) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        from vireid.engine.checkpoint import default_file_mode
-
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_onnx(
     loaded: Any,
     out: str | Path,
@@ -225,7 +207,7 @@ def export_onnx(
             graph.metadata_props.add(key=k, value=v)
         graph.doc_string = (f"vireid {loaded.cfg.model.name} test features of {mod} images: input {ONNX_INPUT} "
                             f"[batch, 3, {h}, {w}] in [0, 1], output {ONNX_OUTPUT} [batch, {dim}] L2-normalised")
-        _write_atomic(path, graph.SerializeToString())
+        write_bytes_atomic(path, graph.SerializeToString())
         result.paths[mod] = path
         result.max_abs_diff[mod] = None
         if check:

@@ -50,7 +50,6 @@ import os
 import re
 import shutil
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -60,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from vireid.errors import VireidError
+from vireid.io import fsync_dir, write_text_atomic
 
 FORMAT = "vireid-gallery-index"
 FORMAT_VERSION = 1
@@ -145,33 +145,6 @@ def _gen_name(generation: int, ext: str) -> str:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
@@ -1012,7 +985,7 @@ def _commit_generation(folder: Path, generation: int, index: Any, tmp_db: Path) 
         _fsync_file(tmp_db)
         os.replace(tmp_faiss, faiss_path)
         os.replace(tmp_db, db_path)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         _write_current(folder, generation)
     except BaseException:
         tmp_faiss.unlink(missing_ok=True)
@@ -1021,7 +994,7 @@ def _commit_generation(folder: Path, generation: int, index: Any, tmp_db: Path) 
 
 def _write_current(folder: Path, generation: int) -> None:
     """The commit point: ``CURRENT`` names ``generation`` (written to a temporary file, then renamed)."""
-    _atomic_write_text(folder / CURRENT_FILE, json.dumps(
+    write_text_atomic(folder / CURRENT_FILE, json.dumps(
         {"format": FORMAT, "format_version": FORMAT_VERSION, "generation": generation}) + "\n")
 
 
