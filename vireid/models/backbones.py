@@ -28,6 +28,7 @@ from torch import nn
 from vireid.errors import CheckpointError, ConfigError
 from vireid.models.base import modality_codes
 from vireid.models.layers import NonLocalBlock
+from vireid.models.weights import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -88,26 +89,6 @@ def _imagenet_state_dict(arch: str) -> tuple[dict[str, torch.Tensor], str]:
             f"(a torchvision {arch} state dict) or model.pretrained=none (random initialisation)."
         ) from exc
     return state, f"{cached} (torchvision {weights})"
-
-
-def _file_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path}: model.pretrained file not found "
-            "(expected 'imagenet', 'none' or the path of a torchvision ResNet state-dict file)"
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot be read as a PyTorch state dict ({type(exc).__name__}: {exc})") from exc
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state dict (parameter name -> tensor), got {type(obj).__name__}")
-    return obj
 
 
 def load_resnet_weights(resnet: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str) -> WeightLoadReport:
@@ -196,7 +177,7 @@ class TwoStreamResNet(nn.Module):
             self.pretrained_report = load_resnet_weights(resnet, state, source=source)
         elif pretrained != "none":
             path = Path(pretrained).expanduser()
-            self.pretrained_report = load_resnet_weights(resnet, _file_state_dict(path), source=str(path))
+            self.pretrained_report = load_resnet_weights(resnet, read_state_dict(path, expected="the path of a torchvision ResNet state-dict file"), source=str(path))
         _set_last_stride(resnet.layer4, last_stride)
 
         self.arch = arch

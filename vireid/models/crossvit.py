@@ -48,6 +48,7 @@ from torch import nn
 
 from vireid.errors import CheckpointError, ConfigError
 from vireid.models.backbones import MIN_MATCHED_FRACTION, WeightLoadReport
+from vireid.models.weights import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class CrossViTEncoder(nn.Module):
             self.pretrained_report = load_crossvit_weights(self, state, source=source)
         elif pretrained not in ("none", "", None):
             path = Path(pretrained).expanduser()
-            self.pretrained_report = load_crossvit_weights(self, read_state_dict(path), source=str(path))
+            self.pretrained_report = load_crossvit_weights(self, read_state_dict(path, expected=CROSSVIT_FILE), source=str(path))
 
     # -- geometry ----------------------------------------------------------------------------------
     def grid(self, branch: int) -> tuple[int, int]:
@@ -264,34 +265,9 @@ class CrossViTEncoder(nn.Module):
         return [norm(x) for norm, x in zip(self.crossvit.norm, xs)]  # eq 4
 
 
+CROSSVIT_FILE = "the path of a timm CrossViT state dict, .safetensors or .pth"
+
 # -- weights -------------------------------------------------------------------------------------
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict (name -> tensor) from a ``.safetensors`` or torch file (``state_dict``/``model``
-    entries are unwrapped); :class:`CheckpointError` naming the file otherwise."""
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path}: model.pretrained file not found (expected 'imagenet', 'none' or the path of a timm "
-            "CrossViT state dict, .safetensors or .pth)"
-        )
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot be read as a state dict ({type(exc).__name__}: {exc})") from exc
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state dict (parameter name -> tensor), got {type(obj).__name__}")
-    return obj
-
-
 def _online(host: str = "huggingface.co") -> bool:
     try:
         socket.getaddrinfo(host, 443)
@@ -333,7 +309,7 @@ def imagenet_state_dict(arch: str) -> tuple[dict[str, torch.Tensor], str]:
             f"the local cache and cannot be downloaded: {reason}. Download {repo}/model.safetensors on a "
             "connected machine and set model.pretrained=/path/to/model.safetensors, or use model.pretrained=none."
         )
-    return read_state_dict(Path(path)), f"{path} (timm {arch} ImageNet weights)"
+    return read_state_dict(path, expected=CROSSVIT_FILE), f"{path} (timm {arch} ImageNet weights)"
 
 
 def _normalise_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
