@@ -40,3 +40,11 @@ def test_rejects_append_mode(tmp_path):
     with pytest.raises(ValueError, match="modes"):
         with atomic_open(tmp_path / "a", "a"):
             pass
+
+
+def test_check_choice_names_key_value_and_choices():
+    from vireid.errors import ConfigError, check_choice
+
+    check_choice("model.pool", "gem", ("gem", "avg"))
+    with pytest.raises(ConfigError, match=r"model.pool: expected one of gem, avg, got 'mean'"):
+        check_choice("model.pool", "mean", ("gem", "avg"))

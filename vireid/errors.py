@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -26,6 +27,13 @@ class DatasetError(VireidError):
 
 class ConfigError(VireidError):
     """A configuration key or value is unknown or of the wrong type."""
+
+
+def check_choice(key: str, value: object, choices: Iterable[object]) -> None:
+    """Raise :class:`ConfigError` naming ``key`` unless ``value`` is one of ``choices``."""
+    options = list(choices)
+    if value not in options:
+        raise ConfigError(f"{key}: expected one of {', '.join(map(str, options))}, got {value!r}")
 
 
 class CheckpointError(VireidError):

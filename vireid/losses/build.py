@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vireid.errors import ConfigError
+from vireid.errors import ConfigError, check_choice
 from vireid.losses.center import CenterLoss
 from vireid.losses.esd import EnhancedSquaredDifferenceLoss
 from vireid.losses.triplet import (
@@ -51,8 +51,7 @@ def metric_loss(
     if name == "batch_hard":
         return BatchHardTripletLoss(margin=margin, cross_modality=cross_modality)
     if name == "adaptive":
-        if adaptive_mode not in TRIPLET_MODES:
-            raise ConfigError(f"loss.adaptive_mode: expected one of {', '.join(TRIPLET_MODES)}, got {adaptive_mode!r}")
+        check_choice("loss.adaptive_mode", adaptive_mode, TRIPLET_MODES)
         return AdaptiveWeightTripletLoss(margin=margin, mode=adaptive_mode)
     if name == "esd":
         return EnhancedSquaredDifferenceLoss()

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from vireid.errors import ConfigError
+from vireid.errors import ConfigError, check_choice
 from vireid.losses import CrossEntropyLabelSmooth, apply_metric_loss, metric_loss
 from vireid.models.backbones import TwoStreamResNet
 from vireid.models.base import ReIDModel, modality_codes
@@ -66,10 +66,8 @@ class AGW(ReIDModel):
         cross_modality: bool = True,
     ) -> None:
         super().__init__()
-        if pool not in POOLS:
-            raise ConfigError(f"model.pool: expected one of {', '.join(POOLS)}, got {pool!r}")
-        if neck_feat not in NECK_FEATS:
-            raise ConfigError(f"model.neck_feat: expected one of {', '.join(NECK_FEATS)}, got {neck_feat!r}")
+        check_choice("model.pool", pool, POOLS)
+        check_choice("model.neck_feat", neck_feat, NECK_FEATS)
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
         self.num_classes = num_classes

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vireid.errors import ConfigError
+from vireid.errors import ConfigError, check_choice
 
 COMBINES = ("concat", "sum")
 
@@ -54,8 +54,7 @@ class SpatialAttention(nn.Module):
 
     def __init__(self, *, kernel_size: int = 7, combine: str = "concat") -> None:
         super().__init__()
-        if combine not in COMBINES:
-            raise ConfigError(f"model.csa_combine: expected one of {', '.join(COMBINES)}, got {combine!r}")
+        check_choice("model.csa_combine", combine, COMBINES)
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ConfigError(f"model.csa_kernel must be a positive odd number (same padding), got {kernel_size}")
         self.combine = combine

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vireid.errors import ConfigError
+from vireid.errors import ConfigError, check_choice
 from vireid.losses import HeteroCenterLoss, HeteroCenterTripletLoss, ModalityMeanMSELoss
 from vireid.models.agw import AGW, unpack_batch
 from vireid.models.backbones import stage_list
@@ -86,8 +86,7 @@ class DAM(AGW):
             gem_p=gem_p,
             **kwargs,
         )
-        if test_feature not in TEST_FEATURES:
-            raise ConfigError(f"model.test_feature: expected one of {', '.join(TEST_FEATURES)}, got {test_feature!r}")
+        check_choice("model.test_feature", test_feature, TEST_FEATURES)
         if local_parts < 0:
             raise ConfigError(f"model.local_parts must be >= 0 (0 disables the local branch), got {local_parts}")
         if test_feature != "global" and local_parts == 0:

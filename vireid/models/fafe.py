@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vireid.errors import ConfigError
+from vireid.errors import ConfigError, check_choice
 from vireid.losses import CenterLoss, CrossEntropyLabelSmooth, apply_metric_loss, metric_loss
 from vireid.models.agw import NECK_FEATS, unpack_batch
 from vireid.models.backbones import ARCHS, TwoStreamResNet
@@ -88,12 +88,9 @@ class FAFE(ReIDModel):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
-        if pool not in POOLS:
-            raise ConfigError(f"model.pool: expected one of {', '.join(POOLS)}, got {pool!r}")
-        if neck_feat not in NECK_FEATS:
-            raise ConfigError(f"model.neck_feat: expected one of {', '.join(NECK_FEATS)}, got {neck_feat!r}")
-        if csa_branch not in CSA_BRANCHES:
-            raise ConfigError(f"model.csa_branch: expected one of {', '.join(CSA_BRANCHES)}, got {csa_branch!r}")
+        check_choice("model.pool", pool, POOLS)
+        check_choice("model.neck_feat", neck_feat, NECK_FEATS)
+        check_choice("model.csa_branch", csa_branch, CSA_BRANCHES)
         if center_weight < 0:
             raise ConfigError(f"loss.center_weight must be >= 0, got {center_weight}")
         self.num_classes = num_classes
