@@ -51,10 +51,7 @@ def _only_my_commands(monkeypatch):
     # the parser imports every command module; only train and test are under test here
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["train", "test"])
     before = torch.are_deterministic_algorithms_enabled()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: threads cost more than they give on a shared machine
     yield
-    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(before)
 
 
@@ -72,14 +69,12 @@ def straight_run(sysu_config, tmp_path_factory) -> Path:
     """A 2-epoch run trained without interruption."""
     out = tmp_path_factory.mktemp("runs") / "straight"
     before = torch.are_deterministic_algorithms_enabled()
-    saved, threads = cli.COMMAND_MODULES, torch.get_num_threads()
+    saved = cli.COMMAND_MODULES
     cli.COMMAND_MODULES = ["train", "test"]
-    torch.set_num_threads(1)
     try:
         assert vireid("train", str(sysu_config), f"output_dir={out}") == 0
     finally:
         cli.COMMAND_MODULES = saved
-        torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(before)
     return out
 

@@ -101,15 +101,6 @@ def synthetic(tmp_path_factory) -> SyntheticData:
     return SyntheticData(tmp_path_factory.mktemp("synthetic"))
 
 
-@pytest.fixture
-def one_thread():
-    # tiny convolutions on a shared 2-core machine: one thread is faster than contention
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def smoke_config(path: Path, synthetic: SyntheticData) -> Any:
     """``path`` with SMOKE_OVERRIDES, its model's smoke overrides and the synthetic dataset as data.root."""
     shipped = load_config(path)
@@ -152,7 +143,7 @@ LOCAL_KEYS = {"loss_local_id", "loss_center", "loss_hc"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=CONFIG_IDS)
-def test_config_trains_one_step_and_extracts(path: Path, synthetic: SyntheticData, one_thread):
+def test_config_trains_one_step_and_extracts(path: Path, synthetic: SyntheticData):
     cfg = smoke_config(path, synthetic)
     dataset = synthetic.dataset(cfg.data.name)
     loader = build_train_loader(cfg, train_records(dataset, cfg))
@@ -280,7 +271,7 @@ def test_ablation_changes_only_its_keys(name: str):
     assert ablation["output_dir"] == f"runs/regdb/ablations/{name}"
 
 
-def test_table4_variants_share_the_model_and_differ_in_the_test_feature(synthetic: SyntheticData, one_thread):
+def test_table4_variants_share_the_model_and_differ_in_the_test_feature(synthetic: SyntheticData):
     features = {}
     for variant in ("global", "local", "both"):
         cfg = smoke_config(CONFIG_DIR / "regdb" / "ablations" / f"table4_{variant}.yaml", synthetic)
@@ -303,7 +294,7 @@ def test_table4_variants_share_the_model_and_differ_in_the_test_feature(syntheti
 METRICS = {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
 
 
-def test_vireid_train_then_test_with_the_shipped_tiny_config(synthetic: SyntheticData, tmp_path, one_thread,
+def test_vireid_train_then_test_with_the_shipped_tiny_config(synthetic: SyntheticData, tmp_path,
                                                               monkeypatch):
     """``vireid train configs/sysu/dam_tiny.yaml`` writes the run folder; ``vireid test`` of its last
     checkpoint gives the same table. (tests/test_cli_train.py covers resume, RegDB and bad checkpoints on

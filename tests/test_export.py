@@ -51,14 +51,6 @@ test:
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: threads cost more than they give on a shared machine
-    yield
-    torch.set_num_threads(threads)
-
-
 def _checkpoint(path, cfg, seed):
     torch.manual_seed(seed)
     model = build_model(cfg, 6)
@@ -77,15 +69,10 @@ def setup(tmp_path_factory):
     config = base / "tiny.yaml"
     config.write_text(TINY.format(root=base / "data"))
     cfg = load_config(config)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ckpt = _checkpoint(base / "ckpt.pt", cfg, seed=0)
-        other = _checkpoint(base / "other.pt", cfg, seed=1)
-        loaded = load_model(cfg, ckpt)
-        result = export_onnx(loaded, base / "onnx" / "model.onnx", modality="both")
-    finally:
-        torch.set_num_threads(threads)
+    ckpt = _checkpoint(base / "ckpt.pt", cfg, seed=0)
+    other = _checkpoint(base / "other.pt", cfg, seed=1)
+    loaded = load_model(cfg, ckpt)
+    result = export_onnx(loaded, base / "onnx" / "model.onnx", modality="both")
     return {"base": base, "config": config, "cfg": cfg, "ckpt": ckpt, "other": other, "loaded": loaded,
             "export": result}
 

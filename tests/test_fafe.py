@@ -28,13 +28,6 @@ CONFIGS = sorted(
 )
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def micro(**kwargs) -> FAFE:
     args = dict(num_classes=5, arch="crossvit_micro", pretrained="none", img_size=(64, 32),

@@ -52,17 +52,6 @@ def assert_hits_match(hits: list[list[SearchHit]], scores: np.ndarray, ids: np.n
                 m["path"], m["pid"], m["camera"], m["modality"], m["timestamp"])
 
 
-@pytest.fixture(autouse=True)
-def _one_faiss_thread():
-    # tiny indexes: OpenMP threads cost more than they give on a shared machine
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
-
-
 @pytest.fixture
 def flat(tmp_path):
     feats, meta = gallery(300)

@@ -65,14 +65,6 @@ DAM_VARIANTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_cfg(overrides):
     return load_config(None, [*TINY, *overrides])
 

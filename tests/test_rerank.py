@@ -162,30 +162,25 @@ def test_vireid_test_rerank(tmp_path, monkeypatch, capsys):
     from vireid.models import build_model
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["test"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        generate("sysu", tmp_path / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1,
-                 progress=False)
-        config = tmp_path / "tiny.yaml"
-        config.write_text(TINY.format(root=tmp_path / "data"))
-        cfg = load_config(config)
-        torch.manual_seed(0)
-        model = build_model(cfg, 8).eval()
-        ckpt = save_checkpoint(tmp_path / "ckpt.pt", model=model, epoch=0, num_classes=8,
-                               config_yaml=config_to_yaml(cfg))
-        out = tmp_path / "results.json"
-        assert cli.main(["test", str(config), "--checkpoint", str(ckpt), "--rerank", "--json", str(out)]) == 0
-        printed = capsys.readouterr().out
-        results = json.loads(out.read_text())
+    generate("sysu", tmp_path / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1,
+             progress=False)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY.format(root=tmp_path / "data"))
+    cfg = load_config(config)
+    torch.manual_seed(0)
+    model = build_model(cfg, 8).eval()
+    ckpt = save_checkpoint(tmp_path / "ckpt.pt", model=model, epoch=0, num_classes=8,
+                           config_yaml=config_to_yaml(cfg))
+    out = tmp_path / "results.json"
+    assert cli.main(["test", str(config), "--checkpoint", str(ckpt), "--rerank", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())
 
-        # independently: the same features, re-ranked, scored with rank_metrics
-        protocol = build_protocol(build_dataset("sysu", tmp_path / "data"), cfg)
-        query, gallery = protocol.query(0), protocol.gallery(0)
-        feats = extract_features(model, [*query, *gallery], transform=build_test_transform(cfg), progress=False)
-        feats = torch.nn.functional.normalize(feats, dim=1).numpy()
-    finally:
-        torch.set_num_threads(threads)
+    # independently: the same features, re-ranked, scored with rank_metrics
+    protocol = build_protocol(build_dataset("sysu", tmp_path / "data"), cfg)
+    query, gallery = protocol.query(0), protocol.gallery(0)
+    feats = extract_features(model, [*query, *gallery], transform=build_test_transform(cfg), progress=False)
+    feats = torch.nn.functional.normalize(feats, dim=1).numpy()
     dist = k_reciprocal_rerank(feats[: len(query)], feats[len(query) :])
     expected = rank_metrics(dist, [r.pid for r in query], [r.pid for r in gallery], [r.camera for r in query],
                             [r.camera for r in gallery], protocol="sysu")

@@ -52,12 +52,8 @@ output_dir: {out}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
+def _only_index_and_search_commands(monkeypatch):
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["index", "search"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: threads cost more than they give on a shared machine
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +67,6 @@ def world(tmp_path_factory):
     config = base / "tiny.yaml"
     config.write_text(TINY.format(root=base / "data", out=base / "run"))
     cfg = load_config(config)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     saved = cli.COMMAND_MODULES
     cli.COMMAND_MODULES = ["index"]
     try:
@@ -100,7 +94,6 @@ def world(tmp_path_factory):
         q = torch.nn.functional.normalize(extract_features(model, queries, transform=transform, progress=False), dim=1)
     finally:
         cli.COMMAND_MODULES = saved
-        torch.set_num_threads(threads)
     return {"base": base, "config": config, "cfg": cfg, "ckpt": ckpt, "gallery": gallery, "queries": queries,
             "g": g.numpy(), "q": q.numpy(), "idx": base / "idx"}
 

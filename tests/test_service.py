@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 pytest.importorskip("faiss")
@@ -44,35 +43,21 @@ def build_search_index(base: Path) -> dict[str, Path]:
 
     Returns the paths ``data``, ``checkpoint`` and ``index``. Shared with tests/test_browser.py.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: threads cost more than they give on a shared machine
-    try:
-        root = generate("sysu", base / "data", ids=6, images_per_camera=2, size=(64, 32), workers=1, progress=False)
-        run = base / "run"
-        cfg = load_config(CONFIG, [
-            f"data.root={root}", f"output_dir={run}", "train.epochs=1", "train.iters_per_epoch=1", "test.trials=1",
-            "data.height=64", "data.width=32", "data.ids_per_batch=2", "data.images_per_id=2", "data.workers=0",
-            "train.device=cpu",
-        ])
-        run_training(cfg)
-        checkpoint = run / "checkpoints" / "last.pt"
-        records = [r for r in build_dataset("sysu", root).all_records() if r.modality == "visible"]
-        rows = [{"path": str(r.path), "pid": r.pid, "camera": r.camera, "modality": r.modality} for r in records]
-        features = embed(build_extractor(checkpoint=checkpoint), rows, progress=False)
-        GalleryIndex.build(base / "index", features.embeddings(), features.metadata, model_info=features.model_info,
-                           kind="flat", progress=False).close()
-    finally:
-        torch.set_num_threads(threads)
+    root = generate("sysu", base / "data", ids=6, images_per_camera=2, size=(64, 32), workers=1, progress=False)
+    run = base / "run"
+    cfg = load_config(CONFIG, [
+        f"data.root={root}", f"output_dir={run}", "train.epochs=1", "train.iters_per_epoch=1", "test.trials=1",
+        "data.height=64", "data.width=32", "data.ids_per_batch=2", "data.images_per_id=2", "data.workers=0",
+        "train.device=cpu",
+    ])
+    run_training(cfg)
+    checkpoint = run / "checkpoints" / "last.pt"
+    records = [r for r in build_dataset("sysu", root).all_records() if r.modality == "visible"]
+    rows = [{"path": str(r.path), "pid": r.pid, "camera": r.camera, "modality": r.modality} for r in records]
+    features = embed(build_extractor(checkpoint=checkpoint), rows, progress=False)
+    GalleryIndex.build(base / "index", features.embeddings(), features.metadata, model_info=features.model_info,
+                       kind="flat", progress=False).close()
     return {"data": root, "checkpoint": checkpoint, "index": base / "index"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny convolutions: threads cost more than they give on a shared machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 _SHARED: dict[str, dict[str, Path]] = {}
