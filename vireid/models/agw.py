@@ -95,12 +95,7 @@ class AGW(ReIDModel):
         """Constructor keywords read from ``cfg.model`` and ``cfg.loss`` (shared by AGW, CAJ and DAM)."""
         m, loss = cfg.model, cfg.loss
         return dict(
-            arch=m.arch,
-            pretrained=m.pretrained,
-            specific_stages=m.specific_stages,
-            last_stride=m.last_stride,
-            non_local=m.non_local,
-            non_local_inter_channels_one=m.non_local_inter_channels_one,
+            **TwoStreamResNet.config_kwargs(cfg),
             pool=m.pool,
             gem_p=m.gem_p,
             neck_feat=m.neck_feat,
