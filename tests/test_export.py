@@ -253,3 +253,22 @@ def test_every_registered_model_exports_with_parity(name, tmp_path):
                            config_yaml=config_to_yaml(cfg))
     result = export_onnx(load_model(cfg, ckpt), tmp_path / "m.onnx", modality="infrared")
     assert result.max_abs_diff["infrared"] <= 1e-4
+
+
+def test_vireid_test_on_onnx_graphs_matches_the_checkpoint(setup, tmp_path, monkeypatch):
+    """`vireid test --onnx` scores the exported graphs with the same evaluator: the same numbers as
+    `vireid test --checkpoint` of the weights they were exported from."""
+    from vireid import cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["test"])
+    config, onnx = str(setup["config"]), str(setup["base"] / "onnx" / "model.onnx")
+    torch_json, onnx_json = tmp_path / "torch.json", tmp_path / "onnx.json"
+    assert cli.main(["test", config, "--checkpoint", str(setup["ckpt"]), "--trials", "2", "--json", str(torch_json)]) == 0
+    assert cli.main(["test", config, "--onnx", onnx, "--trials", "2", "--json", str(onnx_json)]) == 0
+    a, b = json.loads(torch_json.read_text()), json.loads(onnx_json.read_text())
+    assert b["onnx"] == [onnx] and b["checkpoint"] is None
+    for row_a, row_b in zip(a["trials"], b["trials"]):
+        for k in ("rank1", "rank5", "mAP", "mINP"):
+            assert row_b[k] == pytest.approx(row_a[k], abs=1e-6), k
+    # the exported visible graph alone cannot score infrared queries: a clear error, exit 2
+    assert cli.main(["test", config, "--onnx", str(setup["base"] / "onnx" / "model_visible.onnx")]) == 2

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  vireid test configs/sysu/dam.yaml --checkpoint runs/dam/checkpoints/last.pt --trials 10 --json out.json\n"
         "  vireid test configs/sysu/dam.yaml --checkpoint runs/dam/checkpoints/best.pt test.mode=indoor\n"
         "  vireid test configs/regdb/dam.yaml --checkpoint runs/regdb/checkpoints/last.pt data.trial=1\n"
-        "  vireid test configs/sysu/dam.yaml --untrained model.pretrained=none",
+        "  vireid test configs/sysu/dam.yaml --untrained model.pretrained=none\n"
+        "  vireid test configs/sysu/dam.yaml --onnx model.onnx",
     )
     parser.add_argument("config", help="YAML config file of the model and dataset")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. test.flip=true")
@@ -30,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which.add_argument("--checkpoint", type=Path, metavar="PATH", help="vireid checkpoint (last.pt or best.pt)")
     which.add_argument("--untrained", action="store_true",
                        help="evaluate a freshly initialised model (a baseline; labelled UNTRAINED)")
+    which.add_argument("--onnx", type=Path, nargs="+", metavar="GRAPH",
+                       help="evaluate graphs written by 'vireid export' with ONNX Runtime (model.onnx stands for "
+                       "model_visible.onnx and model_infrared.onnx)")
     parser.add_argument("--trials", type=int, default=None, metavar="N",
                         help="number of trials to average (default test.trials)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the results as JSON")
@@ -50,11 +54,13 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     setup_console_logging()
-    results = run_test(cfg, checkpoint=args.checkpoint, untrained=args.untrained, trials=args.trials,
-                       rerank={} if args.rerank else None)
+    results = run_test(cfg, checkpoint=args.checkpoint, untrained=args.untrained, onnx=args.onnx,
+                       trials=args.trials, rerank={} if args.rerank else None)
     if args.untrained:
         print(f"model: UNTRAINED {cfg.model.name} (freshly initialised, model.pretrained={cfg.model.pretrained}, "
               f"seed {cfg.train.seed})")
+    elif args.onnx:
+        print(f"model: ONNX graphs {', '.join(map(str, args.onnx))} (ONNX Runtime)")
     else:
         print(f"model: {cfg.model.name} from {args.checkpoint} (epoch {results.get('epoch')})")
     if args.rerank:

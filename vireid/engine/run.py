@@ -259,6 +259,7 @@ def run_test(
     *,
     checkpoint: str | Path | None = None,
     untrained: bool = False,
+    onnx: str | Path | list[str | Path] | None = None,
     trials: int | None = None,
     progress: bool | None = None,
     rerank: dict[str, Any] | None = None,
@@ -269,7 +270,8 @@ def run_test(
     ``trials``: the protocol's first N trials (default ``test.trials``); per-trial datasets (RegDB)
     test ``data.trial``. A missing, unreadable or mismatching checkpoint raises
     :class:`~vireid.errors.CheckpointError`; the results say which weights were tested
-    (``"checkpoint"``, ``"untrained"``). ``rerank``: k-reciprocal re-ranking with these keyword
+    (``"checkpoint"``, ``"untrained"``, ``"onnx"``). ``onnx``: graphs written by ``vireid export``,
+    run with ONNX Runtime instead of a checkpoint. ``rerank``: k-reciprocal re-ranking with these keyword
     arguments of :func:`vireid.retrieval.rerank.k_reciprocal_rerank` (``{}`` for its defaults); the
     results then carry ``"rerank": true`` and the parameters.
     """
@@ -277,8 +279,8 @@ def run_test(
     from vireid.evaluation.evaluator import Evaluator
     from vireid.models import build_model
 
-    if untrained == (checkpoint is not None):
-        raise ValueError("give exactly one of checkpoint=PATH or untrained=True")
+    if sum([checkpoint is not None, bool(untrained), onnx is not None]) != 1:
+        raise ValueError("give exactly one of checkpoint=PATH, untrained=True or onnx=GRAPHS")
     device = resolve_device(str(cfg.train.device))
     ckpt = None
     if checkpoint is not None:
@@ -292,6 +294,11 @@ def run_test(
     seed_everything(int(cfg.train.seed))
     if checkpoint is not None:
         model, ckpt = load_trained_model(cfg, checkpoint)
+    elif onnx is not None:
+        from vireid.retrieval.onnx_model import OnnxReIDModel
+
+        model = OnnxReIDModel.from_paths(onnx if isinstance(onnx, list) else [onnx], device=str(device))
+        device = resolve_device("cpu")  # ONNX Runtime takes host arrays
     else:
         pids = {r.pid for r in _train_records(dataset, cfg)}
         model = build_model(cfg, max(len(pids), 1))
@@ -311,6 +318,8 @@ def run_test(
         results["rerank_params"] = rerank_params(**rerank)
     results["checkpoint"] = None if checkpoint is None else str(checkpoint)
     results["untrained"] = bool(untrained)
+    if onnx is not None:
+        results["onnx"] = [str(p) for p in (onnx if isinstance(onnx, list) else [onnx])]
     if ckpt is not None:
         results["epoch"] = ckpt.get("epoch")
     return results

@@ -615,3 +615,4 @@ def embed(
     feats = extractor.embed_metadata(rows, progress=progress, workers=workers)
     info = extractor.model_info(feature_dim=int(feats.shape[1]), backend=extractor.backend)
     return FeatureSet(features=feats, metadata=[dict(r) for r in rows], model_info=info)
+
