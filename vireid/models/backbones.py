@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -28,7 +27,7 @@ from torch import nn
 from vireid.errors import CheckpointError, ConfigError
 from vireid.models.base import modality_codes
 from vireid.models.layers import NonLocalBlock
-from vireid.models.weights import read_state_dict
+from vireid.models.weights import WeightLoadReport, load_fitting_weights, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -50,20 +49,8 @@ ARCHS: dict[str, tuple[Callable[..., torchvision.models.ResNet], Any, tuple[int,
 AGW_NON_LOCAL_BLOCKS = {1: 0, 2: 2, 3: 3, 4: 0}
 
 #: A weight file must provide at least this fraction of the backbone's tensors.
-MIN_MATCHED_FRACTION = 0.9
 
 STAGE_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4")
-
-
-@dataclass
-class WeightLoadReport:
-    """What loading a weight file into the ResNet did: counts and the keys that did not match."""
-
-    source: str
-    matched: int
-    expected: int
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
 
 
 def _imagenet_state_dict(arch: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -95,38 +82,16 @@ def load_resnet_weights(resnet: nn.Module, state_dict: Mapping[str, torch.Tensor
     """Copy a torchvision ResNet state dict into ``resnet`` (its ``fc`` classifier is ignored).
 
     Missing and unexpected keys are logged; a tensor of the wrong shape, or fewer than
-    ``MIN_MATCHED_FRACTION`` of the backbone's tensors found in the file, raises ``CheckpointError``
+    ``vireid.models.weights.MIN_MATCHED_FRACTION`` of the backbone's tensors found in the file, raises ``CheckpointError``
     naming ``source``.
     """
     state = {k.removeprefix("module."): v for k, v in state_dict.items()}
     own = {k: v for k, v in resnet.state_dict().items() if not k.startswith("fc.")}
-    counted = [k for k in own if not k.endswith("num_batches_tracked")]
-    mismatched = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    if mismatched:
-        shown = "; ".join(mismatched[:3]) + ("; ..." if len(mismatched) > 3 else "")
-        raise CheckpointError(
-            f"{source}: {len(mismatched)} tensors do not fit the {type(resnet).__name__} backbone "
-            f"(is it a weight file of another architecture?): {shown}"
-        )
-    missing = [k for k in counted if k not in state]
-    unexpected = sorted(k for k in state if k not in own and not k.startswith("fc."))
-    matched = len(counted) - len(missing)
-    if matched < MIN_MATCHED_FRACTION * len(counted):
-        raise CheckpointError(
-            f"{source}: only {matched} of the backbone's {len(counted)} tensors are in the file "
-            f"(missing e.g. {', '.join(missing[:3])}); expected a torchvision ResNet state dict"
-        )
-    resnet.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
-    if missing:
-        logger.warning("%s: %d backbone tensors missing, left at random init: %s", source, len(missing), missing)
-    if unexpected:
-        logger.warning("%s: %d unexpected tensors ignored: %s", source, len(unexpected), unexpected)
-    logger.info("loaded %d/%d backbone tensors from %s", matched, len(counted), source)
-    return WeightLoadReport(source=source, matched=matched, expected=len(counted), missing=missing, unexpected=unexpected)
+    return load_fitting_weights(
+        resnet, state, own, source=source, what="the backbone", expected_file="a torchvision ResNet state dict",
+        counted=[k for k in own if not k.endswith("num_batches_tracked")],
+        ignore_unexpected=lambda k: k.startswith("fc."),
+    )
 
 
 def _set_last_stride(layer4: nn.Sequential, stride: int) -> None:

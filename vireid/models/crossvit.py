@@ -47,8 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vireid.errors import CheckpointError, ConfigError
-from vireid.models.backbones import MIN_MATCHED_FRACTION, WeightLoadReport
-from vireid.models.weights import read_state_dict
+from vireid.models.weights import WeightLoadReport, load_fitting_weights, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -355,32 +354,11 @@ def load_crossvit_weights(
         state[key] = resample_abs_pos_embed(pos.float(), new_size=list(grid), old_size=[side, side],
                                             num_prefix_tokens=1).to(pos.dtype)
         resampled.append(f"{key}: {side}x{side} -> {grid[0]}x{grid[1]}")
-    mismatched += [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape and not k.startswith("pos_embed_")
-    ]
-    if mismatched:
-        shown = "; ".join(mismatched[:3]) + ("; ..." if len(mismatched) > 3 else "")
-        raise CheckpointError(
-            f"{source}: {len(mismatched)} tensors do not fit CrossViT {encoder.arch} (is it a weight file of "
-            f"another variant or patch size?): {shown}"
-        )
-    missing = [k for k in own if k not in state]
-    unexpected = sorted(k for k in state if k not in own)
-    matched = len(own) - len(missing)
-    if matched < MIN_MATCHED_FRACTION * len(own):
-        raise CheckpointError(
-            f"{source}: only {matched} of CrossViT {encoder.arch}'s {len(own)} tensors are in the file "
-            f"(missing e.g. {', '.join(missing[:3])}); expected a timm {encoder.arch} state dict"
-        )
-    encoder.crossvit.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
-    if missing:
-        logger.warning("%s: %d encoder tensors missing, left at random init: %s", source, len(missing), missing)
-    if unexpected:
-        logger.warning("%s: %d unexpected tensors ignored: %s", source, len(unexpected), unexpected)
+    report = load_fitting_weights(
+        encoder.crossvit, state, own, source=source, what=f"CrossViT {encoder.arch}",
+        expected_file=f"a timm {encoder.arch} state dict", mismatched=mismatched,
+        check_shape=lambda k: not k.startswith("pos_embed_"),
+    )
     for line in resampled:
         logger.info("%s: position embedding %s", source, line)
-    logger.info("loaded %d/%d CrossViT tensors from %s", matched, len(own), source)
-    return CrossViTLoadReport(source=source, matched=matched, expected=len(own), missing=missing,
-                              unexpected=unexpected, resampled=resampled)
+    return CrossViTLoadReport(**vars(report), resampled=resampled)

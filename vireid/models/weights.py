@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from vireid.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+#: A weight file must hold at least this fraction of a backbone's tensors to be loaded.
+MIN_MATCHED_FRACTION = 0.9
+
+
+@dataclass
+class WeightLoadReport:
+    """What loading a weight file into a backbone did: counts and the keys that did not match."""
+
+    source: str
+    matched: int
+    expected: int
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
 
 
 def read_state_dict(path: str | Path, *, expected: str) -> dict[str, torch.Tensor]:
@@ -33,3 +53,47 @@ def read_state_dict(path: str | Path, *, expected: str) -> dict[str, torch.Tenso
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected a state dict (parameter name -> tensor), got {type(obj).__name__}")
     return obj
+
+
+def load_fitting_weights(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    own: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    what: str,
+    expected_file: str,
+    counted: Iterable[str] | None = None,
+    mismatched: Iterable[str] = (),
+    check_shape: Callable[[str], bool] = lambda key: True,
+    ignore_unexpected: Callable[[str], bool] = lambda key: False,
+) -> WeightLoadReport:
+    """Load the tensors of ``state`` that ``module`` owns (``own``: its state dict, filtered), never
+    silently: a tensor of the wrong shape (``check_shape`` keys, plus the caller's ``mismatched``
+    lines), or fewer than :data:`MIN_MATCHED_FRACTION` of the ``counted`` keys found, raises
+    :class:`CheckpointError` naming ``source``; missing and unexpected keys are logged and reported.
+    ``what`` names the receiving backbone and ``expected_file`` the kind of file it takes."""
+    bad = list(mismatched) + [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and check_shape(k) and state[k].shape != v.shape
+    ]
+    if bad:
+        shown = "; ".join(bad[:3]) + ("; ..." if len(bad) > 3 else "")
+        raise CheckpointError(f"{source}: {len(bad)} tensors do not fit {what} (is it a weight file of another "
+                              f"architecture, variant or patch size?): {shown}")
+    counted = list(own) if counted is None else list(counted)
+    missing = [k for k in counted if k not in state]
+    unexpected = sorted(k for k in state if k not in own and not ignore_unexpected(k))
+    matched = len(counted) - len(missing)
+    if matched < MIN_MATCHED_FRACTION * len(counted):
+        raise CheckpointError(f"{source}: only {matched} of {what}'s {len(counted)} tensors are in the file "
+                              f"(missing e.g. {', '.join(missing[:3])}); expected {expected_file}")
+    module.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
+    if missing:
+        logger.warning("%s: %d tensors of %s missing, left at random init: %s", source, len(missing), what, missing)
+    if unexpected:
+        logger.warning("%s: %d unexpected tensors ignored: %s", source, len(unexpected), unexpected)
+    logger.info("loaded %d/%d tensors of %s from %s", matched, len(counted), what, source)
+    return WeightLoadReport(source=source, matched=matched, expected=len(counted), missing=missing,
+                            unexpected=unexpected)
