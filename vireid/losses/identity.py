@@ -31,12 +31,16 @@ class CrossEntropyLabelSmooth(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> CrossEntropyLabelSmooth:
         """Reads ``loss.id_smoothing``."""
+        return cls.checked(cfg.loss.id_smoothing)
+
+    @classmethod
+    def checked(cls, epsilon: float) -> CrossEntropyLabelSmooth:
+        """The loss with smoothing ``epsilon`` from the config: a bad value is a :class:`ConfigError`
+        naming ``loss.id_smoothing``."""
         try:
-            return cls(epsilon=cfg.loss.id_smoothing)
+            return cls(epsilon=epsilon)
         except ValueError as err:
-            raise ConfigError(
-                f"loss.id_smoothing: expected a value in [0, 1], got {cfg.loss.id_smoothing!r}"
-            ) from err
+            raise ConfigError(f"loss.id_smoothing: expected a value in [0, 1], got {epsilon!r}") from err
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``logits`` ``[N, C]``, ``targets`` long ``[N]`` in ``0..C-1``; returns the batch mean."""

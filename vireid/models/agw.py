@@ -83,10 +83,7 @@ class AGW(ReIDModel):
         self.feat_dim = self.backbone.out_channels
         self.pool = build_pool(pool, gem_p=gem_p)
         self.neck = BNNeck(self.feat_dim, num_classes)
-        try:
-            self.id_loss = CrossEntropyLabelSmooth(epsilon=id_smoothing)
-        except ValueError as err:
-            raise ConfigError(f"loss.id_smoothing: expected a value in [0, 1], got {id_smoothing!r}") from err
+        self.id_loss = CrossEntropyLabelSmooth.checked(id_smoothing)
         self.metric_loss = metric_loss(metric, margin=margin, cross_modality=cross_modality,
                                        allowed=("wrt", "batch_hard", "adaptive", "esd", "none"))
 

@@ -113,12 +113,8 @@ class FAFE(ReIDModel):
             self.feat_dim = dims[0] + dims[1] + map_channels
         elif arch in ARCHS:
             self.backbone = TwoStreamResNet(
-                arch=arch,
-                pretrained=pretrained,
-                specific_stages=specific_stages,
-                last_stride=last_stride,
-                non_local=non_local,
-                non_local_inter_channels_one=non_local_inter_channels_one,
+                arch=arch, pretrained=pretrained, specific_stages=specific_stages, last_stride=last_stride,
+                non_local=non_local, non_local_inter_channels_one=non_local_inter_channels_one,
             )
             self.csa_branch = -1
             map_channels = self.feat_dim = self.backbone.out_channels
@@ -134,10 +130,7 @@ class FAFE(ReIDModel):
         )
         self.pool = build_pool(pool, gem_p=gem_p)
         self.neck = BNNeck(self.feat_dim, num_classes)
-        try:
-            self.id_loss = CrossEntropyLabelSmooth(epsilon=id_smoothing)
-        except ValueError as err:
-            raise ConfigError(f"loss.id_smoothing: expected a value in [0, 1], got {id_smoothing!r}") from err
+        self.id_loss = CrossEntropyLabelSmooth.checked(id_smoothing)
         self.metric = metric
         self.center_weight = float(center_weight)
         self.metric_loss = metric_loss(metric, margin=margin, cross_modality=cross_modality,
@@ -151,17 +144,12 @@ class FAFE(ReIDModel):
             raise ConfigError(f"model.test_feature={m.test_feature!r}: FAFE has only the global feature (use 'global')")
         return cls(
             num_classes=num_classes,
-            arch=m.arch,
-            pretrained=m.pretrained,
+            **TwoStreamResNet.config_kwargs(cfg),  # arch, pretrained and the ResNet keys (Table 3 rows without CrossViT)
             img_size=(int(cfg.data.height), int(cfg.data.width)),
             crossvit_patch_size=list(m.crossvit_patch_size),
             crossvit_coarse_scale=float(m.crossvit_coarse_scale),
             multiscale_residual=bool(m.multiscale_residual),
             drop_path_rate=float(m.drop_path_rate),
-            specific_stages=m.specific_stages,
-            last_stride=m.last_stride,
-            non_local=m.non_local,
-            non_local_inter_channels_one=m.non_local_inter_channels_one,
             csa=bool(m.csa),
             csa_branch=m.csa_branch,
             csa_reduction=int(m.csa_reduction),
