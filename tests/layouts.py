@@ -172,3 +172,31 @@ def make_manifest(
     text = header + "\n" + "".join(f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]}\n" for r in rows)
     (root / "manifest.csv").write_text(text)
     return root
+
+
+# -- tiny model configs -----------------------------------------------------------------------------
+#: The keys every tiny CPU test config shares: AGW on ResNet-18 from scratch, 32x16 images.
+TINY_CONFIG: dict = {
+    "data": {"name": "sysu", "height": 32, "width": 16, "workers": 0},
+    "model": {"name": "agw", "arch": "resnet18", "pretrained": "none"},
+    "train": {"device": "cpu"},
+}
+
+
+def write_tiny_config(path: Path, *, root: Path, **sections: Mapping) -> Path:
+    """Write a YAML config: :data:`TINY_CONFIG` with ``data.root`` and each section's keys overridden
+    (``output_dir`` may be given as a plain value)."""
+    import yaml
+
+    cfg: dict = {key: dict(value) for key, value in TINY_CONFIG.items()}
+    cfg["data"]["root"] = str(root)
+    for section, values in sections.items():
+        if isinstance(values, Mapping):
+            cfg.setdefault(section, {}).update(values)
+        else:
+            cfg[section] = str(values) if isinstance(values, Path) else values
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+#: Data keys of the tiny configs that train: 2 identities x 2 images, pad 2.
+SMALL_BATCH: dict = {"pad": 2, "ids_per_batch": 2, "images_per_id": 2}

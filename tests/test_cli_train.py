@@ -10,36 +10,19 @@ import pytest
 import torch
 
 import vireid.cli as cli
+from tests.layouts import SMALL_BATCH, write_tiny_config
 from vireid.config import load_config
 from vireid.data.synthetic import generate
 from vireid.engine import run as run_module
 from vireid.engine.checkpoint import load_checkpoint
 
-TINY = """\
-data:
-  name: {name}
-  root: {root}
-  height: 32
-  width: 16
-  pad: 2
-  workers: 0
-  ids_per_batch: 2
-  images_per_id: 2
-model:
-  name: dam
-  arch: resnet18
-  pretrained: none
-train:
-  epochs: 2
-  iters_per_epoch: 1
-  device: cpu
-  eval_every: 1
-  log_every: 1
-  deterministic: true
-test:
-  trials: 2
-  batch_size: 64
-"""
+
+def write_dam_config(path: Path, name: str, root: Path) -> Path:
+    """Tiny DAM, 2 epochs of 1 step, evaluated every epoch, deterministic."""
+    return write_tiny_config(path, root=root, data={"name": name, **SMALL_BATCH}, model={"name": "dam"},
+                             train={"epochs": 2, "iters_per_epoch": 1, "eval_every": 1, "log_every": 1,
+                                    "deterministic": True},
+                             test={"trials": 2, "batch_size": 64})
 
 
 def vireid(*argv: str) -> int:
@@ -60,7 +43,7 @@ def sysu_config(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("sysu")
     generate("sysu", base / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1, progress=False)
     path = base / "tiny.yaml"
-    path.write_text(TINY.format(name="sysu", root=base / "data"))
+    write_dam_config(path, "sysu", base / "data")
     return path
 
 
@@ -167,7 +150,7 @@ def test_regdb_trains_on_data_trial(tmp_path):
     generate("regdb", tmp_path / "regdb", ids=8, seed=0, images_per_camera=2, size=(32, 16), workers=1,
              progress=False)
     config = tmp_path / "regdb.yaml"
-    config.write_text(TINY.format(name="regdb", root=tmp_path / "regdb"))
+    write_dam_config(config, "regdb", tmp_path / "regdb")
     out = tmp_path / "run"
     assert vireid("train", str(config), f"output_dir={out}", "data.trial=3", "train.epochs=1",
                   "train.eval_every=0", "test.direction=infrared_to_visible") == 0
@@ -186,7 +169,7 @@ def test_all_trials_trains_each_trial_and_averages(tmp_path, monkeypatch):
     generate("regdb", tmp_path / "regdb", ids=8, seed=0, images_per_camera=2, size=(32, 16), workers=1,
              progress=False)
     config = tmp_path / "regdb.yaml"
-    config.write_text(TINY.format(name="regdb", root=tmp_path / "regdb"))
+    write_dam_config(config, "regdb", tmp_path / "regdb")
     calls = []
 
     def fake_run_training(cfg, *, resume=False, dist=None):

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import vireid.cli as cli
+from tests.layouts import write_tiny_config
 from vireid.config import config_to_yaml, load_config
 from vireid.data.synthetic import generate
 from vireid.data.transforms import build_test_transform
@@ -33,23 +34,6 @@ from vireid.retrieval.embed import (
 from vireid.retrieval.export import ExportError, export_onnx, read_onnx_metadata, resolve_onnx_paths
 from vireid.retrieval.index import ModelMismatchError
 
-TINY = """\
-data:
-  name: sysu
-  root: {root}
-  height: 32
-  width: 16
-  workers: 0
-model:
-  name: agw
-  arch: resnet18
-  pretrained: none
-train:
-  device: cpu
-test:
-  batch_size: 4
-"""
-
 
 def _checkpoint(path, cfg, seed):
     torch.manual_seed(seed)
@@ -67,7 +51,7 @@ def setup(tmp_path_factory):
     base = tmp_path_factory.mktemp("export")
     generate("sysu", base / "data", ids=4, seed=0, images_per_camera=1, size=(32, 16), workers=1, progress=False)
     config = base / "tiny.yaml"
-    config.write_text(TINY.format(root=base / "data"))
+    write_tiny_config(config, root=base / "data", test={"batch_size": 4})
     cfg = load_config(config)
     ckpt = _checkpoint(base / "ckpt.pt", cfg, seed=0)
     other = _checkpoint(base / "other.pt", cfg, seed=1)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.layouts import write_tiny_config
 from vireid.evaluation.metrics import rank_metrics
 from vireid.retrieval import rerank as rerank_module
 from vireid.retrieval.rerank import k_reciprocal_rerank
@@ -129,25 +130,6 @@ def test_bad_input():
         k_reciprocal_rerank(q[:0], g)
 
 
-TINY = """\
-data:
-  name: sysu
-  root: {root}
-  height: 32
-  width: 16
-  workers: 0
-model:
-  name: agw
-  arch: resnet18
-  pretrained: none
-train:
-  device: cpu
-test:
-  trials: 1
-  batch_size: 64
-"""
-
-
 def test_vireid_test_rerank(tmp_path, monkeypatch, capsys):
     import torch
 
@@ -165,7 +147,7 @@ def test_vireid_test_rerank(tmp_path, monkeypatch, capsys):
     generate("sysu", tmp_path / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1,
              progress=False)
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY.format(root=tmp_path / "data"))
+    write_tiny_config(config, root=tmp_path / "data", test={"trials": 1, "batch_size": 64})
     cfg = load_config(config)
     torch.manual_seed(0)
     model = build_model(cfg, 8).eval()

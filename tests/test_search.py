@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import vireid.cli as cli
+from tests.layouts import SMALL_BATCH, write_tiny_config
 from vireid.config import config_to_yaml, load_config
 from vireid.data import build_dataset
 from vireid.data.synthetic import generate
@@ -24,31 +25,6 @@ from vireid.retrieval.embed import TorchExtractor, embed, list_images, load_mode
 from vireid.retrieval.index import Embeddings, GalleryIndex, ModelMismatchError
 from vireid.retrieval.rerank import k_reciprocal_rerank
 from vireid.retrieval.search import Searcher
-
-TINY = """\
-data:
-  name: sysu
-  root: {root}
-  height: 32
-  width: 16
-  pad: 2
-  workers: 0
-  ids_per_batch: 2
-  images_per_id: 2
-model:
-  name: agw
-  arch: resnet18
-  pretrained: none
-train:
-  epochs: 1
-  iters_per_epoch: 1
-  eval_every: 0
-  device: cpu
-test:
-  trials: 1
-  batch_size: 64
-output_dir: {out}
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +41,8 @@ def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("search")
     generate("sysu", base / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1, progress=False)
     config = base / "tiny.yaml"
-    config.write_text(TINY.format(root=base / "data", out=base / "run"))
+    write_tiny_config(config, root=base / "data", data=SMALL_BATCH, output_dir=base / "run",
+                      train={"epochs": 1, "iters_per_epoch": 1, "eval_every": 0}, test={"trials": 1, "batch_size": 64})
     cfg = load_config(config)
     saved = cli.COMMAND_MODULES
     cli.COMMAND_MODULES = ["index"]
