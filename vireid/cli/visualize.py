@@ -151,7 +151,7 @@ def cmd_ranks(args: argparse.Namespace) -> int:
     from vireid.engine.run import build_protocol
     from vireid.errors import VireidError
     from vireid.evaluation.evaluator import Evaluator
-    from vireid.visualization.ranks import draw_ranked_lists, pick_queries
+    from vireid.visualization.ranks import ranked_list_picture
 
     if args.topk < 1:
         raise VireidError(f"--topk must be at least 1, got {args.topk}")
@@ -159,22 +159,9 @@ def cmd_ranks(args: argparse.Namespace) -> int:
     protocol = build_protocol(build_dataset(cfg.data.name, cfg.data.root), cfg)
     trial = protocol.trials[0] if args.trial is None else args.trial
     evaluator = Evaluator.from_config(cfg, protocol, device=args.device, progress=True)
-    _, queries, gallery, q, g = next(evaluator.trial_features(model, [trial]))
-    distmat = (-(q @ g.T)).numpy()
-    if args.query_index:
-        bad = [i for i in args.query_index if not 0 <= i < len(queries)]
-        if bad:
-            raise VireidError(f"--query-index {bad}: the trial has queries 0..{len(queries) - 1}")
-        rows = list(args.query_index)
-    elif args.worst:
-        rows = pick_queries(distmat, queries, gallery, protocol=protocol.metric, how="worst", count=args.worst)
-    else:
-        rows = pick_queries(distmat, queries, gallery, protocol=protocol.metric, how="per_identity",
-                            count=args.queries)
     title = f"{cfg.model.name} {Path(args.checkpoint).name}: {protocol.describe()} trial {trial}"
-    out = draw_ranked_lists(distmat, queries, gallery, args.out, protocol=protocol.metric, rows=rows,
-                            topk=args.topk, title=title)
-    print(out)
+    print(ranked_list_picture(evaluator, model, args.out, trial=trial, how="worst" if args.worst else "per_identity",
+                              count=args.worst or args.queries, rows=args.query_index, topk=args.topk, title=title))
     return 0
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vireid.data.records import ImageRecord
+from vireid.errors import VireidError
 from vireid.evaluation.metrics import gallery_exclusion_mask
 from vireid.io import atomic_path
 
@@ -135,13 +136,19 @@ def pick_queries(distmat: np.ndarray, queries: Sequence[ImageRecord], gallery: S
 
 
 def ranked_list_picture(evaluator, model, out: str | Path, *, trial: int | None = None, how: str = "per_identity",
-                        count: int = 8, topk: int = 10, title: str | None = None) -> Path:
+                        count: int = 8, rows: Sequence[int] | None = None, topk: int = 10,
+                        title: str | None = None) -> Path:
     """Extract a trial's features with an :class:`~vireid.evaluation.evaluator.Evaluator` and draw the
-    ranked lists of ``count`` queries chosen by :func:`pick_queries`."""
+    ranked lists of the query indices ``rows``, or of ``count`` queries chosen by :func:`pick_queries`."""
     protocol = evaluator.protocol
     trial = protocol.trials[0] if trial is None else trial
     _, queries, gallery, q, g = next(evaluator.trial_features(model, [trial]))
     distmat = (-(q @ g.T)).numpy()
-    rows = pick_queries(distmat, queries, gallery, protocol=protocol.metric, how=how, count=count)
+    if rows is None:
+        rows = pick_queries(distmat, queries, gallery, protocol=protocol.metric, how=how, count=count)
+    else:
+        bad = [i for i in rows if not 0 <= i < len(queries)]
+        if bad:
+            raise VireidError(f"query indices {bad}: trial {trial} has queries 0..{len(queries) - 1}")
     return draw_ranked_lists(distmat, queries, gallery, out, protocol=protocol.metric, rows=rows, topk=topk,
                              title=title)
