@@ -236,13 +236,16 @@ def _warn_model_config_changes(path: str | Path, saved_yaml: str | None, cfg: An
                        ", ".join(f"model.{k}={current.get(k)!r}" for k in changed))
 
 
-def load_trained_model(cfg: Any, checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
+def load_trained_model(
+    cfg: Any, checkpoint: str | Path, *, ckpt: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, Any]]:
     """``(model, checkpoint_dict)``: the model of ``cfg`` holding the weights of a vireid
     ``checkpoint``, strictly (a missing, unreadable or non-fitting file is a
-    :class:`~vireid.errors.CheckpointError`; nothing is silently left at its initial value)."""
+    :class:`~vireid.errors.CheckpointError`; nothing is silently left at its initial value).
+    ``ckpt``: the file's contents when the caller has already read them."""
     from vireid.models import build_model
 
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint) if ckpt is None else ckpt
     num_classes = ckpt.get("num_classes")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise CheckpointError(f"{checkpoint}: checkpoint does not record num_classes")
@@ -284,7 +287,7 @@ def run_test(
     device = resolve_device(str(cfg.train.device))
     ckpt = None
     if checkpoint is not None:
-        load_checkpoint(checkpoint)  # fails before anything else is read
+        ckpt = load_checkpoint(checkpoint)  # fails before anything else is read
     dataset = build_dataset(cfg.data.name, cfg.data.root)
     protocol = build_protocol(dataset, cfg)
     trial_list = final_test_trials(dataset, protocol, cfg, trials)
@@ -293,7 +296,7 @@ def run_test(
                        "'vireid train --all-trials' for the 10-trial protocol", dataset.name, trial_list[0])
     seed_everything(int(cfg.train.seed))
     if checkpoint is not None:
-        model, ckpt = load_trained_model(cfg, checkpoint)
+        model, _ = load_trained_model(cfg, checkpoint, ckpt=ckpt)
     elif onnx is not None:
         from vireid.retrieval.onnx_model import OnnxReIDModel
 
