@@ -129,44 +129,22 @@ class LoadedModel:
         }
 
 
-def _model_changes(saved_yaml: str | None, cfg: Any) -> list[str]:
-    if not saved_yaml:
-        return []
-    from omegaconf import OmegaConf
-
-    try:
-        saved = fingerprint_settings(config_from_yaml(saved_yaml))["model"]
-    except ConfigError:
-        return []
-    current = OmegaConf.to_container(cfg.model, resolve=True)
-    assert isinstance(current, dict)
-    return [f"model.{k}: checkpoint {saved.get(k)!r}, config {current.get(k)!r}"
-            for k in sorted(saved) if k != "pretrained" and saved.get(k) != current.get(k)]
-
-
 def load_model(cfg: Any | None, checkpoint: str | Path, *, device: str = "cpu") -> LoadedModel:
     """Build the model of ``cfg`` (default: the config recorded in the checkpoint) and load the weights
     of the vireid ``checkpoint`` (strictly: a missing or mismatching weight is a CheckpointError). The
     model is in eval mode on ``device``."""
-    from vireid.engine.checkpoint import apply_model_state, load_checkpoint
-    from vireid.models import build_model
+    from vireid.engine.checkpoint import load_checkpoint
+    from vireid.engine.run import load_trained_model
 
     path = Path(checkpoint).expanduser().resolve()
     ckpt = load_checkpoint(path)
-    num_classes = ckpt.get("num_classes")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise CheckpointError(f"{path}: checkpoint does not record num_classes")
     if cfg is None:
         if not ckpt.get("config"):
             raise CheckpointError(f"{path}: checkpoint records no config; give the config file")
         cfg = config_from_yaml(ckpt["config"], f"{path} (recorded config)")
-    changes = _model_changes(ckpt.get("config"), cfg)
-    if changes:
-        logger.warning("%s was trained with other model settings: %s", path, "; ".join(changes))
+    model, _ = load_trained_model(cfg, path, ckpt=ckpt)  # strict; warns on changed model.* settings
     cfg = copy.deepcopy(cfg)
     cfg.model.pretrained = "none"  # every weight comes from the checkpoint
-    model = build_model(cfg, num_classes)
-    apply_model_state(model, ckpt["model"], source=str(path), strict=True)
     model.eval()
     fingerprint = model_fingerprint(model, cfg)
     model.to(device)
