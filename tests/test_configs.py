@@ -198,7 +198,7 @@ def test_config_trains_one_step_and_extracts(path: Path, synthetic: SyntheticDat
 # -- the paper recipes -----------------------------------------------------------------------------
 #: model -> (P identities, K images per modality, epochs), from the papers / reference code (see the
 #: comments of configs/_base_/*.yaml and /work/shared/notes/protocols.md, papers.md).
-RECIPES = {"agw": (8, 4, 80), "caj": (8, 4, 100), "dam": (4, 4, 100)}
+RECIPES = {"agw": (8, 4, 81), "caj": (8, 4, 100), "dam": (4, 4, 100)}  # AGW: range(0, 81)
 #: DAM eq 16 weights (alpha, lambda1, lambda2, lambda3), paper B section 2.2; LLCM reuses SYSU-MM01's.
 DAM_WEIGHTS = {"sysu": (1.0, 0.5, 0.1, 2.0), "regdb": (1.0, 1.0, 0.6, 0.6), "llcm": (1.0, 0.5, 0.1, 2.0)}
 PAPER_CONFIGS = [f"{d}/{m}.yaml" for d in ("sysu", "regdb", "llcm") for m in ("agw", "caj", "dam")]
@@ -214,6 +214,9 @@ def test_paper_configs_follow_the_recipe(name: str):
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.warmup_epochs, list(cfg.optim.milestones)) == ("sgd", 0.1, 10,
                                                                                                  [20, 50])
     assert cfg.data.channel_exchange == (model in ("caj", "dam"))
+    # the reference AGW script trains without random erasing; CAJ's loader erases every view (p 0.5)
+    assert cfg.data.random_erasing == (0.0 if model == "agw" else 0.5)
+    assert cfg.train.iters_per_epoch == 0  # the reference's floor(max(#vis, #ir) / (P*K)) + 1
     assert cfg.model.specific_stages == (1 if model == "dam" else 0)  # DAM §1.1: stem + layer1 per modality
     assert cfg.model.non_local == (model != "dam")
     if model == "dam":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -152,12 +153,78 @@ def test_adaptive_triplet_matches_reference(mode):
     assert got > 0
 
 
-def test_wrt_is_softplus_mode():
+def test_wrt_softmax_variant_is_softplus_mode():
     feats, pids, _ = random_batch(2, ids=3, per=2)
-    wrt = WeightedRegularizationTriplet()
+    wrt = WeightedRegularizationTriplet(variant="softmax")
     assert wrt.mode == "softplus"
     assert isinstance(wrt, AdaptiveWeightTripletLoss)
     assert torch.equal(wrt(feats, pids), AdaptiveWeightTripletLoss(mode="softplus", margin=5.0)(feats, pids))
+
+
+def reference_code_wrt(feats: torch.Tensor, pids: torch.Tensor) -> float:
+    """The AGW reference code's TripletLoss_WRT re-derived row by row in float64: distance
+    sqrt(max(||a||^2 + ||b||^2 - 2ab, 1e-12)); masks include the anchor among its positives; the
+    softmax weights subtract the row maximum of (dist * mask) (for negatives of (-dist * mask)) and add
+    1e-6 to the normaliser; SoftMarginLoss with target 1 = mean softplus(-(neg - pos))."""
+    x = feats.double().numpy()
+    p = pids.numpy()
+    n = len(p)
+    total = 0.0
+    for a in range(n):
+        d = np.array([math.sqrt(max(float(x[a] @ x[a] + x[j] @ x[j] - 2 * x[a] @ x[j]), 1e-12)) for j in range(n)])
+        is_pos = (p == p[a]).astype(float)
+        is_neg = (p != p[a]).astype(float)
+        d_ap, d_an = d * is_pos, d * is_neg
+
+        def weights(values, mask):
+            shifted = values - np.max(values * mask)
+            z = np.sum(np.exp(shifted) * mask) + 1e-6
+            return np.exp(shifted) * mask / z
+
+        far_pos = np.sum(d_ap * weights(d_ap, is_pos))
+        close_neg = np.sum(d_an * weights(-d_an, is_neg))
+        total += math.log1p(math.exp(-(close_neg - far_pos)))
+    return total / n
+
+
+@pytest.mark.parametrize("scale", [0.05, 1.0, 4.0])
+def test_wrt_reference_variant_matches_the_reference_arithmetic(scale):
+    feats, pids, _ = random_batch(3, ids=4, per=3)
+    got = WeightedRegularizationTriplet()(feats * scale, pids).item()
+    assert WeightedRegularizationTriplet().variant == "reference"
+    assert got == pytest.approx(reference_code_wrt(feats * scale, pids), rel=1e-5, abs=1e-6)
+
+
+def test_wrt_reference_far_negatives_tend_to_softplus_of_the_positive_distance():
+    # 2048-d features whose identities lie far apart (negatives at distance >= ~40): exp(-d) << 1e-6, so
+    # the reference's negative weights no longer sum to 1 and the loss becomes softplus(positive term)
+    g = torch.Generator().manual_seed(5)
+    centres = torch.randn(4, 2048, generator=g)
+    pids = long(*[i for i in range(4) for _ in range(4)])
+    feats = centres[pids] + 0.05 * torch.randn(16, 2048, generator=g)
+    reference = WeightedRegularizationTriplet()(feats, pids).item()
+    softmax = WeightedRegularizationTriplet(variant="softmax")(feats, pids).item()
+    # float32 distances of 2048-d features (norms ~45) carry ~1e-4 relative cancellation error
+    assert reference == pytest.approx(reference_code_wrt(feats, pids), rel=5e-4)
+    dist = torch.cdist(feats.double(), feats.double())
+    assert dist[pids.unsqueeze(1) != pids.unsqueeze(0)].min() > 14
+    same = (pids.unsqueeze(1) == pids.unsqueeze(0)).double()
+    shifted = torch.exp(dist * same - (dist * same).amax(1, keepdim=True)) * same
+    far_pos = ((dist * shifted).sum(1) / (shifted.sum(1) + 1e-6))
+    assert reference == pytest.approx(torch.nn.functional.softplus(far_pos).mean().item(), rel=5e-4)
+    assert softmax < 1e-6 < 1.0 < reference  # the normalised weights see well-separated identities
+
+
+def test_wrt_variant_is_a_config_key():
+    cfg = OmegaConf.structured(VireidConfig)
+    assert cfg.loss.wrt_variant == "reference"
+    cfg.loss.metric = "wrt"
+    assert build_metric_loss(cfg).variant == "reference"
+    cfg.loss.wrt_variant = "softmax"
+    assert build_metric_loss(cfg).variant == "softmax"
+    cfg.loss.wrt_variant = "paper"
+    with pytest.raises(ConfigError, match="loss.wrt_variant.*reference.*softmax"):
+        build_metric_loss(cfg)
 
 
 def test_adaptive_triplet_skips_anchor_without_positive():

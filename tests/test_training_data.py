@@ -121,7 +121,8 @@ def test_batch_keys_shapes_order_and_pairing(colour_records, derived) -> None:
         assert batch["images"].shape == (blocks * b, 3, H, W) and batch["images"].dtype == torch.float32
         for key in ("pids", "modality", "camera"):
             assert batch[key].shape == (blocks * b,) and batch[key].dtype == torch.long
-        assert float(batch["images"].min()) >= 0 and float(batch["images"].max()) <= 1
+        plain = torch.cat([batch["images"][:b], batch["images"][-b:]])  # the exchanged view is in pixel units
+        assert float(plain.min()) >= 0 and float(plain.max()) <= 1
         codes = [0] * b + ([2] * b if derived else []) + [1] * b
         assert batch["modality"].tolist() == codes
         pids = batch["pids"].view(blocks, b)
@@ -143,16 +144,21 @@ def test_batch_keys_shapes_order_and_pairing(colour_records, derived) -> None:
             if derived:
                 d = batch["images"][b + i]
                 assert batch["camera"][b + i] == v_rec.camera
-                # channel exchange of a constant colour: one of its channels everywhere
-                colour = decode(vis[i])
-                assert decode(d)[0] == decode(d)[1] == decode(d)[2] and decode(d)[0] in colour
+                # channel exchange of a constant colour: one of its normalised channels everywhere
+                mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+                std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+                d_norm, v_norm = ((d - mean) / std)[:, 0, 0], ((vis[i] - mean) / std)[:, 0, 0]
+                assert torch.allclose(d_norm, d_norm[0].expand(3), atol=1e-5)
+                assert any(abs(float(d_norm[0] - v_norm[c])) < 1e-5 for c in range(3))
 
 
 def test_number_of_batches(colour_records) -> None:
+    n_vis = sum(1 for r in colour_records if r.modality == "visible" and r.pid in BOTH)  # 10
     n_ir = sum(1 for r in colour_records if r.modality == "infrared" and r.pid in BOTH)  # 8
     loader = build_train_loader(config("data.ids_per_batch=2", "data.images_per_id=2"), colour_records)
-    assert n_ir == 8 and len(loader) == 8 // 4 == 2 and loader.num_classes == 4
-    assert len(build_train_loader(config(), colour_records)) == max(1, 8 // 6)
+    # the reference sampler: floor(max(#visible, #infrared) / (P * K)) + 1
+    assert (n_vis, n_ir) == (10, 8) and len(loader) == 10 // 4 + 1 == 3 and loader.num_classes == 4
+    assert len(build_train_loader(config(), colour_records)) == 10 // 6 + 1
     assert len(build_train_loader(config("train.iters_per_epoch=5"), colour_records)) == 5
     shards = [
         build_train_loader(config("train.iters_per_epoch=5"), colour_records, rank=r, world_size=2)
@@ -160,6 +166,34 @@ def test_number_of_batches(colour_records) -> None:
     ]
     assert [len(s) for s in shards] == [math.ceil(5 / 2)] * 2
     assert len(list(shards[1])) == 3
+
+
+def _reference_sampler_batches(num_visible: int, num_infrared: int, p: int, k: int) -> int:
+    """How many batches the reference IdentitySampler + DataLoader(drop_last=True) yield, counted by
+    simulating its loop: index lists for int(N / (p*k)) + 1 batches, then full batches of p*k."""
+    n = max(num_visible, num_infrared)
+    indices = 0
+    for _ in range(int(n / (p * k)) + 1):
+        indices += p * k
+    return indices // (p * k)
+
+
+@pytest.mark.parametrize("sizes", [(22258, 11909, 8, 4), (22258, 11909, 4, 4), (2060, 2060, 8, 4),
+                                   (31, 32, 4, 4), (32, 5, 4, 4), (1, 1, 1, 1), (100, 3, 8, 2)])
+def test_reference_batches_per_epoch(sizes) -> None:
+    from vireid.data.sampler import reference_batches_per_epoch
+
+    assert reference_batches_per_epoch(*sizes) == _reference_sampler_batches(*sizes)
+    with pytest.raises(ValueError, match="ids_per_batch"):
+        reference_batches_per_epoch(10, 10, 0, 4)
+
+
+def test_reference_batches_on_sysu() -> None:
+    from vireid.data.sampler import reference_batches_per_epoch
+
+    # issue numbers: 22,258 visible SYSU-MM01 training images -> 696 (CAJ 8x4) and 1,392 (DAM 4x4)
+    assert reference_batches_per_epoch(22258, 11909, 8, 4) == 696
+    assert reference_batches_per_epoch(22258, 11909, 4, 4) == 1392
 
 
 def epoch_batches(loader, epoch: int) -> list[dict[str, torch.Tensor]]:

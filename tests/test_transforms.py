@@ -10,6 +10,7 @@ from PIL import Image
 from vireid.config import load_config
 from vireid.data.transforms import (
     IMAGENET_MEAN,
+    IMAGENET_STD,
     ChannelAdaptiveGray,
     ChannelExchange,
     ChannelRandomErasing,
@@ -37,6 +38,20 @@ def random_pil(seed: int, size: tuple[int, int] = (11, 23), gray: bool = False) 
 
 def equal_channels(t: torch.Tensor) -> bool:
     return torch.equal(t[0], t[1]) and torch.equal(t[1], t[2])
+
+
+MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+def model_input(t: torch.Tensor) -> torch.Tensor:
+    """What the model computes from a transform's output: ImageNet normalisation (float64)."""
+    return (t.double() - MEAN.double()) / STD.double()
+
+
+def equal_normalised_channels(t: torch.Tensor, atol: float = 1e-5) -> bool:
+    n = model_input(t)
+    return torch.allclose(n[0], n[1], atol=atol) and torch.allclose(n[1], n[2], atol=atol)
 
 
 def erased_box(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int, int, int]:
@@ -67,7 +82,8 @@ def test_train_transforms_shapes_and_range(overrides, keys) -> None:
             out = tf(img)
             assert out.dtype == torch.float32
             assert out.shape == (3, H, W)
-            assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+            # pixel units; the normalised-space fills and exchanges may leave [0, 1] (normalised: a few sigma)
+            assert float(model_input(out).abs().max()) <= 3.0
 
 
 def test_both_derived_views_is_a_config_error() -> None:
@@ -83,11 +99,17 @@ def test_bad_probability_is_a_config_error() -> None:
 def test_no_augmentation_equals_resize_and_to_tensor() -> None:
     cfg = cfg_with("data.flip=false", "data.pad=0", "data.random_erasing=0")
     img = random_pil(3)
-    expected = torch.from_numpy(np.asarray(img.resize((W, H), Image.BILINEAR), dtype=np.float32) / 255.0)
+    # data.resize=lanczos (default): PIL's Lanczos filter, as the reference code's ANTIALIAS pre-resizing
+    expected = torch.from_numpy(np.asarray(img.resize((W, H), Image.LANCZOS), dtype=np.float32) / 255.0)
     expected = expected.permute(2, 0, 1)
     for out in (build_train_transforms(cfg)["visible"](img), build_test_transform(cfg)(img)):
         assert out.shape == (3, H, W)
         assert torch.allclose(out, expected, atol=1.5 / 255)
+    bilinear = torch.from_numpy(np.asarray(img.resize((W, H), Image.BILINEAR), dtype=np.float32) / 255.0)
+    out = build_test_transform(cfg_with("data.resize=bilinear", "data.pad=0"))(img)
+    assert torch.allclose(out, bilinear.permute(2, 0, 1), atol=1.5 / 255)
+    with pytest.raises(ConfigError, match="data.resize.*lanczos.*bilinear"):
+        build_test_transform(cfg_with("data.resize=cubic"))
 
 
 def test_test_transform_of_a_constant_image() -> None:
@@ -134,43 +156,45 @@ def test_flip_is_applied_about_half_the_time() -> None:
     assert 70 < flips < 130
 
 
-def test_channel_exchange_copies_one_channel() -> None:
+def test_channel_exchange_copies_one_normalised_channel() -> None:
     img = torch.rand(3, H, W)
     original = img.clone()
+    normalised = model_input(img)
     seen = set()
     torch.manual_seed(0)
     for _ in range(60):
         out = ChannelExchange()(img)
-        assert out.shape == img.shape and equal_channels(out)
-        matches = [c for c in range(3) if torch.equal(out[0], img[c])]
+        assert out.shape == img.shape and equal_normalised_channels(out)
+        matches = [c for c in range(3) if torch.allclose(model_input(out)[0], normalised[c], atol=1e-5)]
         assert len(matches) == 1
         seen.add(matches[0])
     assert seen == {0, 1, 2}
     assert torch.equal(img, original)  # the input is not modified
 
 
-def test_channel_exchange_with_gray_gives_the_luma() -> None:
+def test_channel_exchange_with_gray_gives_the_reference_gray_of_the_normalised_image() -> None:
     img = torch.rand(3, H, W)
-    original = img.clone()
-    luma = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+    n = model_input(img)
+    gray = 0.2989 * n[0] + 0.5870 * n[1] + 0.1140 * n[2]  # ChannelAug.py's weights, after Normalize
     seen = set()
     torch.manual_seed(0)
     for _ in range(80):
-        out = ChannelExchange(include_gray=True)(img)
-        assert equal_channels(out)
-        if torch.allclose(out[0], luma, atol=1e-6):
+        out = model_input(ChannelExchange(include_gray=True)(img))
+        if torch.allclose(out[0], gray, atol=1e-5):
             seen.add("gray")
         else:
-            seen.add(next(c for c in range(3) if torch.equal(out[0], img[c])))
+            seen.add(next(c for c in range(3) if torch.allclose(out[0], n[c], atol=1e-5)))
+        assert torch.allclose(out[1], out[0], atol=1e-5) and torch.allclose(out[2], out[0], atol=1e-5)
     assert seen == {0, 1, 2, "gray"}
-    assert torch.equal(img, original)
 
 
-def test_channel_exchange_view_of_the_pipeline_has_equal_channels() -> None:
+def test_channel_exchange_view_of_the_pipeline_has_equal_normalised_channels() -> None:
     tfs = build_train_transforms(cfg_with("data.channel_exchange=true"))
     torch.manual_seed(0)
     for seed in range(10):
-        assert equal_channels(tfs["derived"](random_pil(seed)))
+        out = tfs["derived"](random_pil(seed))
+        assert equal_normalised_channels(out)
+        assert not equal_channels(out)  # in pixel units the channels differ (mean/std differ per channel)
 
 
 def test_grayscale_view_has_equal_channels_and_the_luma() -> None:
@@ -183,25 +207,45 @@ def test_grayscale_view_has_equal_channels_and_the_luma() -> None:
     assert np.allclose(out[0].numpy(), luma, atol=1.01 / 255)
 
 
-def test_channel_adaptive_gray() -> None:
-    img = torch.rand(3, H, W)
-    assert ChannelAdaptiveGray(p=0.0)(img) is img
+def test_channel_adaptive_gray_follows_the_reference_probabilities() -> None:
+    # ChannelAdapGray: randint(0, 3) -> R, G, B copied (1/4 each); case 3: grayscale with probability p,
+    # else unchanged. p = 0.5: 1/4, 1/4, 1/4, gray 1/8, unchanged 1/8.
+    img = torch.rand(1, H, W).expand(3, -1, -1).clone()  # an infrared image: three equal pixel channels
+    n = model_input(img)
+    gray = 0.2989 * n[0] + 0.5870 * n[1] + 0.1140 * n[2]
+    counts = {0: 0, 1: 0, 2: 0, "gray": 0, "same": 0}
     torch.manual_seed(0)
-    kinds = set()
-    for _ in range(60):
-        out = ChannelAdaptiveGray(p=1.0)(img)
-        assert equal_channels(out)
-        match = [c for c in range(3) if torch.equal(out[0], img[c])]
-        kinds.add(match[0] if match else "gray")
-    assert kinds == {0, 1, 2, "gray"}
-    torch.manual_seed(0)
-    changed = sum(not torch.equal(ChannelAdaptiveGray(p=0.5)(img), img) for _ in range(400))
-    assert 150 < changed < 250
+    draws = 4000
+    for _ in range(draws):
+        out = ChannelAdaptiveGray(p=0.5)(img)
+        if out is img:
+            counts["same"] += 1
+            continue
+        o = model_input(out)
+        assert torch.allclose(o[0], o[1], atol=1e-5) and torch.allclose(o[1], o[2], atol=1e-5)
+        if torch.allclose(o[0], gray, atol=1e-5):
+            counts["gray"] += 1
+        else:
+            counts[next(c for c in range(3) if torch.allclose(o[0], n[c], atol=1e-5))] += 1
+    for key, prob in ((0, 0.25), (1, 0.25), (2, 0.25), ("gray", 0.125), ("same", 0.125)):
+        sd = (prob * (1 - prob) / draws) ** 0.5
+        assert abs(counts[key] / draws - prob) < 4 * sd, (key, counts)
     with pytest.raises(ValueError, match="probability"):
         ChannelAdaptiveGray(p=2)
 
 
-def test_channel_random_erasing_fills_a_rectangle_per_channel() -> None:
+def test_infrared_channel_augmentation_changes_unerased_infrared_images() -> None:
+    # the defect it fixes: applied before normalisation to three equal channels, it changed nothing
+    cfg = cfg_with("data.channel_exchange=true", "data.random_erasing=0", "data.flip=false", "data.pad=0")
+    tf = build_train_transforms(cfg)["infrared"]
+    img = random_pil(2, gray=True)
+    plain = build_test_transform(cfg)(img)
+    torch.manual_seed(0)
+    changed = sum(not torch.allclose(tf(img), plain, atol=1e-6) for _ in range(200))
+    assert 150 <= changed <= 195  # 7/8 expected (175)
+
+
+def test_channel_random_erasing_fills_a_rectangle_in_normalised_units() -> None:
     img = torch.rand(3, 40, 20) * 0.3 + 0.6  # never equal to the fill values below
     value = (0.1, 0.2, 0.3)
     erasing = ChannelRandomErasing(p=1.0, value=value)
@@ -209,29 +253,63 @@ def test_channel_random_erasing_fills_a_rectangle_per_channel() -> None:
     for _ in range(30):
         out = erasing(img)
         top, left, h, w = erased_box(img, out)
-        box = out[:, top : top + h, left : left + w]
+        box = model_input(out)[:, top : top + h, left : left + w]
         for c in range(3):
-            assert torch.allclose(box[c], torch.full((h, w), value[c]))
+            assert torch.allclose(box[c], torch.full((h, w), value[c], dtype=torch.float64), atol=1e-6)
         # outside the box nothing changed
         mask = torch.ones(40, 20, dtype=torch.bool)
         mask[top : top + h, left : left + w] = False
         assert torch.equal(out[:, mask], img[:, mask])
-        area = h * w / (40 * 20)
-        assert 0.02 * 0.5 <= area <= 0.4 * 1.5  # rounding of the sides
     assert ChannelRandomErasing(p=0.0)(img) is img
 
 
-def test_pipeline_random_erasing_fills_the_imagenet_mean() -> None:
-    cfg = cfg_with("data.flip=false", "data.pad=0", "data.random_erasing=1.0")
+def test_channel_random_erasing_statistics_match_the_reference() -> None:
+    # area uniform in (0.02, 0.4) of the image, aspect h/w uniform in (0.3, 1/0.3): re-derive the
+    # distribution of (h, w) by simulating the reference's draw with NumPy and compare the means
+    big_h, big_w = 288, 144
+    erasing = ChannelRandomErasing(p=1.0)
+    torch.manual_seed(0)
+    boxes = [erasing.rectangle(big_h, big_w) for _ in range(3000)]
+    assert all(b is not None for b in boxes)
+    rng = np.random.default_rng(0)
+    ref = []
+    while len(ref) < 20000:
+        area = rng.uniform(0.02, 0.4) * big_h * big_w
+        aspect = rng.uniform(0.3, 1 / 0.3)
+        h, w = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
+        if h < big_h and w < big_w:
+            ref.append((h, w))
+    ref = np.array(ref, dtype=float)
+    got = np.array([(b[2], b[3]) for b in boxes], dtype=float)
+    for k in range(2):
+        sd = ref[:, k].std() / np.sqrt(len(got))
+        assert abs(got[:, k].mean() - ref[:, k].mean()) < 4 * sd
+    areas = got[:, 0] * got[:, 1] / (big_h * big_w)
+    assert 0.015 <= areas.min() and areas.max() <= 0.41
+    tops = np.array([b[0] for b in boxes])
+    assert tops.min() == 0 or (got[:, 0] + tops).max() == big_h or len(set(tops)) > 100  # placed uniformly
+
+
+def test_pipeline_erases_every_view_with_the_reference_fill() -> None:
+    cfg = cfg_with("data.flip=false", "data.pad=0", "data.random_erasing=1.0", "data.channel_exchange=true",
+                   "data.channel_erasing=1.0", "data.infrared_channel_gray=0.0")
     img = Image.new("RGB", (W, H), color=(250, 5, 250))
-    tf = build_train_transforms(cfg)["visible"]
+    tfs = build_train_transforms(cfg)
     plain = build_test_transform(cfg)(img)
     torch.manual_seed(0)
     for _ in range(10):
-        out = tf(img)
+        out = tfs["visible"](img)
         top, left, h, w = erased_box(plain, out)
-        for c in range(3):
-            assert torch.allclose(out[c, top : top + h, left : left + w], torch.tensor(IMAGENET_MEAN[c]))
+        for c, fill in enumerate((0.4914, 0.4822, 0.4465)):
+            box = model_input(out)[c, top : top + h, left : left + w]
+            assert torch.allclose(box, torch.tensor(fill, dtype=torch.float64), atol=1e-6)
+    # [0, 0, 0] in normalised units is the ImageNet mean in pixel units (the former fill)
+    zero = build_train_transforms(cfg_with("data.flip=false", "data.pad=0", "data.random_erasing=1.0",
+                                           "data.erasing_fill=[0,0,0]"))["visible"]
+    out = zero(img)
+    top, left, h, w = erased_box(plain, out)
+    for c in range(3):
+        assert torch.allclose(out[c, top : top + h, left : left + w], torch.tensor(IMAGENET_MEAN[c]), atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -24,11 +24,13 @@ class DataConfig:
     width: int = 144  # input width in pixels
     pad: int = 10  # zero padding before the random crop
     flip: bool = True  # random horizontal flip
-    random_erasing: float = 0.5  # probability of random erasing (0 disables)
+    resize: str = "lanczos"  # resize filter of train and test images: lanczos (the reference code's pre-resizing, PIL ANTIALIAS) | bilinear
+    random_erasing: float = 0.5  # probability of the reference's channel random erasing on the visible and infrared views (0 disables; AGW: 0)
+    erasing_fill: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])  # erasing fill per channel in NORMALISED units (reference); [0, 0, 0] = ImageNet mean
     channel_exchange: bool = False  # CAJ: add a channel-exchanged visible view (modality code 2) to each step
     channel_erasing: float = 0.5  # CAJ: probability of channel random erasing on the exchanged view
     channel_exchange_gray: bool = False  # CAJ: grayscale as a 4th channel-exchange choice (reference script: R, G, B only)
-    infrared_channel_gray: float = 0.5  # CAJ: probability of random channel replication or grayscale on the infrared view
+    infrared_channel_gray: float = 0.5  # CAJ ChannelAdapGray on infrared: R, G, B copied 1/4 each; 4th case: grayscale with this probability, else unchanged
     grayscale_view: bool = False  # FAFE: add a grayscale-of-visible view (modality code 2) to each step
     trivial_augment: bool = False  # FAFE: torchvision TrivialAugmentWide on training images
     workers: int = 2  # data-loader worker processes
@@ -72,6 +74,7 @@ class ModelConfig:
 class LossConfig:
     id_smoothing: float = 0.0  # label smoothing xi of the ID loss (FAFE eq 13 uses 0.1)
     metric: str = "wrt"  # global metric loss: wrt (AGW) | batch_hard (DAM eq 10) | adaptive (FAFE eq 15) | esd (CAJ) | center (FAFE) | none
+    wrt_variant: str = "reference"  # loss.metric=wrt: reference (AGW code's weights: +1e-6 normalisers, anchor as own positive; published AGW numbers) | softmax (exact softmax weights)
     margin: float = 0.3  # triplet margin rho (batch_hard, hetero-center)
     cross_modality: bool = True  # batch_hard: positives/negatives from the other modality only
     mse_weight: float = 1.0  # DAM eq 13 (in eq 14): weight of the visible/infrared feature MSE (0 disables)
@@ -101,7 +104,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 100  # training epochs
-    iters_per_epoch: int = 0  # steps per epoch; 0 = (number of infrared training images) / batch size, as the reference code
+    iters_per_epoch: int = 0  # steps per epoch; 0 = the reference code's floor(max(#visible, #infrared) / (P*K)) + 1 (SYSU-MM01: 696 for 8x4, 1,392 for 4x4)
     seed: int = 0  # seed of Python, NumPy and torch RNGs
     deterministic: bool = False  # deterministic algorithms (bit-reproducible on CPU)
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)

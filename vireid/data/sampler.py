@@ -25,6 +25,20 @@ import numpy as np
 Pair = tuple[int, int]
 
 
+def reference_batches_per_epoch(num_visible: int, num_infrared: int, ids_per_batch: int, images_per_id: int) -> int:
+    """Batches per epoch of the AGW/CAJ reference code: ``floor(max(#visible, #infrared) / (P * K)) + 1``.
+
+    The reference sampler draws index lists for ``int(N / (P * K)) + 1`` batches with
+    ``N = max(#visible, #infrared)`` and the loader (``drop_last=True``) yields all of them: on
+    SYSU-MM01 (22,258 visible training images) 696 batches for 8 x 4 and 1,392 for 4 x 4.
+    """
+    if ids_per_batch < 1 or images_per_id < 1:
+        raise ValueError(f"ids_per_batch and images_per_id must be >= 1, got {ids_per_batch} and {images_per_id}")
+    if num_visible < 0 or num_infrared < 0:
+        raise ValueError(f"image counts must be >= 0, got {num_visible} and {num_infrared}")
+    return max(num_visible, num_infrared) // (ids_per_batch * images_per_id) + 1
+
+
 class IdentitySampler:
     """Batches of ``ids_per_batch`` identities x ``images_per_id`` (visible, infrared) index pairs.
 

@@ -34,7 +34,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from vireid.data.records import INFRARED, INTERMEDIATE_CODE, MODALITY_CODES, VISIBLE, ImageRecord
-from vireid.data.sampler import IdentitySampler
+from vireid.data.sampler import IdentitySampler, reference_batches_per_epoch
 from vireid.data.transforms import build_train_transforms
 from vireid.errors import ConfigError, DatasetError
 
@@ -297,8 +297,8 @@ def build_train_loader(
     Reads ``data.ids_per_batch`` (P), ``data.images_per_id`` (K), ``data.workers``, the transform keys
     of ``data`` (:func:`build_train_transforms`), ``train.seed`` (plus ``seed_offset``),
     ``train.iters_per_epoch`` and ``train.device`` (pinned memory on CUDA). Batches per epoch:
-    ``train.iters_per_epoch``, or when it is 0 the number of infrared training images // (P x K), at
-    least 1; with ``world_size`` processes each rank yields its share (see :class:`IdentitySampler`).
+    ``train.iters_per_epoch``, or when it is 0 the reference code's
+    ``floor(max(#visible, #infrared) / (P x K)) + 1`` (:func:`reference_batches_per_epoch`); with ``world_size`` processes each rank yields its share (see :class:`IdentitySampler`).
     """
     data = cfg.data
     if data.ids_per_batch < 1 or data.images_per_id < 1:
@@ -319,8 +319,9 @@ def build_train_loader(
             f"data.ids_per_batch={data.ids_per_batch} but only {dataset.num_classes} training identities "
             "have both visible and infrared images"
         )
-    batch = data.ids_per_batch * data.images_per_id
-    num_batches = int(cfg.train.iters_per_epoch) or max(1, len(dataset.infrared_records) // batch)
+    num_batches = int(cfg.train.iters_per_epoch) or reference_batches_per_epoch(
+        len(dataset.visible_records), len(dataset.infrared_records), int(data.ids_per_batch), int(data.images_per_id)
+    )
     sampler = IdentitySampler(
         dataset.visible_labels,
         dataset.infrared_labels,

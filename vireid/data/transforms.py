@@ -1,35 +1,38 @@
-"""Image transforms of training and test: PIL image in, float tensor ``[3, H, W]`` in [0, 1] out.
+"""Image transforms of training and test: PIL image in, float tensor ``[3, H, W]`` out.
 
-The model normalises its own input (ImageNet mean/std buffers), so no transform here normalises.
+The model normalises its own input (ImageNet mean/std buffers), so the tensors here are in pixel units
+([0, 1] before the channel augmentations). The CAJ channel augmentations and the erasing are defined, as
+in the AGW/CAJ reference code (mangye16/Cross-Modal-Re-ID-baseline, ``ChannelAug.py`` and
+``data_loader.py``), on the **normalised** tensor: each one normalises, acts, and maps back
+(:func:`in_normalised_space`), so after the model's normalisation its input is exactly what the
+reference code feeds its network (up to float rounding).
 
 Training (``build_train_transforms``), per view:
 
-- every view: resize to ``(data.height, data.width)``; optional TrivialAugmentWide
-  (``data.trivial_augment``, FAFE §1.1: torchvision's ``TrivialAugmentWide`` on the PIL image — an
-  infrared image read as RGB has three equal channels and stays so under every operation of the set);
-  zero padding of ``data.pad`` pixels and a random crop back to the input size; random horizontal flip
-  (``data.flip``); conversion to a tensor;
-- ``visible`` and ``infrared``: random erasing with probability ``data.random_erasing`` (torchvision
-  ``RandomErasing`` on the tensor, scale 0.02–0.33, aspect 0.3–3.3). The erased rectangle is filled with
-  the ImageNet mean of each channel, i.e. **zero after the model's normalisation** — the fill that the
-  usual ``Normalize`` then ``RandomErasing(value=0)`` pipelines and CAJ's channel-level random erasing
-  produce; torchvision's ``value="random"`` (standard-normal noise) is not used because it leaves [0, 1];
+- every view: resize to ``(data.height, data.width)`` with ``data.resize`` (``lanczos``, default: the
+  reference code pre-resizes every image once with PIL's ANTIALIAS = Lanczos; ``bilinear``); optional
+  TrivialAugmentWide (``data.trivial_augment``, FAFE §1.1, on the PIL image: an infrared image read as
+  RGB keeps three equal channels under every operation); zero padding of ``data.pad`` pixels and a
+  random crop back to the input size; random horizontal flip (``data.flip``); conversion to a tensor;
+- ``visible`` and ``infrared``: the reference's channel random erasing (:class:`ChannelRandomErasing`)
+  with probability ``data.random_erasing``;
 - ``derived`` (one of, never both):
 
   * ``data.channel_exchange`` (CAJ, Ye et al. ICCV 2021): an independently augmented copy of the visible
-    image, then channel-level random erasing (:class:`ChannelRandomErasing`, probability
-    ``data.channel_erasing``), then random channel exchange (:class:`ChannelExchange`: one of R, G, B
-    copied to all three channels; grayscale as a fourth choice with ``data.channel_exchange_gray``).
-    With channel exchange on, the infrared view also gets :class:`ChannelAdaptiveGray` (probability
-    ``data.infrared_channel_gray``) after its erasing;
+    image, channel random erasing (probability ``data.channel_erasing``), then random channel exchange
+    (:class:`ChannelExchange`: one normalised channel of R, G, B copied to all three; the grayscale as a
+    fourth choice with ``data.channel_exchange_gray``). With channel exchange on, the infrared view also
+    gets :class:`ChannelAdaptiveGray` (the reference's ``ChannelAdapGray``) after its erasing;
   * ``data.grayscale_view`` (FAFE §1.2): the visible image converted to grayscale (three equal
     channels, ITU-R 601 luma as PIL's ``"L"`` mode), then the visible view's augmentations.
 
 Randomness comes from the global torch generator only (torchvision's transforms and the classes here
-draw with ``torch.rand``/``torch.randint``), so ``torch.manual_seed`` (or seeding
-``torch.default_generator``) makes a transform deterministic; the training data set seeds it per sample.
+draw with ``torch.rand``/``torch.randint``; the reference draws the same distributions from Python's
+``random``), so ``torch.manual_seed`` (or seeding ``torch.default_generator``) makes a transform
+deterministic; the training data set seeds it per sample.
 
-Test (``build_test_transform``): resize to ``(data.height, data.width)`` and convert to a tensor.
+Test (``build_test_transform``): resize to ``(data.height, data.width)`` with ``data.resize`` and convert
+to a tensor.
 """
 
 from __future__ import annotations
@@ -41,13 +44,23 @@ import torch
 from omegaconf import DictConfig
 from torchvision import transforms as T
 
-from vireid.errors import ConfigError
+from vireid.errors import ConfigError, check_choice
 
-#: ImageNet mean of the R, G, B channels in [0, 1]: the erasing fill (zero after the model normalises).
+#: ImageNet mean and standard deviation of the R, G, B channels in [0, 1]: the model's normalisation.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: ITU-R 601-2 luma weights (PIL's ``convert("L")``) for the grayscale choices.
+#: The reference code's erasing fill, per channel, **in normalised units** (``ChannelRandomErasing``'s
+#: default ``mean=[0.4914, 0.4822, 0.4465]``, written after ``Normalize``).
+REFERENCE_ERASING_FILL = (0.4914, 0.4822, 0.4465)
+
+#: ITU-R 601-2 luma weights (PIL's ``convert("L")``) for the FAFE grayscale view.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: The luma weights of the reference code's channel augmentations (``0.2989 R + 0.5870 G + 0.1140 B``).
+REFERENCE_GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+
+#: ``data.resize`` values and their PIL filters.
+RESIZE_FILTERS = {"lanczos": T.InterpolationMode.LANCZOS, "bilinear": T.InterpolationMode.BILINEAR}
 
 Transform = Callable[..., torch.Tensor]
 
@@ -63,66 +76,109 @@ def _check_probability(p: float, name: str) -> None:
         raise ValueError(f"{name}: probability must be in [0, 1], got {p}")
 
 
+def _stats(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(IMAGENET_MEAN, dtype=img.dtype, device=img.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=img.dtype, device=img.device).view(3, 1, 1)
+    return mean, std
+
+
+def normalise(img: torch.Tensor) -> torch.Tensor:
+    """``(img - mean) / std`` with the ImageNet statistics (what the model does to its input)."""
+    mean, std = _stats(img)
+    return (img - mean) / std
+
+
+def denormalise(img: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`normalise`: ``img * std + mean``."""
+    mean, std = _stats(img)
+    return img * std + mean
+
+
+def in_normalised_space(img: torch.Tensor, op: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Apply ``op`` to the normalised image and map the result back to pixel units, so the model,
+    which normalises its input, sees ``op(normalise(img))``."""
+    return denormalise(op(normalise(img)))
+
+
+def _gray(img: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
+    return weights[0] * img[0] + weights[1] * img[1] + weights[2] * img[2]
+
+
 def grayscale(img: torch.Tensor) -> torch.Tensor:
     """The luma of a ``[3, H, W]`` image, ``0.299 R + 0.587 G + 0.114 B``, as ``[H, W]``."""
-    r, g, b = LUMA_WEIGHTS
-    return r * img[0] + g * img[1] + b * img[2]
+    return _gray(img, LUMA_WEIGHTS)
+
+
+def _replicate(plane: torch.Tensor) -> torch.Tensor:
+    return plane.unsqueeze(0).expand(3, -1, -1).clone()
 
 
 class ChannelExchange:
-    """CAJ's random channel exchange: one channel of a visible image copied to all three channels.
+    """CAJ's random channel exchange (reference ``ChannelExchange(gray=2)``): one channel of the
+    **normalised** visible image copied to all three, so the model's input has three identical channels.
 
-    Each call draws uniformly among R, G and B (and the grayscale image as a fourth choice when
-    ``include_gray``); the result has three equal channels. CAJ's training script draws R, G or B only,
-    which is the default. Input and output: float tensors ``[3, H, W]``; the input is not modified.
+    Each call draws uniformly among R, G and B, and the reference's grayscale
+    (``0.2989 R + 0.5870 G + 0.1140 B`` of the normalised channels) as a fourth choice when
+    ``include_gray`` (``gray=3`` in the reference; its training script uses R, G, B only). Input and
+    output: pixel-unit tensors ``[3, H, W]`` (see :func:`in_normalised_space`); the input is not modified.
     """
 
     def __init__(self, *, include_gray: bool = False):
         self.include_gray = include_gray
 
+    def _exchange(self, x: torch.Tensor) -> torch.Tensor:
+        idx = int(torch.randint(4 if self.include_gray else 3, (1,)).item())
+        return _replicate(x[idx] if idx < 3 else _gray(x, REFERENCE_GRAY_WEIGHTS))
+
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         _check_image_tensor(img, type(self).__name__)
-        choices = 4 if self.include_gray else 3
-        idx = int(torch.randint(choices, (1,)).item())
-        source = img[idx] if idx < 3 else grayscale(img)
-        return source.unsqueeze(0).expand(3, -1, -1).clone()
+        return in_normalised_space(img, self._exchange)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(include_gray={self.include_gray})"
 
 
 class ChannelAdaptiveGray:
-    """CAJ's augmentation of the infrared view: random channel replication or grayscale.
+    """CAJ's augmentation of the infrared view (reference ``ChannelAdapGray``), on the normalised image.
 
-    With probability ``p`` the image is replaced by one of its channels copied to all three, or by its
-    grayscale image, each of the four choices equally likely; otherwise it is returned unchanged. On an
-    infrared image the channels differ only where a channel-specific erasing fill was applied, so this
-    makes such occlusions modality-consistent.
+    Each call draws one of four cases with probability 1/4: channel R, G or B copied to all three
+    channels, or the fourth case, which gives the grayscale (``0.2989 R + 0.5870 G + 0.1140 B``) with
+    probability ``p`` and the unchanged image otherwise. The reference's outer probability is commented
+    out, so with ``p = 0.5``: each channel 1/4, grayscale 1/8, unchanged 1/8. On an infrared image the
+    normalised channels differ (the ImageNet statistics differ per channel), so a replication changes the
+    model's input in 3/4 of the draws (7/8 with the grayscale).
     """
 
     def __init__(self, p: float = 0.5):
         _check_probability(p, type(self).__name__)
         self.p = p
 
+    def _adapt(self, x: torch.Tensor) -> torch.Tensor | None:
+        idx = int(torch.randint(4, (1,)).item())
+        if idx < 3:
+            return _replicate(x[idx])
+        if torch.rand(1).item() > self.p:
+            return None
+        return _replicate(_gray(x, REFERENCE_GRAY_WEIGHTS))
+
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         _check_image_tensor(img, type(self).__name__)
-        if torch.rand(1).item() >= self.p:
-            return img
-        idx = int(torch.randint(4, (1,)).item())
-        source = img[idx] if idx < 3 else grayscale(img)
-        return source.unsqueeze(0).expand(3, -1, -1).clone()
+        out = self._adapt(normalise(img))
+        return img if out is None else denormalise(out)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p})"
 
 
 class ChannelRandomErasing:
-    """Channel-level random erasing (CAJ): with probability ``p``, a random rectangle is erased and
-    channel ``c`` is filled with ``value[c]`` (by default the ImageNet channel means).
+    """The reference code's channel random erasing, on the normalised image: with probability ``p``, a
+    rectangle is erased and channel ``c`` of the **normalised** image is set to ``value[c]``
+    (:data:`REFERENCE_ERASING_FILL` by default; ``(0, 0, 0)`` is the ImageNet mean in pixel units).
 
-    The rectangle's area is a uniform fraction ``scale`` of the image and its aspect ratio (height /
-    width) log-uniform in ``ratio``; up to 10 draws are tried until the rectangle fits, otherwise the image
-    is returned unchanged. The input is not modified.
+    Up to 100 draws: area a uniform fraction ``scale`` of the image, aspect ratio (height / width)
+    uniform in ``ratio``, ``h = round(sqrt(area * aspect))``, ``w = round(sqrt(area / aspect))``; the
+    first with ``h < H`` and ``w < W`` is placed uniformly (top in ``0..H-h``, left in ``0..W-w``);
+    when none fits the image is returned unchanged. The input is not modified.
     """
 
     def __init__(
@@ -131,7 +187,8 @@ class ChannelRandomErasing:
         *,
         scale: tuple[float, float] = (0.02, 0.4),
         ratio: tuple[float, float] = (0.3, 1 / 0.3),
-        value: Sequence[float] = IMAGENET_MEAN,
+        value: Sequence[float] = REFERENCE_ERASING_FILL,
+        attempts: int = 100,
     ):
         _check_probability(p, type(self).__name__)
         if not (0 < scale[0] <= scale[1] <= 1):
@@ -140,21 +197,23 @@ class ChannelRandomErasing:
             raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio}")
         if len(value) != 3:
             raise ValueError(f"value must give one fill per channel (3), got {list(value)}")
+        if attempts < 1:
+            raise ValueError(f"attempts must be >= 1, got {attempts}")
         self.p = p
         self.scale = (float(scale[0]), float(scale[1]))
         self.ratio = (float(ratio[0]), float(ratio[1]))
         self.value = tuple(float(v) for v in value)
+        self.attempts = int(attempts)
 
     def rectangle(self, height: int, width: int) -> tuple[int, int, int, int] | None:
-        """A random ``(top, left, h, w)`` that fits the image, or None after 10 failed draws."""
+        """A random ``(top, left, h, w)`` that fits the image, or None after ``attempts`` failed draws."""
         area = height * width
-        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
-        for _ in range(10):
+        for _ in range(self.attempts):
             target = area * (self.scale[0] + (self.scale[1] - self.scale[0]) * torch.rand(1).item())
-            aspect = math.exp(log_lo + (log_hi - log_lo) * torch.rand(1).item())
+            aspect = self.ratio[0] + (self.ratio[1] - self.ratio[0]) * torch.rand(1).item()
             h = int(round(math.sqrt(target * aspect)))
             w = int(round(math.sqrt(target / aspect)))
-            if 0 < h < height and 0 < w < width:
+            if h < height and w < width:
                 top = int(torch.randint(height - h + 1, (1,)).item())
                 left = int(torch.randint(width - w + 1, (1,)).item())
                 return top, left, h, w
@@ -162,21 +221,21 @@ class ChannelRandomErasing:
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         _check_image_tensor(img, type(self).__name__)
-        if torch.rand(1).item() >= self.p:
+        if torch.rand(1).item() > self.p:
             return img
         box = self.rectangle(img.shape[1], img.shape[2])
         if box is None:
             return img
         top, left, h, w = box
         out = img.clone()
-        fill = torch.tensor(self.value, dtype=img.dtype, device=img.device).view(3, 1, 1)
+        mean, std = _stats(img)
+        fill = torch.tensor(self.value, dtype=img.dtype, device=img.device).view(3, 1, 1) * std + mean
         out[:, top : top + h, left : left + w] = fill
         return out
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(p={self.p}, scale={self.scale}, ratio={self.ratio}, value={self.value})"
-        )
+        return (f"{type(self).__name__}(p={self.p}, scale={self.scale}, ratio={self.ratio}, value={self.value}, "
+                f"attempts={self.attempts})")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -186,7 +245,7 @@ def _geometric(cfg: DictConfig) -> list[Callable]:
     """Resize, optional TrivialAugmentWide, pad + random crop, optional flip, to tensor."""
     data = cfg.data
     size = (int(data.height), int(data.width))
-    steps: list[Callable] = [T.Resize(size)]
+    steps: list[Callable] = [T.Resize(size, interpolation=RESIZE_FILTERS[data.resize])]
     if data.trivial_augment:
         steps.append(T.TrivialAugmentWide())
     if data.pad > 0:
@@ -197,10 +256,8 @@ def _geometric(cfg: DictConfig) -> list[Callable]:
     return steps
 
 
-def _random_erasing(p: float) -> list[Callable]:
-    if p <= 0:
-        return []
-    return [T.RandomErasing(p=p, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=list(IMAGENET_MEAN))]
+def _random_erasing(p: float, fill: Sequence[float]) -> list[Callable]:
+    return [ChannelRandomErasing(p=p, value=fill)] if p > 0 else []
 
 
 def _check_data_config(cfg: DictConfig) -> None:
@@ -212,6 +269,10 @@ def _check_data_config(cfg: DictConfig) -> None:
     for key in ("random_erasing", "channel_erasing", "infrared_channel_gray"):
         if not 0.0 <= data[key] <= 1.0:
             raise ConfigError(f"data.{key} is a probability; expected a value in [0, 1], got {data[key]}")
+    check_choice("data.resize", data.resize, tuple(RESIZE_FILTERS))
+    if len(data.erasing_fill) != 3:
+        raise ConfigError(f"data.erasing_fill: expected 3 values (R, G, B, in normalised units), got "
+                          f"{list(data.erasing_fill)}")
     if data.channel_exchange and data.grayscale_view:
         raise ConfigError(
             "data.channel_exchange (CAJ) and data.grayscale_view (FAFE) both add the derived view "
@@ -236,13 +297,14 @@ def build_train_transforms(cfg: DictConfig) -> dict[str, Transform]:
     a float tensor ``[3, data.height, data.width]`` in [0, 1]."""
     view = derived_view(cfg)
     data = cfg.data
-    erasing = _random_erasing(float(data.random_erasing))
+    fill = [float(v) for v in data.erasing_fill]
+    erasing = _random_erasing(float(data.random_erasing), fill)
     out: dict[str, Transform] = {"visible": T.Compose(_geometric(cfg) + erasing)}
     if view == "channel_exchange":
         out["derived"] = T.Compose(
             _geometric(cfg)
             + [
-                ChannelRandomErasing(p=float(data.channel_erasing)),
+                *_random_erasing(float(data.channel_erasing), fill),
                 ChannelExchange(include_gray=bool(data.channel_exchange_gray)),
             ]
         )
@@ -256,6 +318,7 @@ def build_train_transforms(cfg: DictConfig) -> dict[str, Transform]:
 
 
 def build_test_transform(cfg: DictConfig) -> Transform:
-    """Resize to ``(data.height, data.width)`` and convert to a float tensor in [0, 1]."""
+    """Resize to ``(data.height, data.width)`` with ``data.resize`` and convert to a float tensor in [0, 1]."""
     _check_data_config(cfg)
-    return T.Compose([T.Resize((int(cfg.data.height), int(cfg.data.width))), T.ToTensor()])
+    size = (int(cfg.data.height), int(cfg.data.width))
+    return T.Compose([T.Resize(size, interpolation=RESIZE_FILTERS[cfg.data.resize]), T.ToTensor()])

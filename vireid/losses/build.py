@@ -12,6 +12,7 @@ from vireid.losses.center import CenterLoss
 from vireid.losses.esd import EnhancedSquaredDifferenceLoss
 from vireid.losses.triplet import (
     TRIPLET_MODES,
+    WRT_VARIANTS,
     AdaptiveWeightTripletLoss,
     BatchHardTripletLoss,
     WeightedRegularizationTriplet,
@@ -19,7 +20,7 @@ from vireid.losses.triplet import (
 
 #: ``loss.metric`` values: what each is, and who uses it.
 METRIC_LOSSES = {
-    "wrt": "weighted regularisation triplet (AGW)",
+    "wrt": "weighted regularisation triplet (AGW), loss.wrt_variant",
     "batch_hard": "batch-hard triplet, loss.margin, loss.cross_modality (DAM eq 10; FAFE Table 4)",
     "adaptive": "adaptive-weight hard triplet, alpha = loss.margin, loss.adaptive_mode (FAFE eq 15)",
     "esd": "enhanced squared difference (CAJ)",
@@ -34,6 +35,7 @@ def metric_loss(
     margin: float = 0.3,
     cross_modality: bool = True,
     adaptive_mode: str = "hinge",
+    wrt_variant: str = "reference",
     num_classes: int | None = None,
     feat_dim: int | None = None,
     allowed: tuple[str, ...] | None = None,
@@ -47,7 +49,8 @@ def metric_loss(
     if margin < 0:
         raise ConfigError(f"loss.margin must be >= 0, got {margin}")
     if name == "wrt":
-        return WeightedRegularizationTriplet()
+        check_choice("loss.wrt_variant", wrt_variant, WRT_VARIANTS)
+        return WeightedRegularizationTriplet(variant=wrt_variant)
     if name == "batch_hard":
         return BatchHardTripletLoss(margin=margin, cross_modality=cross_modality)
     if name == "adaptive":
@@ -70,6 +73,7 @@ def build_metric_loss(cfg: Any, *, num_classes: int | None = None, feat_dim: int
         margin=float(loss.margin),
         cross_modality=bool(loss.cross_modality),
         adaptive_mode=str(getattr(loss, "adaptive_mode", "hinge")),
+        wrt_variant=str(getattr(loss, "wrt_variant", "reference")),
         num_classes=num_classes,
         feat_dim=feat_dim,
     )

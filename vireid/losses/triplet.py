@@ -14,6 +14,21 @@ Adaptive weights (FAFE eq 15)::
     hinge:    L = mean_a [t(a) + alpha]_+      (FAFE eq 15 with the bracket read as a hinge, alpha = 1)
     softplus: L = mean_a log(1 + exp(t(a)))    (AGW's weighted regularisation triplet, no margin)
 
+AGW's weighted regularisation triplet (WRT), ``variant="reference"`` (the default): the arithmetic of
+the AGW/CAJ reference code, which published AGW numbers include. The weights are not a normalised
+softmax: every anchor is its own positive (distance ``sqrt(1e-12)``), and with ``m_a`` the largest
+positive distance::
+
+    w_p = exp(d(a,p) - m_a) / (sum_{p' in P+(a)} exp(d(a,p') - m_a) + 1e-6)     (P+(a): P(a) and a)
+    w_n = exp(-d(a,n)) / (sum_{n' in N(a)} exp(-d(a,n')) + 1e-6)
+    L = mean_a log(1 + exp(sum_p w_p d(a,p) - sum_n w_n d(a,n)))
+
+The negatives' shift is 0 (the reference takes the row maximum of ``-d * mask``, and the masked
+positions contribute 0), so once every negative is far (``exp(-d) << 1e-6``, about ``d >= 14``) the
+negative weights no longer sum to 1, the negative term vanishes and the loss tends to
+``softplus(mean positive distance)``. ``variant="softmax"`` uses exact softmax weights over ``P(a)`` and
+``N(a)`` (the adaptive weights above with a softplus), which the AGW paper's equation describes.
+
 Batch-hard (FAFE eq 14, DAM eq 10)::
 
     L = mean_a [rho + max_{p in P(a)} d(a,p) - min_{n in N(a)} d(a,n)]_+
@@ -39,6 +54,10 @@ from vireid.losses.distance import (
 )
 
 TRIPLET_MODES = ("hinge", "softplus")
+#: ``loss.wrt_variant`` values: the AGW reference code's arithmetic, or exact softmax weights.
+WRT_VARIANTS = ("reference", "softmax")
+#: The reference code's constant added to the weights' normaliser ("avoid division by zero").
+WRT_NORMALISER_EPS = 1e-6
 
 
 def _check_margin(margin: float, loss: str) -> float:
@@ -100,19 +119,44 @@ class AdaptiveWeightTripletLoss(nn.Module):
 
 
 class WeightedRegularizationTriplet(AdaptiveWeightTripletLoss):
-    """AGW's weighted regularisation triplet (WRT): the adaptive weights of FAFE eq 15 with a softplus
-    instead of a margin hinge, ``mean_a log(1 + exp(sum_p w_p d(a,p) - sum_n w_n d(a,n)))``."""
+    """AGW's weighted regularisation triplet (WRT), ``mean_a softplus(sum_p w_p d(a,p) - sum_n w_n d(a,n))``.
 
-    def __init__(self) -> None:
+    ``variant="reference"`` (default) reproduces the AGW/CAJ reference code's weights (the anchor is its
+    own positive, ``+1e-6`` in the normalisers, no shift for the negatives: see the module docstring);
+    ``variant="softmax"`` uses exact softmax weights over the other positives and the negatives.
+    """
+
+    def __init__(self, *, variant: str = "reference") -> None:
+        if variant not in WRT_VARIANTS:
+            raise ValueError(f"WeightedRegularizationTriplet: variant must be one of {WRT_VARIANTS}, got {variant!r}")
         super().__init__(margin=0.0, mode="softplus")
+        self.variant = variant
 
     @classmethod
     def from_config(cls, cfg) -> WeightedRegularizationTriplet:
-        """Reads no key (WRT has no hyper-parameter)."""
-        return cls()
+        """Reads ``loss.wrt_variant``."""
+        return cls(variant=str(cfg.loss.wrt_variant))
+
+    def forward(self, features: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
+        if self.variant == "softmax":
+            return super().forward(features, pids)
+        x = check_features(features, pids, loss=type(self).__name__)
+        dist = pairwise_euclidean(x, x)
+        same = pids.unsqueeze(1) == pids.unsqueeze(0)
+        pos, neg = same.to(dist.dtype), (~same).to(dist.dtype)
+        d_pos, d_neg = dist * pos, dist * neg
+        # positives: shifted by the largest positive distance; negatives: by max(-d * mask) = 0
+        shift = d_pos.amax(1, keepdim=True)
+        e_pos = torch.exp(d_pos - shift) * pos
+        e_neg = torch.exp(-d_neg) * neg
+        w_pos = e_pos / (e_pos.sum(1, keepdim=True) + WRT_NORMALISER_EPS)
+        w_neg = e_neg / (e_neg.sum(1, keepdim=True) + WRT_NORMALISER_EPS)
+        far_positive = (d_pos * w_pos).sum(1)
+        close_negative = (d_neg * w_neg).sum(1)
+        return F.softplus(far_positive - close_negative).mean()
 
     def extra_repr(self) -> str:
-        return ""
+        return f"variant={self.variant!r}"
 
 
 class BatchHardTripletLoss(nn.Module):

@@ -64,6 +64,7 @@ class AGW(ReIDModel):
         metric: str = "wrt",
         margin: float = 0.3,
         cross_modality: bool = True,
+        wrt_variant: str = "reference",
     ) -> None:
         super().__init__()
         check_choice("model.pool", pool, POOLS)
@@ -85,7 +86,7 @@ class AGW(ReIDModel):
         self.neck = BNNeck(self.feat_dim, num_classes)
         self.id_loss = CrossEntropyLabelSmooth.checked(id_smoothing)
         self.metric_loss = metric_loss(metric, margin=margin, cross_modality=cross_modality,
-                                       allowed=("wrt", "batch_hard", "adaptive", "esd", "none"))
+                                       wrt_variant=wrt_variant, allowed=("wrt", "batch_hard", "adaptive", "esd", "none"))
 
     @staticmethod
     def config_kwargs(cfg: Any) -> dict[str, Any]:
@@ -100,6 +101,7 @@ class AGW(ReIDModel):
             metric=loss.metric,
             margin=loss.margin,
             cross_modality=loss.cross_modality,
+            wrt_variant=loss.wrt_variant,
         )
 
     @classmethod

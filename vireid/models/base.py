@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from vireid.data.records import INTERMEDIATE_CODE, MODALITY_CODES
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from vireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 def modality_codes(modality: torch.Tensor | str, n: int, device: torch.device) -> torch.Tensor:

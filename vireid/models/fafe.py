@@ -82,6 +82,7 @@ class FAFE(ReIDModel):
         metric: str = "adaptive",
         margin: float = 1.0,
         adaptive_mode: str = "hinge",
+        wrt_variant: str = "reference",
         cross_modality: bool = False,
         center_weight: float = 0.0005,
     ) -> None:
@@ -134,7 +135,8 @@ class FAFE(ReIDModel):
         self.metric = metric
         self.center_weight = float(center_weight)
         self.metric_loss = metric_loss(metric, margin=margin, cross_modality=cross_modality,
-                                       adaptive_mode=adaptive_mode, num_classes=num_classes,
+                                       adaptive_mode=adaptive_mode, wrt_variant=wrt_variant,
+                                       num_classes=num_classes,
                                        feat_dim=self.feat_dim, allowed=METRICS)
 
     @classmethod
@@ -162,6 +164,7 @@ class FAFE(ReIDModel):
             metric=loss.metric,
             margin=loss.margin,
             adaptive_mode=loss.adaptive_mode,
+            wrt_variant=loss.wrt_variant,
             cross_modality=loss.cross_modality,
             center_weight=loss.center_weight,
         )
