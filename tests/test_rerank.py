@@ -1,5 +1,6 @@
-"""k-reciprocal re-ranking: a hand-worked case, an independent loop implementation of the paper's
-definitions, a constructed case where it improves mAP, and ``vireid test --rerank``."""
+"""k-reciprocal re-ranking: hand-worked cases, independent loop implementations of the paper's
+definitions and of the authors' code's arithmetic, a constructed case where it improves mAP, and
+``vireid test --rerank``."""
 
 from __future__ import annotations
 
@@ -55,6 +56,82 @@ def reference_rerank(q: np.ndarray, g: np.ndarray, k1: int, k2: int, lam: float)
     return out
 
 
+def reference_code_rerank(q: np.ndarray, g: np.ndarray, k1: int, k2: int, lam: float) -> np.ndarray:
+    """The authors' code's arithmetic re-derived with loops and sets: squared Euclidean distances, each
+    column divided by its max then transposed; plain stable argsort ranking; k/2 = round-half-even;
+    strict '> 2/3'; V rows normalised; d_J = 1 - m / (2 - m); lambda blends the normalised distance."""
+    x = np.concatenate([q, g]).astype(np.float64)
+    n, nq = len(x), len(q)
+    d2 = np.array([[float(((x[i] - x[j]) ** 2).sum()) for j in range(n)] for i in range(n)])
+    col_max = d2.max(axis=0)
+    c = (d2 / col_max[None, :]).T
+    ranking = [sorted(range(n), key=lambda j: (c[i, j], j)) for i in range(n)]
+
+    def recip(i: int, k: int) -> set[int]:
+        return {j for j in ranking[i][: k + 1] if i in ranking[j][: k + 1]}
+
+    half = int(round(k1 / 2))  # Python's round is half-to-even, as NumPy's around
+    v = np.zeros((n, n))
+    for i in range(n):
+        r = recip(i, k1)
+        expanded = set(r)
+        for j in r:
+            rj = recip(j, half)
+            if len(rj & r) > 2.0 / 3 * len(rj):
+                expanded |= rj
+        cols = sorted(expanded)
+        w = np.exp(-c[i, cols])
+        v[i, cols] = w / w.sum()
+    if k2 != 1:
+        v = np.array([v[ranking[i][:k2]].mean(axis=0) for i in range(n)])
+    out = np.zeros((nq, n - nq))
+    for p in range(nq):
+        for gi in range(nq, n):
+            m = np.minimum(v[p], v[gi]).sum()
+            out[p, gi - nq] = (1 - lam) * (1 - m / (2 - m)) + lam * c[p, gi]
+    return out
+
+
+def test_hand_worked_case_code_variant():
+    # q, g1 at 30 degrees, g2 at 90 degrees: squared distances 2 - sqrt 3, 2 and 1 (g1-g2)
+    b = 2 - math.sqrt(3)
+    a = b / 2  # row q divided by its max 2; row g1 by its max 1
+    q = np.array([[1.0, 0.0]], np.float32)
+    g = np.array([[math.cos(math.pi / 6), math.sin(math.pi / 6)], [0.0, 1.0]], np.float32)
+    # k1 = 1: R*(q) = {q, g1}, R*(g1) = {g1, q}, R*(g2) = {g2}; rows of V normalised
+    vq = np.array([1.0, math.exp(-a)]) / (1 + math.exp(-a))  # V_q[q], V_q[g1]
+    vg1 = np.array([math.exp(-b), 1.0]) / (1 + math.exp(-b))  # V_g1[q], V_g1[g1]
+    m = float(np.minimum(vq, vg1).sum())
+    expected = [[0.7 * (1 - m / (2 - m)) + 0.3 * a, 0.7 * 1.0 + 0.3 * 1.0]]
+    got = k_reciprocal_rerank(q, g, k1=1, k2=1, lambda_value=0.3)  # variant="code" is the default
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(reference_code_rerank(q, g, 1, 1, 0.3), expected, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "num_q, num_g, dim, k1, k2, lam",
+    [(6, 40, 16, 20, 6, 0.3), (4, 12, 8, 20, 6, 0.3), (9, 55, 24, 5, 3, 0.5), (3, 30, 8, 7, 1, 0.0),
+     (1, 25, 4, 4, 2, 1.0), (5, 30, 8, 21, 6, 0.3), (5, 30, 8, 3, 6, 0.3)],
+)
+def test_code_variant_matches_the_loop_reference(num_q, num_g, dim, k1, k2, lam):
+    rng = np.random.default_rng(num_q * 100 + num_g + k1)
+    q, g = unit(rng.normal(size=(num_q, dim))), unit(rng.normal(size=(num_g, dim)))
+    got = k_reciprocal_rerank(q, g, k1=k1, k2=k2, lambda_value=lam, variant="code")
+    np.testing.assert_allclose(got, reference_code_rerank(q, g, k1, k2, lam), atol=2e-6)
+
+
+def test_variants_differ_and_are_labelled():
+    rng = np.random.default_rng(1)
+    q, g = unit(rng.normal(size=(20, 16))), unit(rng.normal(size=(80, 16)))
+    code = k_reciprocal_rerank(q, g)
+    paper = k_reciprocal_rerank(q, g, variant="paper")
+    assert np.abs(code - paper).max() > 0.01
+    assert rerank_module.rerank_params()["variant"] == "code"
+    assert rerank_module.rerank_params(variant="paper")["variant"] == "paper"
+    with pytest.raises(ValueError, match="variant.*code, paper"):
+        k_reciprocal_rerank(q, g, variant="torchreid")
+
+
 def test_hand_worked_case():
     # q, g1 at 30 degrees, g2 at 90 degrees from q: d(q,g1) = (1 - cos 30)/2, d(q,g2) = 1/2, d(g1,g2) = 1/4
     a = (1 - math.cos(math.pi / 6)) / 2
@@ -63,7 +140,8 @@ def test_hand_worked_case():
     # k1 = 1: R*(q) = {q, g1}, R*(g1) = {g1, q}, R*(g2) = {g2}; k2 = 1: no expansion
     # d_J(q, g1) = 1 - 2 e^-a / 2 = 1 - e^-a; d_J(q, g2) = 1 (no shared neighbour)
     expected = [[0.7 * (1 - math.exp(-a)) + 0.3 * a, 0.7 * 1.0 + 0.3 * 0.5]]
-    np.testing.assert_allclose(k_reciprocal_rerank(q, g, k1=1, k2=1, lambda_value=0.3), expected, atol=1e-6)
+    np.testing.assert_allclose(k_reciprocal_rerank(q, g, k1=1, k2=1, lambda_value=0.3, variant="paper"), expected,
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +151,7 @@ def test_hand_worked_case():
 def test_matches_the_loop_reference(num_q, num_g, dim, k1, k2, lam):
     rng = np.random.default_rng(num_q * 100 + num_g)
     q, g = unit(rng.normal(size=(num_q, dim))), unit(rng.normal(size=(num_g, dim)))
-    got = k_reciprocal_rerank(q, g, k1=k1, k2=k2, lambda_value=lam)
+    got = k_reciprocal_rerank(q, g, k1=k1, k2=k2, lambda_value=lam, variant="paper")
     np.testing.assert_allclose(got, reference_rerank(q, g, k1, k2, lam), atol=1e-9)
 
 
@@ -92,9 +170,11 @@ def test_ranking_lists_in_blocks():
 def test_chunked_jaccard_gives_the_same_result(monkeypatch):
     rng = np.random.default_rng(5)
     q, g = unit(rng.normal(size=(8, 12))), unit(rng.normal(size=(50, 12)))
-    whole = k_reciprocal_rerank(q, g)
-    monkeypatch.setattr(rerank_module, "_PAIR_CHUNK", 7)
-    np.testing.assert_allclose(k_reciprocal_rerank(q, g), whole, atol=1e-12)
+    for variant in ("code", "paper"):
+        monkeypatch.setattr(rerank_module, "_PAIR_CHUNK", 1 << 22)
+        whole = k_reciprocal_rerank(q, g, variant=variant)
+        monkeypatch.setattr(rerank_module, "_PAIR_CHUNK", 7)
+        np.testing.assert_allclose(k_reciprocal_rerank(q, g, variant=variant), whole, atol=1e-12)
 
 
 def identities(seed: int, ids: int = 30, per_id: int = 6, dim: int = 32):
@@ -114,8 +194,9 @@ def test_improves_map_on_a_constructed_case():
     for seed in range(3):
         q, g, q_pids, g_pids = identities(seed)
         before = rank_metrics(-(q @ g.T), q_pids, g_pids, protocol="regdb")["mAP"]
-        after = rank_metrics(k_reciprocal_rerank(q, g), q_pids, g_pids, protocol="regdb")["mAP"]
-        assert after > before + 0.01, (seed, before, after)
+        for variant in ("code", "paper"):
+            after = rank_metrics(k_reciprocal_rerank(q, g, variant=variant), q_pids, g_pids, protocol="regdb")["mAP"]
+            assert after > before + 0.01, (seed, variant, before, after)
 
 
 def test_bad_input():
@@ -171,4 +252,15 @@ def test_vireid_test_rerank(tmp_path, monkeypatch, capsys):
     assert results["mean"]["mAP"] == pytest.approx(100 * expected["mAP"], abs=1e-4)
     assert results["mean"]["rank1"] == pytest.approx(100 * expected["cmc"][0], abs=1e-4)
     assert results["mean"]["mINP"] == pytest.approx(100 * expected["mINP"], abs=1e-4)
-    assert "RE-RANKED: k-reciprocal (k1=20, k2=6, lambda=0.3)" in printed.splitlines()[1]
+    assert results["rerank_params"]["variant"] == "code"  # the authors' code's arithmetic by default
+    assert "RE-RANKED: k-reciprocal, code variant (k1=20, k2=6, lambda=0.3)" in printed.splitlines()[1]
+    # --rerank-variant paper: the printed equations, labelled as such
+    assert cli.main(["test", str(config), "--checkpoint", str(ckpt), "--rerank", "--rerank-variant", "paper",
+                     "--json", str(out)]) == 0
+    assert "paper variant" in capsys.readouterr().out.splitlines()[1]
+    paper = json.loads(out.read_text())
+    dist = k_reciprocal_rerank(feats[: len(query)], feats[len(query) :], variant="paper")
+    expected = rank_metrics(dist, [r.pid for r in query], [r.pid for r in gallery], [r.camera for r in query],
+                            [r.camera for r in gallery], protocol="sysu")
+    assert paper["rerank_params"]["variant"] == "paper"
+    assert paper["mean"]["mAP"] == pytest.approx(100 * expected["mAP"], abs=1e-4)

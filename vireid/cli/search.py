@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--topk", type=int, default=10, help="results per query (default 10)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the candidates")
+    parser.add_argument("--rerank-variant", choices=("code", "paper"), default="code",
+                        help="k-reciprocal arithmetic: code (the authors' code, as torchreid/fastreid and published "
+                        "numbers; default) or paper (the printed equations)")
     parser.add_argument("--rerank-candidates", type=int, default=100, metavar="N",
                         help="gallery candidates per query that --rerank re-orders (default 100)")
     parser.add_argument("--checkpoint", type=Path, default=None, metavar="PATH",
@@ -63,14 +66,15 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     searcher = Searcher.from_index(args.index, checkpoint=args.checkpoint, device=device_name(args.device),
                                    backend=args.backend, onnx=args.onnx, nprobe=args.nprobe,
-                                   rerank_candidates=args.rerank_candidates)
+                                   rerank_candidates=args.rerank_candidates, rerank_variant=args.rerank_variant)
     modality = args.query_modality or searcher.default_query_modality()
     paths = _query_paths(args.query)
     results = searcher.search_paths(paths, modality, topk=args.topk, rerank=args.rerank)
     if args.json:
         print(json.dumps(to_json(paths, modality, results, args.rerank), indent=2))
         return 0
-    label = " -- RE-RANKED: k-reciprocal (k1=20, k2=6, lambda=0.3)" if args.rerank else ""
+    label = (f" -- RE-RANKED: k-reciprocal, {args.rerank_variant} variant (k1=20, k2=6, lambda=0.3)"
+             if args.rerank else "")
     for path, hits in zip(paths, results):
         print(f"query: {path} ({modality}){label}")
         print(_table(hits, args.rerank))

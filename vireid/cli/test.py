@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rerank", action="store_true",
                         help="k-reciprocal re-ranking (Zhong et al. CVPR 2017; k1=20, k2=6, lambda=0.3); "
                         "labelled in the table and in the results (\"rerank\": true)")
+    parser.add_argument("--rerank-variant", choices=("code", "paper"), default="code",
+                        help="re-ranking arithmetic: code (the authors' code that torchreid and fastreid reproduce, "
+                        "behind every published re-ranked number; default) or paper (the printed equations)")
     from vireid.cli.train import accept_late_overrides
 
     accept_late_overrides(parser)
@@ -55,7 +58,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     setup_console_logging()
     results = run_test(cfg, checkpoint=args.checkpoint, untrained=args.untrained, onnx=args.onnx,
-                       trials=args.trials, rerank={} if args.rerank else None)
+                       trials=args.trials, rerank={"variant": args.rerank_variant} if args.rerank else None)
     if args.untrained:
         print(f"model: UNTRAINED {cfg.model.name} (freshly initialised, model.pretrained={cfg.model.pretrained}, "
               f"seed {cfg.train.seed})")

@@ -1,5 +1,21 @@
 """k-reciprocal re-ranking (Zhong, Zheng, Cao, Li: "Re-ranking person re-identification with
-k-reciprocal encoding", CVPR 2017), vectorised with NumPy and SciPy sparse matrices.
+k-reciprocal encoding", CVPR 2017), vectorised with NumPy and SciPy sparse matrices, in two variants.
+
+``variant="code"`` (the default) is the arithmetic of the authors' code (zhunzhong07/person-re-ranking's
+``re_ranking``, which torchreid and fastreid reproduce, and from which every re-ranked number in the
+literature comes). It differs from the paper's equations (``variant="paper"``, below) in:
+
+- the original distance: the Euclidean distance of the features, squared, each column divided by its
+  maximum over the universe, then transposed (``C = (D² / max_col D²)ᵀ``); ranking lists are plain
+  argsorts of ``C``'s rows (ties by index; the item itself comes first only because its distance is 0);
+- ``R(y, k1/2)`` uses ``round(k1 / 2)`` with NumPy's half-to-even rounding, and a candidate is added when
+  ``|R(x, k1) ∩ R(y, k1/2)| > 2/3 |R(y, k1/2)|`` (strict);
+- ``V_x[y] = exp(-C[x, y]) / Σ_{y' ∈ R*(x)} exp(-C[x, y'])`` (each row sums to 1); local query
+  expansion averages the rows of ``x``'s first ``k2`` ranking-list entries;
+- ``d_J = 1 - m / (2 - m)`` with ``m = Σ_y min(V_p[y], V_g[y])`` (rows of unit sum);
+- ``d* = (1 - λ) d_J + λ C[p, g]`` (the normalised squared distance).
+
+The paper's variant:
 
 Notation: the probe set P (queries) and the gallery G form the universe U = P ∪ G of ``n`` items (the
 other queries take part in every neighbourhood, as in the authors' evaluation). For L2-normalised
@@ -35,6 +51,8 @@ import numpy as np
 
 #: The paper's parameters (Section 5.2): k1, k2 and λ.
 K1, K2, LAMBDA = 20, 6, 0.3
+#: ``variant`` values: the authors' code (default, what published re-ranked numbers use) or the paper.
+RERANK_VARIANTS = ("code", "paper")
 #: Query-gallery pairs per chunk of the Jaccard accumulation.
 _PAIR_CHUNK = 1 << 22
 
@@ -48,16 +66,30 @@ def original_distance(features: np.ndarray) -> np.ndarray:
     return d
 
 
-def ranking_lists(dist: np.ndarray, length: int, *, block: int = 1024) -> np.ndarray:
-    """The first ``length`` entries of each item's ranking list ``[n, length]``: itself first, then by
-    distance (ties by index). Rows are ranked in blocks of ``block`` (memory: a few ``block x n`` arrays)."""
+def code_original_distance(features: np.ndarray) -> np.ndarray:
+    """The authors' code's original distance ``[n, n]`` (float32): squared Euclidean distances of
+    ``features``, each column divided by its maximum, transposed."""
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    sq = (x * x).sum(1)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)
+    np.maximum(d2, 0.0, out=d2)
+    col_max = d2.max(axis=0, keepdims=True)
+    col_max[col_max == 0] = 1.0  # a column of identical items: leave it at 0
+    return np.ascontiguousarray((d2 / col_max).T, dtype=np.float32)
+
+
+def ranking_lists(dist: np.ndarray, length: int, *, block: int = 1024, self_first: bool = True) -> np.ndarray:
+    """The first ``length`` entries of each item's ranking list ``[n, length]``: by distance, ties by
+    index, with the item itself first when ``self_first`` (the paper's N(x, k); the authors' code sorts
+    plainly). Rows are ranked in blocks of ``block`` (memory: a few ``block x n`` arrays)."""
     n = dist.shape[0]
     length = min(int(length), n)
     out = np.empty((n, length), dtype=np.int64)
     for start in range(0, n, block):
         rows = np.arange(start, min(start + block, n))
         rank_d = np.array(dist[rows], dtype=np.float32)
-        rank_d[np.arange(len(rows)), rows] = -1.0  # the item itself comes first
+        if self_first:
+            rank_d[np.arange(len(rows)), rows] = -np.inf  # the item itself comes first
         if length < n:
             part = np.argpartition(rank_d, length - 1, axis=1)[:, :length]
         else:
@@ -75,12 +107,13 @@ def _reciprocal(neigh: np.ndarray) -> np.ndarray:
     return (back == np.arange(n)[:, None, None]).any(axis=2)
 
 
-def k_reciprocal_sets(dist: np.ndarray, k1: int) -> np.ndarray:
-    """Boolean ``[n, n]``: row ``x`` marks ``R*(x, k1)`` (Eqs. 4–7)."""
+def k_reciprocal_sets(dist: np.ndarray, k1: int, *, variant: str = "paper") -> np.ndarray:
+    """Boolean ``[n, n]``: row ``x`` marks ``R*(x, k1)`` (Eqs. 4–7; ``variant`` as the module says)."""
     n = dist.shape[0]
     k1 = min(int(k1), n - 1)
-    kh = (k1 + 1) // 2  # k/2 rounded half up
-    neigh = ranking_lists(dist, k1 + 1)  # N(x, k1)
+    code = variant == "code"
+    kh = int(np.around(k1 / 2.0)) if code else (k1 + 1) // 2  # half-to-even (code) or half up (paper)
+    neigh = ranking_lists(dist, k1 + 1, self_first=not code)  # N(x, k1)
     recip = _reciprocal(neigh)  # R(x, k1) within N(x, k1)
     half = neigh[:, : kh + 1]  # N(x, k1/2): the ranking list's prefix
     recip_half = _reciprocal(half)
@@ -91,25 +124,30 @@ def k_reciprocal_sets(dist: np.ndarray, k1: int) -> np.ndarray:
     cand = half[neigh]
     cand_mask = recip_half[neigh]
     overlap = (in_r[rows[:, None, None], cand] & cand_mask).sum(axis=2)
-    accept = recip & (3 * overlap >= 2 * cand_mask.sum(axis=2))  # Eq. 7 in integers
+    size = cand_mask.sum(axis=2)
+    # Eq. 7 in integers (paper); the code's strict float test ``> 2./3 * size``
+    accept = recip & ((overlap > 2.0 / 3 * size) if code else (3 * overlap >= 2 * size))
     r_star = in_r.copy()
     add = accept[:, :, None] & cand_mask
     r_star[np.broadcast_to(rows[:, None, None], cand.shape)[add], cand[add]] = True
     return r_star
 
 
-def encode(dist: np.ndarray, k1: int, k2: int) -> Any:
-    """The k-reciprocal feature ``V`` (Eq. 8) after local query expansion (Eq. 11), as a CSR matrix."""
+def encode(dist: np.ndarray, k1: int, k2: int, *, variant: str = "paper") -> Any:
+    """The k-reciprocal feature ``V`` (Eq. 8) after local query expansion (Eq. 11), as a CSR matrix
+    (rows normalised to unit sum in the ``code`` variant)."""
     from scipy import sparse
 
     n = dist.shape[0]
-    r_star = k_reciprocal_sets(dist, k1)
+    r_star = k_reciprocal_sets(dist, k1, variant=variant)
     rows, cols = np.nonzero(r_star)
     vals = np.exp(-dist[rows, cols].astype(np.float64))
+    if variant == "code":
+        vals /= np.bincount(rows, weights=vals, minlength=n)[rows]
     v = sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
     k2 = min(int(k2), n)
     if k2 > 1:
-        expand = ranking_lists(dist, k2)
+        expand = ranking_lists(dist, k2, self_first=variant != "code")
         s = sparse.csr_matrix(
             (np.full(expand.size, 1.0 / k2), (np.repeat(np.arange(n), k2), expand.ravel())), shape=(n, n)
         )
@@ -117,8 +155,9 @@ def encode(dist: np.ndarray, k1: int, k2: int) -> Any:
     return v
 
 
-def jaccard_distance(v: Any, num_query: int) -> np.ndarray:
-    """``d_J`` (Eq. 10) between the first ``num_query`` rows of ``v`` and the others ``[Q, G]``."""
+def jaccard_distance(v: Any, num_query: int, *, unit_rows: bool = False) -> np.ndarray:
+    """``d_J`` (Eq. 10) between the first ``num_query`` rows of ``v`` and the others ``[Q, G]``; with
+    ``unit_rows`` (the authors' code) the denominator is ``2 - Σ min``."""
     v = v.tocsr()
     n = v.shape[0]
     q_n, g_n = int(num_query), n - int(num_query)
@@ -148,16 +187,27 @@ def jaccard_distance(v: Any, num_query: int) -> np.ndarray:
         num_min += np.bincount(qr[owner] * g_n + gr[g_idx], weights=mins, minlength=q_n * g_n)
         start = stop
     num_min = num_min.reshape(q_n, g_n)
+    if unit_rows:
+        return 1.0 - num_min / (2.0 - num_min)
     sums = np.asarray(v.sum(axis=1)).ravel()
     num_max = sums[:q_n, None] + sums[None, q_n:] - num_min
     return 1.0 - num_min / num_max
 
 
+def check_variant(variant: str) -> str:
+    if variant not in RERANK_VARIANTS:
+        raise ValueError(f"re-ranking variant must be one of {', '.join(RERANK_VARIANTS)}, got {variant!r}")
+    return variant
+
+
 def k_reciprocal_rerank_distance(
-    dist: np.ndarray, num_query: int, *, k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA
+    dist: np.ndarray, num_query: int, *, k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA,
+    variant: str = "code",
 ) -> np.ndarray:
-    """Final distance ``d*`` (Eq. 12) ``[Q, G]`` from the original distances ``[n, n]`` of the universe
-    (queries first, ``num_query`` of them, then the gallery)."""
+    """Final distance ``d*`` (Eq. 12) ``[Q, G]`` from the variant's original distances ``[n, n]`` of the
+    universe (queries first, ``num_query`` of them, then the gallery): :func:`code_original_distance`
+    for ``variant="code"``, :func:`original_distance` for ``"paper"``."""
+    check_variant(variant)
     dist = np.asarray(dist)
     n = dist.shape[0]
     if dist.ndim != 2 or dist.shape[1] != n:
@@ -168,29 +218,34 @@ def k_reciprocal_rerank_distance(
         raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
     if not 0.0 <= lambda_value <= 1.0:
         raise ValueError(f"lambda_value must be in [0, 1], got {lambda_value}")
-    v = encode(dist, k1, k2)
-    d_j = jaccard_distance(v, num_query)
+    v = encode(dist, k1, k2, variant=variant)
+    d_j = jaccard_distance(v, num_query, unit_rows=variant == "code")
     return (1.0 - lambda_value) * d_j + lambda_value * dist[:num_query, num_query:].astype(np.float64)
 
 
 def k_reciprocal_rerank(
-    q_feats: np.ndarray, g_feats: np.ndarray, *, k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA
+    q_feats: np.ndarray, g_feats: np.ndarray, *, k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA,
+    variant: str = "code",
 ) -> np.ndarray:
     """Re-ranked distances ``[Q, G]`` (smaller is more similar) of L2-normalised query and gallery
-    features (see the module docstring)."""
+    features; ``variant``: ``code`` (the authors' code, default) or ``paper`` (see the module docstring)."""
+    check_variant(variant)
     q = np.asarray(q_feats, dtype=np.float32)
     g = np.asarray(g_feats, dtype=np.float32)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
         raise ValueError(f"expected features [Q, D] and [G, D], got {q.shape} and {g.shape}")
     if len(q) == 0 or len(g) == 0:
         raise ValueError("need at least one query and one gallery feature")
-    dist = original_distance(np.concatenate([q, g]))
-    return k_reciprocal_rerank_distance(dist, len(q), k1=k1, k2=k2, lambda_value=lambda_value)
+    universe = np.concatenate([q, g])
+    dist = code_original_distance(universe) if variant == "code" else original_distance(universe)
+    return k_reciprocal_rerank_distance(dist, len(q), k1=k1, k2=k2, lambda_value=lambda_value, variant=variant)
 
 
 # -- evaluation with re-ranking (``vireid test --rerank``) ---------------------------------------------
-def rerank_params(k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA) -> dict[str, Any]:
-    return {"method": "k-reciprocal (Zhong et al. CVPR 2017)", "k1": int(k1), "k2": int(k2), "lambda": float(lambda_value)}
+def rerank_params(k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA, variant: str = "code") -> dict[str, Any]:
+    """The label a re-ranked result carries: method, variant and parameters."""
+    return {"method": "k-reciprocal (Zhong et al. CVPR 2017)", "variant": check_variant(variant),
+            "k1": int(k1), "k2": int(k2), "lambda": float(lambda_value)}
 
 
 def format_reranked_table(results: Mapping[str, Any]) -> str:
@@ -199,5 +254,7 @@ def format_reranked_table(results: Mapping[str, Any]) -> str:
 
     lines = format_results_table(results).split("\n")
     p = results.get("rerank_params", rerank_params())
-    lines[0] += f" -- RE-RANKED: k-reciprocal (k1={p['k1']}, k2={p['k2']}, lambda={p['lambda']})"
+    variant = p.get("variant", "paper")
+    lines[0] += (f" -- RE-RANKED: k-reciprocal, {variant} variant (k1={p['k1']}, k2={p['k2']}, "
+                 f"lambda={p['lambda']})")
     return "\n".join(lines)

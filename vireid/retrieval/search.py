@@ -57,7 +57,10 @@ class Searcher:
         k1: int = 20,
         k2: int = 6,
         lambda_value: float = 0.3,
+        rerank_variant: str = "code",
     ):
+        from vireid.retrieval.rerank import check_variant
+
         if extractor.fingerprint != index.fingerprint:
             mi = index.model_info
             raise ModelMismatchError(
@@ -71,6 +74,7 @@ class Searcher:
         self.extractor = extractor
         self.rerank_candidates = int(rerank_candidates)
         self.k1, self.k2, self.lambda_value = int(k1), int(k2), float(lambda_value)
+        self.rerank_variant = check_variant(rerank_variant)
 
     @classmethod
     def from_index(
@@ -92,7 +96,7 @@ class Searcher:
         recorded fingerprint) or ``onnx`` (the graphs ``onnx``; when not given, they are exported once
         from the checkpoint into ``index_dir/onnx/<fingerprint>/``). ``flip`` defaults to the index's
         setting. ``nprobe`` overrides an IVF-PQ index's. ``options``: ``rerank_candidates``, ``k1``,
-        ``k2``, ``lambda_value``.
+        ``k2``, ``lambda_value``, ``rerank_variant`` (``code``, the authors' code, or ``paper``).
         """
         index = GalleryIndex.open(index_dir, nprobe=nprobe)
         info = index.model_info
@@ -168,7 +172,8 @@ class Searcher:
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
         g = self.index.reconstruct(cand)
         g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-        dist = k_reciprocal_rerank(q, g, k1=self.k1, k2=self.k2, lambda_value=self.lambda_value)
+        dist = k_reciprocal_rerank(q, g, k1=self.k1, k2=self.k2, lambda_value=self.lambda_value,
+                                   variant=self.rerank_variant)
         scores = q @ g.T
         meta = self.index.get_many(cand.tolist())
         results = []
