@@ -24,7 +24,8 @@ from vireid import __version__
 from vireid.errors import VireidError
 
 #: Command modules in the order ``vireid --help`` lists them.
-COMMAND_MODULES = ["synth", "data", "train", "test", "export", "embed", "index", "search", "demo", "visualize", "serve"]
+COMMAND_MODULES = ["synth", "data", "train", "test", "export", "embed", "index", "search", "demo", "visualize", "serve",
+                   "convert"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -105,6 +105,7 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 100  # training epochs
     iters_per_epoch: int = 0  # steps per epoch; 0 = the reference code's floor(max(#visible, #infrared) / (P*K)) + 1 (SYSU-MM01: 696 for 8x4, 1,392 for 4x4)
+    init_checkpoint: str = ""  # fine-tune from these weights: a vireid checkpoint or an AGW/CAJ reference-code .t/.pth (classifiers skipped when the class count differs)
     seed: int = 0  # seed of Python, NumPy and torch RNGs
     deterministic: bool = False  # deterministic algorithms (bit-reproducible on CPU)
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)

@@ -16,6 +16,7 @@ over the destination (``os.replace``), so a run killed mid-write never leaves a 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,8 @@ from torch import nn
 from vireid import __version__
 from vireid.errors import CheckpointError
 from vireid.io import atomic_open
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "vireid-checkpoint"
 FORMAT_VERSION = 1
@@ -139,11 +142,14 @@ def _torch_load(path: Path, map_location: Any) -> Any:
         raise CheckpointError(f"{path}: checkpoint file does not exist")
     if not path.is_file():
         raise CheckpointError(f"{path}: is not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the checkpoint file is empty (0 bytes; a write that never finished?)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, not a torch file, unsupported pickle content...
+        first = (str(exc).splitlines() or [""])[0]
         raise CheckpointError(
-            f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}{': ' + first if first else ''})"
         ) from exc
 
 
@@ -154,7 +160,39 @@ def load_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str,
     checkpoint, or of a newer format version.
     """
     path = Path(path)
-    ckpt = _torch_load(path, map_location)
+    return _checked_vireid_checkpoint(_torch_load(path, map_location), path)
+
+
+def load_model_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:
+    """The weights to test, embed, export or fine-tune from: a vireid checkpoint (as
+    :func:`load_checkpoint`), or a checkpoint of the AGW/CAJ reference code (``{'net': state_dict}`` or
+    a bare state dict of its ``embed_net``) converted to vireid's keys
+    (:func:`vireid.models.reference.convert_reference_state`). A converted file comes back as a
+    checkpoint dict with ``"source_format": "agw-caj-reference"``, ``"config": None`` and its
+    ``"reference"`` report (class count, non-local geometry, keys used and ignored). Anything else is a
+    :class:`CheckpointError` naming the file and both accepted formats."""
+    from vireid.models.reference import REFERENCE_FORMAT, convert_reference_state, reference_state
+
+    path = Path(path)
+    obj = _torch_load(path, map_location)
+    if isinstance(obj, dict) and "format" in obj:
+        return _checked_vireid_checkpoint(obj, path)
+    state = reference_state(obj)
+    if state is None:
+        raise CheckpointError(
+            f"{path}: neither a vireid checkpoint (a dict with format={FORMAT!r}) nor a checkpoint of the AGW/CAJ "
+            "reference code ({'net': state_dict} or a bare state_dict of embed_net, keys base_resnet.base.*, "
+            "visible_module.*, thermal_module.*, bottleneck.*, classifier.weight)"
+        )
+    epoch = obj.get("epoch") if isinstance(obj, dict) else None
+    converted, report = convert_reference_state(state, source=str(path), epoch=epoch)
+    logger.info("%s: %s", path, report.summary())
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "source_format": REFERENCE_FORMAT,
+            "model": converted, "num_classes": report.num_classes,
+            "epoch": epoch if isinstance(epoch, int) else None, "config": None, "reference": report}
+
+
+def _checked_vireid_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not a vireid checkpoint (expected a dict with format={FORMAT!r}; "
@@ -227,3 +265,43 @@ def apply_model_state(
         raise CheckpointError(f"{source}: weights do not fit {type(target).__name__}: " + "; ".join(problems))
     target.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return {"missing": missing, "unexpected": unexpected}
+
+
+def initialise_from_checkpoint(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Start training from the weights of ``path`` (``train.init_checkpoint``: a vireid checkpoint or one
+    of the AGW/CAJ reference code, :func:`load_model_checkpoint`), for fine-tuning.
+
+    Every tensor of the file must fit the model by name and shape, except the identity classifiers,
+    which are skipped when the class count differs (a new dataset); model tensors the file lacks keep
+    their initial values. Both lists are logged and returned (``{"skipped": [...], "missing": [...]}``);
+    a tensor that does not fit, or a file that covers under half of the model, is a
+    :class:`CheckpointError` naming the file and the keys."""
+    ckpt = load_model_checkpoint(path)
+    state = ckpt["model"]
+    target = unwrap_model(model)
+    own = target.state_dict()
+    skipped = sorted(k for k in state if k in own and "classifier" in k and state[k].dim() >= 1
+                     and state[k].shape[1:] == own[k].shape[1:] and state[k].shape[0] != own[k].shape[0])
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = sorted(f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})" for k in state
+                        if k in own and k not in skipped and state[k].shape != own[k].shape)
+    if unexpected or mismatched:
+        problems = ([f"{len(unexpected)} keys the model lacks: {_list_keys(unexpected)}"] if unexpected else []) + (
+            [f"{len(mismatched)} shape mismatches: {_list_keys(mismatched)}"] if mismatched else [])
+        raise CheckpointError(f"{path}: train.init_checkpoint does not fit {type(target).__name__}: "
+                              + "; ".join(problems))
+    used = {k: v for k, v in state.items() if k not in skipped}
+    counted = [k for k in own if not k.endswith("num_batches_tracked")]
+    missing = sorted(k for k in counted if k not in state)
+    loaded = sum(1 for k in counted if k in used)
+    if loaded < 0.5 * len(counted):
+        raise CheckpointError(f"{path}: train.init_checkpoint holds only {loaded} of the model's {len(counted)} "
+                              f"tensors (missing e.g. {_list_keys(missing[:3])})")
+    target.load_state_dict(used, strict=False)
+    logger.info("initialised %d of %d tensors from %s", loaded, len(counted), path)
+    if skipped:
+        logger.info("%s: classifiers skipped (class count differs): %s", path, _list_keys(skipped))
+    if missing:
+        logger.warning("%s: %d tensors not in the file keep their initial values: %s", path, len(missing),
+                       _list_keys(missing))
+    return {"skipped": skipped, "missing": missing}

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vireid.engine.checkpoint import apply_model_state, load_checkpoint
+from vireid.engine.checkpoint import apply_model_state, load_model_checkpoint
 from vireid.engine.distributed import DistributedContext, barrier, cleanup, init_distributed, resolve_device
 from vireid.engine.hooks import CHECKPOINT_DIR, LAST_CHECKPOINT, LOG_FILE, attach_log_file, detach_log_file
 from vireid.engine.trainer import Trainer, configure_determinism, seed_everything
@@ -113,7 +113,15 @@ def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Se
     seed_everything(int(cfg.train.seed) + ctx.rank)
     dataset = build_dataset(cfg.data.name, cfg.data.root)
     loader = build_train_loader(cfg, _train_records(dataset, cfg), rank=ctx.rank, world_size=ctx.world_size)
-    model = build_model(cfg, loader.num_classes)
+    if cfg.train.init_checkpoint:
+        from vireid.engine.checkpoint import initialise_from_checkpoint
+
+        model_cfg = copy.deepcopy(cfg)
+        model_cfg.model.pretrained = "none"  # the checkpoint replaces the ImageNet start
+        model = build_model(model_cfg, loader.num_classes)
+        initialise_from_checkpoint(model, cfg.train.init_checkpoint)
+    else:
+        model = build_model(cfg, loader.num_classes)
     protocol = build_protocol(dataset, cfg)
     trials = final_test_trials(dataset, protocol, cfg)
     evaluator = Evaluator.from_config(cfg, protocol, device=ctx.device, progress=ctx.is_main and _progress())
@@ -236,25 +244,72 @@ def _warn_model_config_changes(path: str | Path, saved_yaml: str | None, cfg: An
                        ", ".join(f"model.{k}={current.get(k)!r}" for k in changed))
 
 
+def checkpoint_model_config(cfg: Any, ckpt: dict[str, Any], source: str | Path) -> Any:
+    """A copy of ``cfg`` that builds the network of ``ckpt``: ``model.pretrained=none`` (every weight comes
+    from the checkpoint) and, for a reference-code checkpoint, the geometry read from its weights
+    (ResNet-50, stem-only modality streams, non-local blocks and their ``inter_channels``); a setting of
+    the config that the file contradicts is logged. A reference file needs ``model.name`` agw or caj."""
+    from vireid.models.reference import REFERENCE_FORMAT, REFERENCE_GEOMETRY_KEYS, REFERENCE_MODELS
+
+    model_cfg = copy.deepcopy(cfg)
+    model_cfg.model.pretrained = "none"
+    if ckpt.get("source_format") == REFERENCE_FORMAT:
+        overrides = ckpt["reference"].model_overrides()
+    elif (ckpt.get("extra") or {}).get("source_format") == REFERENCE_FORMAT and ckpt.get("config"):
+        import yaml  # written by `vireid convert`: the recorded config holds the weights' geometry
+
+        saved = (yaml.safe_load(ckpt["config"]) or {}).get("model", {})
+        overrides = {k: saved[k] for k in REFERENCE_GEOMETRY_KEYS if k in saved}
+    else:
+        return model_cfg
+    if cfg.model.name not in REFERENCE_MODELS:
+        raise ConfigError(f"{source} holds the network of the AGW/CAJ reference code (embed_net); it fits "
+                          f"model.name agw or caj, not {cfg.model.name!r} (give an AGW or CAJ config)")
+    for key, value in overrides.items():
+        if model_cfg.model[key] != value:
+            logger.warning("%s: the weights say model.%s=%r (the config said %r); using the weights' value",
+                           source, key, value, model_cfg.model[key])
+            model_cfg.model[key] = value
+    return model_cfg
+
+
 def load_trained_model(
     cfg: Any, checkpoint: str | Path, *, ckpt: dict[str, Any] | None = None
 ) -> tuple[Any, dict[str, Any]]:
-    """``(model, checkpoint_dict)``: the model of ``cfg`` holding the weights of a vireid
-    ``checkpoint``, strictly (a missing, unreadable or non-fitting file is a
-    :class:`~vireid.errors.CheckpointError`; nothing is silently left at its initial value).
-    ``ckpt``: the file's contents when the caller has already read them."""
+    """``(model, checkpoint_dict)``: the model of ``cfg`` holding the weights of a vireid checkpoint or of
+    a reference-code checkpoint (:func:`vireid.engine.checkpoint.load_model_checkpoint`), strictly (a
+    missing, unreadable or non-fitting file is a :class:`~vireid.errors.CheckpointError`; nothing is
+    silently left at its initial value). ``ckpt``: the file's contents when the caller has already read
+    them."""
     from vireid.models import build_model
 
-    ckpt = load_checkpoint(checkpoint) if ckpt is None else ckpt
+    ckpt = load_model_checkpoint(checkpoint) if ckpt is None else ckpt
     num_classes = ckpt.get("num_classes")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise CheckpointError(f"{checkpoint}: checkpoint does not record num_classes")
     _warn_model_config_changes(checkpoint, ckpt.get("config"), cfg)
-    model_cfg = copy.deepcopy(cfg)
-    model_cfg.model.pretrained = "none"  # every weight comes from the checkpoint
-    model = build_model(model_cfg, num_classes)
+    model = build_model(checkpoint_model_config(cfg, ckpt, checkpoint), num_classes)
     apply_model_state(model, ckpt["model"], source=str(checkpoint), strict=True)
     return model, ckpt
+
+
+def convert_checkpoint(cfg: Any, source: str | Path, out: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Write the weights of ``source`` (a reference-code checkpoint, or a vireid one) as a vireid
+    checkpoint ``out`` with the config that builds them recorded, so that every command takes it without
+    a config. Returns ``(out, checkpoint dict read from source)``; the write is atomic."""
+    from vireid.config import config_to_yaml
+    from vireid.engine.checkpoint import save_checkpoint
+
+    ckpt = load_model_checkpoint(source)
+    model, _ = load_trained_model(cfg, source, ckpt=ckpt)
+    model_cfg = checkpoint_model_config(cfg, ckpt, source)
+    extra = {"converted_from": str(source), "source_format": ckpt.get("source_format") or "vireid"}
+    if ckpt.get("reference") is not None:
+        extra["reference"] = ckpt["reference"].summary()
+    epoch = ckpt.get("epoch")
+    path = save_checkpoint(out, model=model, epoch=int(epoch) if isinstance(epoch, int) else 0,
+                           num_classes=int(ckpt["num_classes"]), config_yaml=config_to_yaml(model_cfg), extra=extra)
+    return path, ckpt
 
 
 def run_test(
@@ -287,7 +342,7 @@ def run_test(
     device = resolve_device(str(cfg.train.device))
     ckpt = None
     if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)  # fails before anything else is read
+        ckpt = load_model_checkpoint(checkpoint)  # fails before anything else is read
     dataset = build_dataset(cfg.data.name, cfg.data.root)
     protocol = build_protocol(dataset, cfg)
     trial_list = final_test_trials(dataset, protocol, cfg, trials)
@@ -320,6 +375,8 @@ def run_test(
         results["rerank"] = True
         results["rerank_params"] = rerank_params(**rerank)
     results["checkpoint"] = None if checkpoint is None else str(checkpoint)
+    if ckpt is not None and ckpt.get("source_format"):
+        results["checkpoint_format"] = ckpt["source_format"]
     results["untrained"] = bool(untrained)
     if onnx is not None:
         results["onnx"] = [str(p) for p in (onnx if isinstance(onnx, list) else [onnx])]

@@ -26,7 +26,6 @@ lists, and feature files.
 from __future__ import annotations
 
 import abc
-import copy
 import hashlib
 import io
 import json
@@ -131,20 +130,21 @@ class LoadedModel:
 
 def load_model(cfg: Any | None, checkpoint: str | Path, *, device: str = "cpu") -> LoadedModel:
     """Build the model of ``cfg`` (default: the config recorded in the checkpoint) and load the weights
-    of the vireid ``checkpoint`` (strictly: a missing or mismatching weight is a CheckpointError). The
-    model is in eval mode on ``device``."""
-    from vireid.engine.checkpoint import load_checkpoint
-    from vireid.engine.run import load_trained_model
+    of ``checkpoint`` (a vireid checkpoint, or a checkpoint of the AGW/CAJ reference code with an AGW or
+    CAJ config), strictly: a missing or mismatching weight is a CheckpointError. The model is in eval mode
+    on ``device``."""
+    from vireid.engine.checkpoint import load_model_checkpoint
+    from vireid.engine.run import checkpoint_model_config, load_trained_model
 
     path = Path(checkpoint).expanduser().resolve()
-    ckpt = load_checkpoint(path)
+    ckpt = load_model_checkpoint(path)
     if cfg is None:
         if not ckpt.get("config"):
-            raise CheckpointError(f"{path}: checkpoint records no config; give the config file")
+            raise CheckpointError(f"{path}: checkpoint records no config; give the config file (a checkpoint of "
+                                  "the reference code needs an AGW or CAJ config)")
         cfg = config_from_yaml(ckpt["config"], f"{path} (recorded config)")
     model, _ = load_trained_model(cfg, path, ckpt=ckpt)  # strict; warns on changed model.* settings
-    cfg = copy.deepcopy(cfg)
-    cfg.model.pretrained = "none"  # every weight comes from the checkpoint
+    cfg = checkpoint_model_config(cfg, ckpt, path)  # what the model was built from (pretrained none)
     model.eval()
     fingerprint = model_fingerprint(model, cfg)
     model.to(device)
