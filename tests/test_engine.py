@@ -235,6 +235,49 @@ def test_nonfinite_loss_and_missing_losses_raise(tmp_path):
         Trainer(make_cfg(tmp_path), NoLossModel(), FakeLoader(), default_hooks=False).run_step(batch)
 
 
+def test_amp_skipped_steps_are_counted_logged_and_written(tmp_path, caplog):
+    """Under AMP a non-finite loss does not stop the run: the scaler skips the update. Here the AMP
+    scaler runs on the CPU (torch.amp.GradScaler("cpu")) with a model whose loss is NaN on two chosen
+    steps; those steps must leave the weights unchanged, be counted per epoch and in the run, be left out
+    of the epoch's mean losses, appear in metrics.jsonl and as a warning in the log."""
+    bad_steps = {1, 4}  # global steps 1 (epoch 0) and 4 (epoch 1), 3 batches per epoch
+
+    class SometimesNaN(TinyReIDModel):
+        calls = 0
+
+        def forward(self, batch):
+            out = super().forward(batch)
+            if SometimesNaN.calls in bad_steps:
+                out["loss_bad"] = out["loss_id"] * float("nan")
+            else:
+                out["loss_bad"] = out["loss_id"] * 0.0
+            SometimesNaN.calls += 1
+            return out
+
+    model = SometimesNaN()
+    trainer = Trainer(make_cfg(tmp_path, epochs=2), model, FakeLoader(num_batches=3))
+    trainer.amp = True
+    trainer.grad_scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4)
+    weights = []
+
+    class Snapshot(Hook):
+        def after_step(self, tr, outputs):
+            weights.append((outputs.get("skipped", 0.0), [p.detach().clone() for p in model.parameters()]))
+
+    trainer.hooks.append(Snapshot())
+    with caplog.at_level("WARNING"):
+        trainer.train()
+    assert trainer.nonfinite_steps == 2
+    assert [w[0] for w in weights] == [0.0, 1.0, 0.0, 0.0, 1.0, 0.0]
+    for step in bad_steps:  # a skipped step leaves every weight as the step before left it
+        assert all(torch.equal(a, b) for a, b in zip(weights[step][1], weights[step - 1][1]))
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [r["skipped_steps"] for r in epochs] == [1, 1]
+    assert all(math.isfinite(v) for r in epochs for v in r["losses"].values())
+    assert "epoch 0: 1 of 3 steps skipped by the AMP scaler" in caplog.text
+
+
 def test_override_point_run_step(tmp_path):
     class CountingTrainer(Trainer):
         def run_step(self, batch):

@@ -463,7 +463,7 @@ def test_esd_matches_hand_computation():
     torch.manual_seed(0)
     feats = torch.randn(6, 4)
     pids = torch.tensor([0, 0, 1, 1, 2, 2])
-    loss = EnhancedSquaredDifferenceLoss()(feats, pids)
+    loss = EnhancedSquaredDifferenceLoss(variant="softmax")(feats, pids)
     terms = []
     for a in range(6):
         pos = [j for j in range(6) if pids[j] == pids[a] and j != a]
@@ -477,7 +477,37 @@ def test_esd_matches_hand_computation():
     assert torch.allclose(loss, torch.stack(terms).mean(), atol=1e-5)
     # well separated identities give a small loss
     separated = torch.tensor([[0.0, 0], [0, 0.1], [10, 0], [10, 0.1], [0, 10], [0.1, 10]])
-    assert EnhancedSquaredDifferenceLoss()(separated, pids) < 1e-6
+    assert EnhancedSquaredDifferenceLoss(variant="softmax")(separated, pids) < 1e-6
+
+
+def test_esd_reference_variant_follows_the_reference_arithmetic():
+    """TripletLoss_ADP(alpha=1, gamma=1, square=1) re-derived row by row: the reference's softmax_weights
+    (row max of dist * mask subtracted, +1e-6 in the normaliser, the anchor in its positive mask), then
+    SoftMarginLoss(min(gamma (fp - cn)^2, 88), y) with y = -1 where fp > cn, else +1."""
+    import math
+
+    torch.manual_seed(1)
+    feats = torch.randn(8, 5) * 2
+    pids = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    x = feats.double()
+    total = 0.0
+    for a in range(8):
+        d = torch.sqrt(((x[a] - x) ** 2).sum(1).clamp(min=1e-12))
+        pos = (pids == pids[a]).double()
+        neg = 1 - pos
+
+        def weights(v, m):
+            shifted = v - (v * m).max()
+            return torch.exp(shifted) * m / ((torch.exp(shifted) * m).sum() + 1e-6)
+
+        fp = (d * pos * weights(d * pos, pos)).sum()
+        cn = (d * neg * weights(-d * neg, neg)).sum()
+        diff_pow = min(float((fp - cn) ** 2), 88.0)
+        y = -1.0 if fp > cn else 1.0
+        total += math.log1p(math.exp(-y * diff_pow))
+    got = EnhancedSquaredDifferenceLoss()(feats, pids)
+    assert EnhancedSquaredDifferenceLoss().variant == "reference"
+    assert got.item() == pytest.approx(total / 8, rel=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------

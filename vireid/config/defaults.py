@@ -74,7 +74,7 @@ class ModelConfig:
 class LossConfig:
     id_smoothing: float = 0.0  # label smoothing xi of the ID loss (FAFE eq 13 uses 0.1)
     metric: str = "wrt"  # global metric loss: wrt (AGW) | batch_hard (DAM eq 10) | adaptive (FAFE eq 15) | esd (CAJ) | center (FAFE) | none
-    wrt_variant: str = "reference"  # loss.metric=wrt: reference (AGW code's weights: +1e-6 normalisers, anchor as own positive; published AGW numbers) | softmax (exact softmax weights)
+    wrt_variant: str = "reference"  # weights of loss.metric=wrt and esd: reference (AGW code's weights: +1e-6 normalisers, anchor as own positive; published AGW numbers) | softmax (exact softmax weights)
     margin: float = 0.3  # triplet margin rho (batch_hard, hetero-center)
     cross_modality: bool = True  # batch_hard: positives/negatives from the other modality only
     mse_weight: float = 1.0  # DAM eq 13 (in eq 14): weight of the visible/infrared feature MSE (0 disables)

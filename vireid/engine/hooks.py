@@ -118,8 +118,9 @@ class MetricsLogHook(Hook):
 
     - ``{"type": "train", "epoch", "step", "iter", "lr": {group: lr}, "losses": {...}}`` every
       ``train.log_every`` steps, losses averaged over those steps;
-    - ``{"type": "epoch", "epoch", "step", "lr", "losses", "time_s", "eval": results | null}`` after
-      each epoch, losses averaged over the epoch;
+    - ``{"type": "epoch", "epoch", "step", "lr", "losses", "skipped_steps", "time_s", "eval": results |
+      null}`` after each epoch, losses averaged over the epoch's steps that were not skipped;
+      ``skipped_steps`` counts the steps the AMP scaler skipped (non-finite loss or gradient);
     - ``{"type": "resume", "epoch", "step"}`` when a run resumes.
 
     ``epoch`` is 0-based (the schedule's numbering); ``step`` counts optimiser steps.
@@ -157,7 +158,7 @@ class MetricsLogHook(Hook):
         if trainer.is_main:
             self._write({"type": "epoch", "epoch": trainer.epoch, "step": trainer.global_step,
                          "lr": trainer.epoch_lrs, "losses": trainer.epoch_losses,
-                         "time_s": round(trainer.epoch_time, 3), "eval": trainer.eval_results})
+                         "skipped_steps": trainer.epoch_skipped_steps, "time_s": round(trainer.epoch_time, 3), "eval": trainer.eval_results})
 
 
 class TensorBoardHook(Hook):
@@ -285,6 +286,10 @@ class TextLogHook(Hook):
         losses = " ".join(f"{k} {v:.4f}" for k, v in trainer.epoch_losses.items())
         logger.info("epoch %d done in %s | %s | eta %s", trainer.epoch, _fmt_duration(trainer.epoch_time),
                     losses, self._eta(trainer))
+        if trainer.epoch_skipped_steps:
+            logger.warning("epoch %d: %d of %d steps skipped by the AMP scaler (non-finite loss or gradient); "
+                           "%d skipped in the run so far", trainer.epoch, trainer.epoch_skipped_steps,
+                           trainer.iter_in_epoch, trainer.nonfinite_steps)
         if trainer.eval_results is not None:
             mean = trainer.eval_results["mean"]
             logger.info("eval epoch %d: %s (best mAP %.2f at epoch %s)", trainer.epoch,

@@ -170,7 +170,8 @@ class Trainer:
         self.epoch_losses: dict[str, float] = {}
         self.epoch_lrs: dict[str, float] = current_lrs(self.optimizer)
         self.epoch_time = 0.0
-        self.nonfinite_steps = 0
+        self.nonfinite_steps = 0  # steps skipped for a non-finite loss or gradient (AMP), whole run
+        self.epoch_skipped_steps = 0  # the same, this epoch (metrics.jsonl "skipped_steps", log.txt)
         self.final_test_trials: list[int] = list(self.eval_trials)  # set by build_trainer
 
         self.hooks: list[Hook] = []
@@ -230,7 +231,10 @@ class Trainer:
         """One optimisation step: forward, sum of the ``loss*`` outputs, backward (AMP-scaled on CUDA
         when ``train.amp``), optional gradient clipping (``optim.clip_grad_norm``), optimiser step.
 
-        Returns the step's scalar outputs as floats, with the objective as ``total_loss``.
+        Returns the step's scalar outputs as floats, with the objective as ``total_loss``, and
+        ``"skipped": 1.0`` when the AMP scaler skipped the update (a non-finite loss or gradient; without
+        AMP a non-finite loss is a :class:`FloatingPointError`). Skipped steps are counted in
+        :attr:`nonfinite_steps` and :attr:`epoch_skipped_steps`.
         """
         batch = move_batch(batch, self.device)
         with torch.autocast(device_type=self.device.type, enabled=self.amp):
@@ -244,7 +248,6 @@ class Trainer:
             )
         total = sum(v.float() for v in losses.values())
         if not torch.isfinite(total):
-            self.nonfinite_steps += 1
             if not self.amp:
                 values = {k: float(v.detach()) for k, v in losses.items()}
                 raise FloatingPointError(
@@ -259,10 +262,19 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(
                 [p for g in self.optimizer.param_groups for p in g["params"]], self.clip_grad_norm
             )
+        scale_before = self.grad_scaler.get_scale() if self.amp else None
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
+        # GradScaler skips optimizer.step and lowers its scale when a gradient is inf/NaN
+        skipped = self.amp and self.grad_scaler.get_scale() < scale_before
+        if skipped:
+            self.nonfinite_steps += 1
+            self.epoch_skipped_steps += 1
+            logger.debug("step %d skipped by the AMP scaler (non-finite loss or gradient)", self.global_step)
 
         result = {"total_loss": float(total.detach())}
+        if skipped:
+            result["skipped"] = 1.0
         for k, v in outputs.items():
             if isinstance(v, torch.Tensor) and v.numel() == 1:
                 result[k] = float(v.detach())
@@ -301,6 +313,7 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         self.iter_in_epoch = 0
+        self.epoch_skipped_steps = 0
         bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch}/{self.max_epochs - 1}", unit="step",
                    dynamic_ncols=True, leave=False, disable=None if self.is_main else True)
         try:
@@ -308,17 +321,18 @@ class Trainer:
                 self.iter_in_epoch += 1
                 outputs = self.run_step(batch)
                 self.global_step += 1
-                count += 1
-                for k, v in outputs.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                if not outputs.get("skipped"):  # a skipped step's non-finite losses stay out of the means
+                    count += 1
+                    for k, v in outputs.items():
+                        sums[k] = sums.get(k, 0.0) + v
                 bar.set_postfix(loss=f"{outputs['total_loss']:.4f}", refresh=False)
                 bar.update()
                 self._call("after_step", outputs)
         finally:
             bar.close()
-        if count == 0:
+        if self.iter_in_epoch == 0:
             raise ValueError(f"the training loader yielded no batch in epoch {epoch}")
-        self.epoch_losses = {k: v / count for k, v in sums.items()}
+        self.epoch_losses = {k: v / count for k, v in sums.items()} if count else {}
         self.epoch_time = time.perf_counter() - t0
         return self.epoch_losses
 

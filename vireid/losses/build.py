@@ -23,7 +23,7 @@ METRIC_LOSSES = {
     "wrt": "weighted regularisation triplet (AGW), loss.wrt_variant",
     "batch_hard": "batch-hard triplet, loss.margin, loss.cross_modality (DAM eq 10; FAFE Table 4)",
     "adaptive": "adaptive-weight hard triplet, alpha = loss.margin, loss.adaptive_mode (FAFE eq 15)",
-    "esd": "enhanced squared difference (CAJ)",
+    "esd": "enhanced squared difference (CAJ), loss.wrt_variant",
     "center": "centre loss, learnable centres (FAFE Table 4)",
     "none": "no metric loss",
 }
@@ -57,7 +57,8 @@ def metric_loss(
         check_choice("loss.adaptive_mode", adaptive_mode, TRIPLET_MODES)
         return AdaptiveWeightTripletLoss(margin=margin, mode=adaptive_mode)
     if name == "esd":
-        return EnhancedSquaredDifferenceLoss()
+        check_choice("loss.wrt_variant", wrt_variant, WRT_VARIANTS)
+        return EnhancedSquaredDifferenceLoss(variant=wrt_variant)
     if name == "center":
         if num_classes is None or feat_dim is None:
             raise ValueError("loss.metric=center needs num_classes and feat_dim")

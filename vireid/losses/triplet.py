@@ -118,6 +118,24 @@ class AdaptiveWeightTripletLoss(nn.Module):
         return f"margin={self.margin}, mode={self.mode!r}"
 
 
+def reference_weighted_distances(
+    dist: torch.Tensor, pids: torch.Tensor, scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-anchor ``(sum_p w_p d(a,p), sum_n w_n d(a,n))`` with the AGW/CAJ reference code's weights (its
+    ``softmax_weights`` on ``scale * d``; the module docstring): every anchor, itself among its positives,
+    the positives shifted by their largest (scaled) distance, the negatives not shifted, ``+1e-6`` in
+    both normalisers. Shared by WRT and CAJ's ESD (``scale`` is ESD's alpha)."""
+    same = pids.unsqueeze(1) == pids.unsqueeze(0)
+    pos, neg = same.to(dist.dtype), (~same).to(dist.dtype)
+    d_pos, d_neg = dist * pos, dist * neg
+    s_pos = scale * d_pos
+    e_pos = torch.exp(s_pos - s_pos.amax(1, keepdim=True)) * pos
+    e_neg = torch.exp(-scale * d_neg) * neg  # max over the row of (-scale d * mask) is 0
+    w_pos = e_pos / (e_pos.sum(1, keepdim=True) + WRT_NORMALISER_EPS)
+    w_neg = e_neg / (e_neg.sum(1, keepdim=True) + WRT_NORMALISER_EPS)
+    return (d_pos * w_pos).sum(1), (d_neg * w_neg).sum(1)
+
+
 class WeightedRegularizationTriplet(AdaptiveWeightTripletLoss):
     """AGW's weighted regularisation triplet (WRT), ``mean_a softplus(sum_p w_p d(a,p) - sum_n w_n d(a,n))``.
 
@@ -141,18 +159,7 @@ class WeightedRegularizationTriplet(AdaptiveWeightTripletLoss):
         if self.variant == "softmax":
             return super().forward(features, pids)
         x = check_features(features, pids, loss=type(self).__name__)
-        dist = pairwise_euclidean(x, x)
-        same = pids.unsqueeze(1) == pids.unsqueeze(0)
-        pos, neg = same.to(dist.dtype), (~same).to(dist.dtype)
-        d_pos, d_neg = dist * pos, dist * neg
-        # positives: shifted by the largest positive distance; negatives: by max(-d * mask) = 0
-        shift = d_pos.amax(1, keepdim=True)
-        e_pos = torch.exp(d_pos - shift) * pos
-        e_neg = torch.exp(-d_neg) * neg
-        w_pos = e_pos / (e_pos.sum(1, keepdim=True) + WRT_NORMALISER_EPS)
-        w_neg = e_neg / (e_neg.sum(1, keepdim=True) + WRT_NORMALISER_EPS)
-        far_positive = (d_pos * w_pos).sum(1)
-        close_negative = (d_neg * w_neg).sum(1)
+        far_positive, close_negative = reference_weighted_distances(pairwise_euclidean(x, x), pids)
         return F.softplus(far_positive - close_negative).mean()
 
     def extra_repr(self) -> str:
