@@ -97,6 +97,11 @@ def test_test_command_reproduces_the_final_results(straight_run, sysu_config, tm
     assert tested["trials"] == final["trials"] and tested["mean"] == final["mean"]
     assert tested["untrained"] is False and tested["epoch"] == 1
     assert set(tested) >= {"dataset", "protocol", "trials", "mean"}
+    assert "selected_on_test_set" not in tested
+    # best.pt was selected on the test set (the reference code's way): its results say so
+    assert vireid("test", str(sysu_config), "--checkpoint", str(straight_run / "checkpoints" / "best.pt"),
+                  "--trials", "1", "--json", str(out)) == 0
+    assert json.loads(out.read_text())["selected_on_test_set"] == "mAP on test trial(s) [0]"
 
 
 def test_resume_after_one_epoch_matches_the_uninterrupted_run(straight_run, sysu_config, tmp_path):

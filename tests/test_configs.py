@@ -375,7 +375,7 @@ def parse_command(command: str) -> tuple[Any, Any]:
         args = vireid_parser().parse_args(shlex.split(command)[1:])
     except SystemExit as exc:
         raise AssertionError(f"docs/reproduce.md: {command!r} does not parse (exit {exc.code})") from None
-    cfg = load_config(REPO / args.config, args.overrides) if args.command in ("train", "test") else None
+    cfg = load_config(REPO / args.config, args.overrides) if args.command in ("train", "test", "convert") else None
     return args, cfg
 
 
@@ -395,15 +395,23 @@ def test_reproduce_md_command_parses_and_its_config_loads(command: str):
 def test_reproduce_md_tests_checkpoints_that_its_training_commands_write():
     runs: set[Path] = set()
     tests = []
+    converted: set[Path] = set()
     for command in DOC_COMMANDS:
         args, cfg = parse_command(command)
         if args.command == "train":
             out = Path(cfg.output_dir)
             runs |= {out / f"trial{t}" for t in range(1, 11)} if args.all_trials else {out}
+            if cfg.train.init_checkpoint:
+                assert Path(cfg.train.init_checkpoint) in converted, command
         elif args.command == "test":
             tests.append((command, args, cfg))
+        elif args.command == "convert":
+            assert args.source.suffix in (".t", ".pth"), command
+            converted.add(args.out)
     assert tests
     for command, args, cfg in tests:
+        if args.checkpoint.suffix in (".t", ".pth"):  # a reference-code checkpoint, used as it is
+            continue
         assert args.checkpoint.parent.name == "checkpoints" and args.checkpoint.parent.parent in runs, command
         if cfg.data.name == "regdb" and "/trial" in str(args.checkpoint):  # each trial's model on its own trial
             assert args.checkpoint.parent.parent.name == f"trial{cfg.data.trial}", command

@@ -326,6 +326,26 @@ def test_training_run_writes_logs_checkpoints_and_best(tmp_path):
     assert "epoch 2 done" in log and "new best mAP 30.00 at epoch 1" in log
     assert list(run.glob("events.out.tfevents.*"))
     assert not list((run / "checkpoints").glob("*.tmp"))
+    assert best["extra"] == {"selected_on_test_set": True, "selected_by": "mAP on test trial(s) [0]"}
+
+
+def test_best_checkpoint_by_rank1_as_the_reference_code(tmp_path):
+    # the scripted rank1 is mAP + 1 but here mAP and rank-1 disagree: make rank1 peak at epoch 2
+    class Rank1Evaluator(ScriptedEvaluator):
+        def evaluate(self, model, trials):
+            out = super().evaluate(model, trials)
+            out["mean"]["rank1"] = [5.0, 1.0, 9.0][len(self.calls) - 1]
+            return out
+
+    cfg = make_cfg(tmp_path, epochs=3, eval_every=1, best_metric="rank1")
+    trainer = Trainer(cfg, TinyReIDModel(), FakeLoader(num_batches=2), evaluator=Rank1Evaluator([10.0, 30.0, 20.0]),
+                      eval_trials=[0])
+    trainer.train()
+    best = checkpoint_module.load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert best["epoch"] == 2 and best["best_metric"] == 9.0
+    assert best["extra"]["selected_by"] == "rank1 on test trial(s) [0]"
+    with pytest.raises(ConfigError, match="train.best_metric.*mAP, rank1"):
+        Trainer(make_cfg(tmp_path, best_metric="R1"), TinyReIDModel(), FakeLoader())
 
 
 class KillAfterEpoch(Hook):

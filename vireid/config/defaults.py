@@ -110,7 +110,8 @@ class TrainConfig:
     deterministic: bool = False  # deterministic algorithms (bit-reproducible on CPU)
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    eval_every: int = 10  # evaluate trial 0 every N epochs (0 disables)
+    eval_every: int = 10  # evaluate trial 0 every N epochs (0 disables); the reference code: every 2
+    best_metric: str = "mAP"  # mAP | rank1 (the reference code's): the metric that picks checkpoints/best.pt on test trial 0 (model selection on the test set; the final test uses the last weights)
     checkpoint_every: int = 1  # write checkpoints/last.pt every N epochs
     log_every: int = 20  # log training losses every N steps
     find_unused_parameters: bool = False  # DDP (torchrun): set when some parameters get no gradient in a step

@@ -69,7 +69,8 @@ def _jsonable(obj: Any) -> Any:
 
 class EvaluationHook(Hook):
     """Evaluates (rank 0) every ``train.eval_every`` epochs and after the last epoch, on the given
-    trials; sets ``trainer.eval_results`` and tracks the best mean mAP (``trainer.best_metric``)."""
+    trials; sets ``trainer.eval_results`` and tracks the best mean ``train.best_metric`` (mAP or rank1,
+    ``trainer.best_metric``)."""
 
     def __init__(self, evaluator: Any, trials: list[int]):
         self.evaluator = evaluator
@@ -82,9 +83,9 @@ class EvaluationHook(Hook):
             return
         results = trainer.evaluate(self.evaluator, self.trials)
         trainer.eval_results = results
-        m_ap = float(results["mean"]["mAP"])
-        if trainer.best_metric is None or m_ap > trainer.best_metric:
-            trainer.best_metric = m_ap
+        value = float(results["mean"][trainer.best_key])
+        if trainer.best_metric is None or value > trainer.best_metric:
+            trainer.best_metric = value
             trainer.best_epoch = trainer.epoch
             trainer.eval_improved = True
 
@@ -109,8 +110,11 @@ class CheckpointHook(Hook):
             path = trainer.save_checkpoint(self.folder / LAST_CHECKPOINT, rng=rngs)
             logger.debug("wrote %s", path)
         if trainer.eval_improved:
-            path = trainer.save_checkpoint(self.folder / BEST_CHECKPOINT, rng=rngs)
-            logger.info("new best mAP %.2f at epoch %d: wrote %s", trainer.best_metric, trainer.epoch, path)
+            selected = {"selected_on_test_set": True,
+                        "selected_by": f"{trainer.best_key} on test trial(s) {trainer.eval_trials}"}
+            path = trainer.save_checkpoint(self.folder / BEST_CHECKPOINT, rng=rngs, extra=selected)
+            logger.info("new best %s %.2f at epoch %d: wrote %s", trainer.best_key, trainer.best_metric,
+                        trainer.epoch, path)
 
 
 class MetricsLogHook(Hook):

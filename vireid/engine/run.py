@@ -377,6 +377,10 @@ def run_test(
     results["checkpoint"] = None if checkpoint is None else str(checkpoint)
     if ckpt is not None and ckpt.get("source_format"):
         results["checkpoint_format"] = ckpt["source_format"]
+    if ckpt is not None and (ckpt.get("extra") or {}).get("selected_on_test_set"):
+        results["selected_on_test_set"] = ckpt["extra"].get("selected_by", True)
+        logger.warning("%s was selected on the test set (%s): label the numbers as such", checkpoint,
+                       ckpt["extra"].get("selected_by"))
     results["untrained"] = bool(untrained)
     if onnx is not None:
         results["onnx"] = [str(p) for p in (onnx if isinstance(onnx, list) else [onnx])]

@@ -50,9 +50,12 @@ from vireid.engine.hooks import (
     TextLogHook,
 )
 from vireid.engine.optim import build_optimizer, build_scheduler, current_lrs
-from vireid.errors import CheckpointError, ConfigError
+from vireid.errors import CheckpointError, ConfigError, check_choice
 
 logger = logging.getLogger("vireid.engine")
+
+#: ``train.best_metric``: the mean metric of the evaluation trial that selects ``best.pt``.
+BEST_METRICS = ("mAP", "rank1")
 
 
 def seed_everything(seed: int) -> None:
@@ -149,6 +152,8 @@ class Trainer:
         self.clip_grad_norm = float(cfg.optim.clip_grad_norm)
         self.max_epochs = int(t.epochs)
         self.eval_every = int(t.eval_every)
+        check_choice("train.best_metric", t.best_metric, BEST_METRICS)
+        self.best_key = str(t.best_metric)
         self.checkpoint_every = int(t.checkpoint_every)
         self.evaluator = evaluator
         if eval_trials is None and evaluator is not None:
@@ -352,7 +357,8 @@ class Trainer:
             model.train(was_training)
 
     # -- checkpoints --------------------------------------------------------------------------
-    def save_checkpoint(self, path: str | Path, *, rng: list[dict[str, Any]] | None = None) -> Path:
+    def save_checkpoint(self, path: str | Path, *, rng: list[dict[str, Any]] | None = None,
+                        extra: dict[str, Any] | None = None) -> Path:
         """Write the full training state after epoch ``self.epoch`` (see
         :mod:`vireid.engine.checkpoint`)."""
         return save_checkpoint(
@@ -369,6 +375,7 @@ class Trainer:
             num_classes=self.num_classes,
             rng=rng,
             config_yaml=_config_yaml(self.cfg),
+            extra=extra,
         )
 
     def resume(self, path: str | Path | None = None) -> int:
