@@ -415,3 +415,61 @@ def test_reproduce_md_tests_checkpoints_that_its_training_commands_write():
         assert args.checkpoint.parent.name == "checkpoints" and args.checkpoint.parent.parent in runs, command
         if cfg.data.name == "regdb" and "/trial" in str(args.checkpoint):  # each trial's model on its own trial
             assert args.checkpoint.parent.parent.name == f"trial{cfg.data.trial}", command
+
+
+# -- paper A (FAFE) Table 3 and Table 4 rows, key by key ---------------------------------------------
+#: Table 3 rows: (TA, CrossViT, CSA, L_trihard_w) check marks, in the paper's order.
+FAFE_TABLE3 = {
+    "table3_base": (0, 0, 0, 0), "table3_ta": (1, 0, 0, 0), "table3_crossvit": (0, 1, 0, 0),
+    "table3_csa": (0, 0, 1, 0), "table3_ta_crossvit": (1, 1, 0, 0), "table3_ta_crossvit_csa": (1, 1, 1, 0),
+    "table3_full": (1, 1, 1, 1),
+}
+#: Table 4 rows: the metric loss beside the label-smoothing ID loss.
+FAFE_TABLE4 = {"table4_center": "center", "table4_trihard": "trihard", "table4_trihard_w": "trihard_w"}
+
+
+def fafe_row_changes(ta: int, crossvit: int, csa: int, trihard_w: int) -> dict[str, Any]:
+    """The keys a Table 3 row must change relative to fafe.yaml (all four marks set), derived from
+    the marks: no TA -> no TrivialAugment; no CrossViT -> AGW's ResNet-50 with GeM; no CSA; no
+    L_trihard_w -> the batch-hard triplet (eq 14) with margin 0.3."""
+    out: dict[str, Any] = {}
+    if not ta:
+        out["data.trivial_augment"] = False
+    if not crossvit:
+        out |= {"model.arch": "resnet50", "model.pool": "gem"}
+    if not csa:
+        out["model.csa"] = False
+    if not trihard_w:
+        out |= {"loss.metric": "batch_hard", "loss.margin": 0.3}
+    return out
+
+
+def _table_row_changes(dataset: str, name: str) -> dict[str, Any]:
+    reference = flatten(load_config(CONFIG_DIR / dataset / "fafe.yaml"))
+    row = flatten(load_config(CONFIG_DIR / dataset / "ablations_fafe" / f"{name}.yaml"))
+    assert row["output_dir"] == f"runs/{dataset}/ablations_fafe/{name}"
+    return {k: v for k, v in row.items() if v != reference[k] and k != "output_dir"}
+
+
+@pytest.mark.parametrize("name", sorted(FAFE_TABLE3))
+def test_fafe_table3_row_changes_exactly_its_marks(name: str):
+    assert _table_row_changes("sysu", name) == fafe_row_changes(*FAFE_TABLE3[name])
+
+
+@pytest.mark.parametrize("dataset, name", [(d, n) for d in ("sysu", "regdb") for n in sorted(FAFE_TABLE4)])
+def test_fafe_table4_row_changes_only_the_metric_loss(dataset: str, name: str):
+    expected = {"center": {"loss.metric": "center"}, "trihard": {"loss.metric": "batch_hard", "loss.margin": 0.3},
+                "trihard_w": {}}[FAFE_TABLE4[name]]
+    assert _table_row_changes(dataset, name) == expected
+    cfg = load_config(CONFIG_DIR / dataset / "ablations_fafe" / f"{name}.yaml")
+    assert cfg.loss.id_smoothing == 0.1  # every row keeps the label-smoothing ID loss (eq 13)
+
+
+def test_fafe_recipe_of_the_full_model():
+    cfg = load_config(CONFIG_DIR / "sysu" / "fafe.yaml")
+    assert (cfg.model.name, cfg.model.arch, cfg.model.csa, cfg.data.trivial_augment) == ("fafe", "crossvit_small_240",
+                                                                                     True, True)
+    assert (cfg.loss.metric, cfg.loss.adaptive_mode, cfg.loss.margin, cfg.loss.id_smoothing) == ("adaptive", "hinge",
+                                                                                              1.0, 0.1)
+    assert (cfg.data.height, cfg.data.width, cfg.data.random_erasing, cfg.train.epochs) == (288, 144, 0.5, 100)
+    assert cfg.data.grayscale_view and (cfg.data.ids_per_batch, cfg.data.images_per_id) == (4, 4)

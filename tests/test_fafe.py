@@ -231,6 +231,70 @@ def test_csa_against_hand_computation() -> None:
         assert torch.allclose(sa(x)[:, 0], torch.sigmoid(pre), atol=1e-6)
 
 
+def test_spatial_attention_with_the_real_7x7_kernel() -> None:
+    """Eq 12 with the 7x7 kernel and 'same' zero padding, summed by hand over every offset."""
+    torch.manual_seed(2)
+    x = torch.randn(2, 5, 9, 6)
+    for combine in ("concat", "sum"):
+        sa = SpatialAttention(kernel_size=7, combine=combine)
+        w = sa.conv.weight[0]  # [in, 7, 7]
+        maps = [x.mean(1), x.amax(1)] if combine == "concat" else [x.mean(1) + x.amax(1)]
+        h, wd = x.shape[2:]
+        pre = torch.zeros(2, h, wd)
+        for c, m in enumerate(maps):
+            padded = F.pad(m, (3, 3, 3, 3))  # zero padding of 3 on each side
+            for dy in range(7):
+                for dx in range(7):
+                    pre += w[c, dy, dx] * padded[:, dy:dy + h, dx:dx + wd]
+        assert torch.allclose(sa(x)[:, 0], torch.sigmoid(pre), atol=1e-5), combine
+
+
+def _linear(layer, x):
+    return x @ layer.weight.T + (layer.bias if layer.bias is not None else 0)
+
+
+def _cross_attention_by_hand(fusion, tokens):
+    """Eqs 6-7 re-derived: LN, q from the CLS token only, k and v from all tokens, per-head softmax of
+    q k^T * head_dim^-0.5, output projection; the CLS token plus the attention output (eq 7)."""
+    attn = fusion.attn
+    z = F.layer_norm(tokens, tokens.shape[-1:], fusion.norm1.weight, fusion.norm1.bias, fusion.norm1.eps)
+    n, length, dim = z.shape
+    heads = attn.num_heads
+    hd = dim // heads
+    q = _linear(attn.wq, z[:, :1]).view(n, 1, heads, hd).transpose(1, 2)
+    k = _linear(attn.wk, z).view(n, length, heads, hd).transpose(1, 2)
+    v = _linear(attn.wv, z).view(n, length, heads, hd).transpose(1, 2)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(hd), dim=-1)  # [n, heads, 1, length]
+    out = _linear(attn.proj, (weights @ v).transpose(1, 2).reshape(n, 1, dim))
+    return tokens[:, :1] + out
+
+
+def test_crossvit_eqs_5_to_8_against_an_independent_computation() -> None:
+    torch.manual_seed(3)
+    enc = CrossViTEncoder(arch="crossvit_micro", img_size=(64, 32), pretrained="none").eval()
+    block = enc.crossvit.blocks[0]
+    xs = [torch.randn(2, 1 + enc.geometry[b].num_patches, enc.embed_dims[b]) for b in (0, 1)]
+    with torch.no_grad():
+        got = block(xs)
+        branch_out = [blk(x) for blk, x in zip(block.blocks, xs)]  # eqs 2-3 per branch (timm Blocks)
+        for i in (0, 1):
+            j = 1 - i
+            proj, revert = block.projs[i], block.revert_projs[i]
+            cls = branch_out[i][:, :1]
+            # eq 5: the CLS token projected to the other branch's width (LN, GELU, linear)
+            p_cls = _linear(proj[2], F.gelu(F.layer_norm(cls, cls.shape[-1:], proj[0].weight, proj[0].bias,
+                                                         proj[0].eps)))
+            joined = torch.cat([p_cls, branch_out[j][:, 1:]], dim=1)  # with the OTHER branch's patches
+            z_cls = _cross_attention_by_hand(block.fusion[i], joined)  # eqs 6-7
+            back = _linear(revert[2], F.gelu(F.layer_norm(z_cls, z_cls.shape[-1:], revert[0].weight,
+                                                          revert[0].bias, revert[0].eps)))
+            expected = torch.cat([back, branch_out[i][:, 1:]], dim=1)  # eq 8: re-joined with its OWN patches
+            assert got[i].shape == xs[i].shape
+            assert torch.allclose(got[i], expected, atol=1e-5), i
+            # the patch tokens are exactly the branch's own block output
+            assert torch.equal(got[i][:, 1:], branch_out[i][:, 1:])
+
+
 # -- the model ------------------------------------------------------------------------------------
 def test_tiny_fafe_forward_backward() -> None:
     torch.manual_seed(0)

@@ -208,6 +208,22 @@ def test_dam_losses_follow_eq16_weights():
     local = torch.nn.functional.normalize(stripes.flatten(1), dim=1)  # loss.center_normalize (default)
     assert torch.allclose(out["loss_center"], HeteroCenterTripletLoss(margin=0.3)(local, pids, modality), atol=1e-4)
     assert torch.allclose(out["loss_hc"], HeteroCenterLoss()(local, pids, modality), rtol=1e-4)
+    assert torch.allclose(out["loss_tri"], eq10_cross_modality_batch_hard(pooled, pids, modality, 0.3), atol=1e-5)
+
+
+def eq10_cross_modality_batch_hard(feats, pids, modality, margin):
+    """DAM eq 10 over the pre-BN pooled features of all three views, re-derived with loops: for each
+    anchor, the farthest positive and nearest negative on the other side of the modality gap (codes 0 and
+    2 visible side, 1 infrared), hinge with rho, mean over anchors that have both."""
+    terms = []
+    side = [int(m == 1) for m in modality.tolist()]
+    for a in range(len(pids)):
+        d = [float(torch.linalg.vector_norm(feats[a] - feats[j])) for j in range(len(pids))]
+        pos = [d[j] for j in range(len(pids)) if pids[j] == pids[a] and side[j] != side[a]]
+        neg = [d[j] for j in range(len(pids)) if pids[j] != pids[a] and side[j] != side[a]]
+        if pos and neg:
+            terms.append(max(0.0, margin + max(pos) - min(neg)))
+    return torch.tensor(sum(terms) / len(terms))
 
 
 def test_dam_extract_both_is_normalised_concatenation():
@@ -308,6 +324,28 @@ def test_hooks_run_after_their_stage():
         TwoStreamResNet(arch="resnet18", specific_stages=2)(torch.rand(2, 3, 64, 32), "visible", hooks={1: hook(1)})
 
 
+def test_non_local_placement_on_resnet50():
+    """AGW on ResNet-50: non-local blocks after the last 2 of layer2's 4 blocks and the last 3 of layer3's
+    6 (the reference's NL_2_idx [2, 3] and NL_3_idx [3, 4, 5]), none in layers 1 and 4; C/2 wide."""
+    net = TwoStreamResNet(arch="resnet50", non_local=True)
+    assert {k: len(v) for k, v in net.non_local.items()} == {"layer2": 2, "layer3": 3}
+    assert [b.in_channels for b in net.non_local["layer2"]] == [512, 512]
+    assert [b.inter_channels for b in net.non_local["layer3"]] == [512, 512, 512]
+    calls = []
+    for name in ("layer2", "layer3"):
+        for i, block in enumerate(net.shared[name]):
+            block.register_forward_hook(lambda m, inp, out, tag=(name, "res", i): calls.append(tag))
+        for i, block in enumerate(net.non_local[name]):
+            block.register_forward_hook(lambda m, inp, out, tag=(name, "nl", i): calls.append(tag))
+    with torch.no_grad():
+        net.eval()(torch.rand(1, 3, 64, 32), "visible")
+    assert calls == [("layer2", "res", 0), ("layer2", "res", 1), ("layer2", "res", 2), ("layer2", "nl", 0),
+                     ("layer2", "res", 3), ("layer2", "nl", 1),
+                     ("layer3", "res", 0), ("layer3", "res", 1), ("layer3", "res", 2), ("layer3", "res", 3),
+                     ("layer3", "nl", 0), ("layer3", "res", 4), ("layer3", "nl", 1), ("layer3", "res", 5),
+                     ("layer3", "nl", 2)]
+
+
 def test_non_local_placement_and_inter_channels():
     net = TwoStreamResNet(arch="resnet18", non_local=True)
     # resnet18 stages have 2 blocks: AGW's 2 (layer2) and 3 (layer3) are clipped to the block count
@@ -356,10 +394,25 @@ def test_gem_pooling():
 
 
 def test_bnneck_frozen_bias_and_bias_free_classifier():
+    torch.manual_seed(0)
     neck = BNNeck(8, 3)
     assert not neck.bn.bias.requires_grad and neck.classifier.bias is None
-    feats, logits = neck(torch.randn(4, 8))
-    assert feats.shape == (4, 8) and logits.shape == (4, 3)
+    assert torch.equal(neck.bn.bias, torch.zeros(8))
+    x = torch.randn(6, 8) * 3 + 1
+    feats, logits = neck(x)
+    # train mode: batch statistics (biased variance), weight as initialised, zero bias; logits = W feats
+    expected = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + neck.bn.eps) * neck.bn.weight
+    assert torch.allclose(feats, expected, atol=1e-5)
+    assert torch.allclose(logits, feats @ neck.classifier.weight.T, atol=1e-6)
+    # an optimiser step with weight decay leaves the frozen bias at exactly zero
+    opt = torch.optim.SGD([p for p in neck.parameters() if p.requires_grad], lr=0.1, weight_decay=5e-4)
+    (logits.square().sum() + feats.sum()).backward()
+    opt.step()
+    assert neck.bn.bias.grad is None and torch.equal(neck.bn.bias, torch.zeros(8))
+    # initialisation as the AGW reference: BN weight ~ N(1, 0.01), classifier ~ N(0, 0.001)
+    big = BNNeck(4096, 512)
+    assert abs(big.bn.weight.mean().item() - 1) < 1e-3 and abs(big.bn.weight.std().item() - 0.01) < 1e-3
+    assert abs(big.classifier.weight.std().item() - 0.001) < 1e-5
 
 
 # --------------------------------------------------------------------------------------------------
@@ -454,6 +507,29 @@ def test_pcb_head_stripes():
     assert torch.allclose(feats[:, 1], head.reduce[1](stripe).flatten(1), atol=1e-6)
     with pytest.raises(ValueError, match="stripes"):
         head(torch.rand(2, 8, 2, 2))
+
+
+def test_pcb_head_every_stripe_with_gem_and_its_classifier():
+    torch.manual_seed(1)
+    head = PCBHead(6, NUM_CLASSES, parts=3, local_dim=4, pool="gem", gem_p=3.0).eval()
+    with torch.no_grad():  # non-trivial BN statistics so the reduction is not the identity
+        for block in head.reduce:
+            block[1].running_mean.uniform_(-0.2, 0.2)
+            block[1].running_var.uniform_(0.5, 2.0)
+    fmap = torch.rand(2, 6, 8, 3) + 0.05
+    feats, logits = head(fmap)
+    rows = [(0, 3), (3, 6), (6, 8)]  # tensor_split of 8 rows into 3: 3, 3, 2
+    for i, (top, bottom) in enumerate(rows):
+        gem = fmap[:, :, top:bottom].pow(3).mean(dim=(2, 3)).pow(1 / 3)  # GeM p = 3 of stripe i
+        conv, bn = head.reduce[i][0], head.reduce[i][1]
+        z = gem @ conv.weight[:, :, 0, 0].T
+        z = (z - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+        expected = torch.relu(z)
+        assert torch.allclose(feats[:, i], expected, atol=1e-5), i
+        assert head.classifiers[i].bias is None
+        assert torch.allclose(logits[i], expected @ head.classifiers[i].weight.T, atol=1e-6), i
+    # each stripe has its own reduction and classifier
+    assert len({id(m) for m in head.reduce}) == 3 and len({id(c) for c in head.classifiers}) == 3
 
 
 # --------------------------------------------------------------------------------------------------
