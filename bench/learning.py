@@ -1,0 +1,183 @@
+"""Does training help? Trained against untrained accuracy of each model's tiny config.
+
+For each model (AGW, CAJ, DAM, FAFE tiny configs by default) the script trains on a fixed synthetic
+SYSU-MM01-layout set (generated once, seeded; or on ``--data ROOT`` with ``--dataset``, e.g. a
+``manifest.csv`` folder), then reports, as a table and as JSON (``--out``):
+
+- the 10-trial Rank-1 / Rank-10 / mAP / mINP of the trained model and of the same model untrained
+  (same architecture and seed), and chance Rank-1 (1 / gallery identities);
+- the training ID accuracy of the last epoch (and DAM's local-branch accuracy);
+- a same-modality ceiling: visible-to-visible retrieval of the test identities with the same trained
+  model (each visible image against the visible images of the other cameras);
+- the learning curve (Rank-1 and mAP of trial 0 at each evaluation epoch), steps and wall time.
+
+    .venv/bin/python bench/learning.py                         # all four tiny configs
+    .venv/bin/python bench/learning.py --models dam            # one
+    .venv/bin/python bench/learning.py --data data/mine --dataset manifest --models dam
+
+A benchmark, not a test: it takes minutes per model on a 2-core CPU. Numbers depend on the machine's
+thread count only through floating-point order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MODELS = ("agw", "caj", "dam", "fafe")
+#: The fixed synthetic set: identities (of which about a fifth are test identities, SYSU's proportions).
+DEFAULT_IDS = 256
+DEFAULT_SEED = 0
+DEFAULT_SIZE = (128, 64)
+
+
+def ensure_data(root: Path, ids: int, seed: int) -> Path:
+    from vireid.data.synthetic import generate
+
+    if not (root / "vireid_synthetic.json").is_file() or (root / "vireid_synthetic.incomplete").exists():
+        print(f"generating the synthetic SYSU-MM01-layout set: {ids} identities, seed {seed} -> {root}", flush=True)
+        generate("sysu", root, ids=ids, seed=seed, size=DEFAULT_SIZE, overwrite=True, progress=False)
+    return root
+
+
+def same_modality_ceiling(model: Any, cfg: Any, dataset: Any, protocol: Any) -> dict[str, float]:
+    """Visible-to-visible retrieval of the test identities: every visible test image against the visible
+    test images of the other cameras (same identity and camera removed, the LLCM rule)."""
+    import torch
+
+    from vireid.data.records import VISIBLE
+    from vireid.data.transforms import build_test_transform
+    from vireid.evaluation.evaluator import extract_features
+    from vireid.evaluation.metrics import rank_metrics
+
+    records = dataset.test_records() if hasattr(dataset, "test_records") else [*protocol.query(0), *protocol.gallery(0)]
+    visible = [r for r in records if r.modality == VISIBLE]
+    if len({r.camera for r in visible}) < 2:
+        return {}
+    feats = extract_features(model, visible, transform=build_test_transform(cfg), batch_size=128, progress=False)
+    feats = torch.nn.functional.normalize(feats, dim=1)
+    dist = -(feats @ feats.T).numpy()
+    m = rank_metrics(dist, [r.pid for r in visible], [r.pid for r in visible], [r.camera for r in visible],
+                     [r.camera for r in visible], protocol="llcm")
+    return {"rank1": 100 * float(m["cmc"][0]), "mAP": 100 * float(m["mAP"]), "images": len(visible)}
+
+
+def learning_curve(run_dir: Path) -> list[dict[str, float]]:
+    curve = []
+    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if rec.get("type") == "epoch" and rec.get("eval"):
+            mean = rec["eval"]["mean"]
+            curve.append({"epoch": rec["epoch"], "step": rec["step"], "rank1": mean["rank1"], "mAP": mean["mAP"]})
+    return curve
+
+
+def last_epoch_losses(run_dir: Path) -> dict[str, float]:
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    epochs = [r for r in epochs if r.get("type") == "epoch"]
+    return epochs[-1]["losses"] if epochs else {}
+
+
+def bench_model(model: str, data_root: Path, dataset_name: str, out: Path, overrides: list[str]) -> dict[str, Any]:
+    from vireid.config import load_config
+    from vireid.data import build_dataset
+    from vireid.engine.run import build_protocol, load_trained_model, run_test, run_training
+
+    config = REPO / "configs" / "sysu" / f"{model}_tiny.yaml"
+    run_dir = out / model
+    cfg = load_config(config, [f"data.name={dataset_name}", f"data.root={data_root}", f"output_dir={run_dir}",
+                               *overrides])
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    started = time.perf_counter()
+    trained = run_training(cfg)
+    wall = time.perf_counter() - started
+    untrained = run_test(copy.deepcopy(cfg), untrained=True, progress=False)
+    dataset = build_dataset(cfg.data.name, cfg.data.root)
+    protocol = build_protocol(dataset, cfg)
+    net, _ = load_trained_model(cfg, run_dir / "checkpoints" / "last.pt")
+    gallery_ids = len({r.pid for r in protocol.gallery(0)})
+    losses = last_epoch_losses(run_dir)
+    keys = ("rank1", "rank10", "mAP", "mINP")
+    return {
+        "model": model,
+        "config": str(config.relative_to(REPO)),
+        "trained": {k: trained["mean"][k] for k in keys},
+        "untrained": {k: untrained["mean"][k] for k in keys},
+        "trials": len(trained["trials"]),
+        "chance_rank1": 100.0 / gallery_ids,
+        "gallery_ids": gallery_ids,
+        "train_id_accuracy": 100 * losses.get("acc", float("nan")),
+        "train_local_accuracy": 100 * losses["acc_local"] if "acc_local" in losses else None,
+        "visible_to_visible": same_modality_ceiling(net, cfg, dataset, protocol),
+        "curve": learning_curve(run_dir),
+        "steps": int(cfg.train.epochs) * int(cfg.train.iters_per_epoch),
+        "wall_s": round(wall, 1),
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = (f"{'model':<6}{'trained R1':>11}{'untr. R1':>9}{'x':>6}{'chance':>7}{'R10':>7}{'mAP':>7}{'untr. mAP':>10}"
+            f"{'mINP':>7}{'train acc':>10}{'local acc':>10}{'V->V R1':>9}{'steps':>7}{'wall s':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        t, u = r["trained"], r["untrained"]
+        local = f"{r['train_local_accuracy']:.1f}" if r["train_local_accuracy"] is not None else "-"
+        ceiling = f"{r['visible_to_visible']['rank1']:.1f}" if r["visible_to_visible"] else "-"
+        lines.append(f"{r['model']:<6}{t['rank1']:>11.2f}{u['rank1']:>9.2f}{t['rank1'] / max(u['rank1'], 1e-9):>6.1f}"
+                     f"{r['chance_rank1']:>7.2f}{t['rank10']:>7.2f}{t['mAP']:>7.2f}{u['mAP']:>10.2f}{t['mINP']:>7.2f}"
+                     f"{r['train_id_accuracy']:>10.1f}{local:>10}{ceiling:>9}{r['steps']:>7}{r['wall_s']:>8.0f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--data", type=Path, default=None, help="dataset root (default: the fixed synthetic set)")
+    parser.add_argument("--dataset", default="sysu", help="reader of --data: sysu | regdb | llcm | manifest")
+    parser.add_argument("--ids", type=int, default=DEFAULT_IDS, help="identities of the synthetic set")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the synthetic set")
+    parser.add_argument("--work", type=Path, default=REPO / "out" / "bench" / "learning", help="working folder")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default WORK/learning.json)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every model")
+    args = parser.parse_args(argv)
+
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    from vireid.cli.train import setup_console_logging
+
+    setup_console_logging()
+    data_root = args.data or ensure_data(args.work / f"sysu_{args.ids}_seed{args.seed}", args.ids, args.seed)
+    rows = []
+    for model in args.models:
+        print(f"== {model}: training the tiny config on {data_root}", flush=True)
+        rows.append(bench_model(model, data_root, args.dataset if args.data else "sysu", args.work / "runs",
+                                list(args.overrides)))
+        print(format_table(rows[-1:]), flush=True)
+    report = {"data": str(data_root), "dataset": args.dataset if args.data else "sysu",
+              "synthetic": None if args.data else {"ids": args.ids, "seed": args.seed, "size": list(DEFAULT_SIZE)},
+              "threads": torch.get_num_threads(), "models": rows}
+    out = args.out or args.work / "learning.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print("\n10-trial means (percent); x = trained / untrained Rank-1; V->V: visible-to-visible ceiling")
+    print(format_table(rows))
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
