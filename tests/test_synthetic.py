@@ -336,6 +336,49 @@ def test_thermal_properties_are_independent_of_colour():
     assert sample_identity(np.random.default_rng(5), 1) == sample_identity(np.random.default_rng(5), 1)
 
 
+def test_infrared_intensity_is_predictable_from_material_and_style():
+    """The physical model (docs/synthetic-data.md): a garment's infrared intensities are its material's
+    value plus the style's layering offset plus a small variation; colour plays no part."""
+    from vireid.data.synthetic.person import MATERIALS, STYLE_LAYER_THERMAL, STYLE_MATERIALS, THERMAL_SPREAD
+
+    residual_t, residual_n, lum, thermal = [], [], [], []
+    materials_seen = set()
+    for i in range(400):
+        ident = sample_identity(np.random.default_rng([11, i]), i)
+        for g in (ident.upper, ident.lower):
+            m = MATERIALS[g.material]
+            assert g.material in dict(STYLE_MATERIALS[g.style])
+            materials_seen.add(g.material)
+            predicted = np.clip(m.thermal + STYLE_LAYER_THERMAL[g.style], 0.08, 0.92)
+            residual_t.append(g.thermal - predicted)
+            residual_n.append(g.nir - m.nir)
+            lum.append(np.dot(g.colour, (0.299, 0.587, 0.114)))
+            thermal.append(g.thermal)
+    assert materials_seen == set(MATERIALS)
+    assert np.std(residual_t) < 1.3 * THERMAL_SPREAD and np.abs(np.mean(residual_t)) < 0.01
+    assert np.std(residual_n) < 1.3 * THERMAL_SPREAD
+    assert np.std(thermal) > 4 * THERMAL_SPREAD  # the materials spread the intensities widely
+    assert abs(np.corrcoef(lum, thermal)[0, 1]) < 0.15
+
+
+def test_material_texture_shows_in_the_colour_image_whatever_the_colour():
+    """Two persons who differ only in their garments' material differ in the colour image and in both
+    infrared images; two who differ only in colour have identical infrared images."""
+    from vireid.data.synthetic.person import MATERIALS
+
+    ident = dataclasses.replace(identity_of("sysu", 0, 3), carried="none")
+    up = dataclasses.replace(ident.upper, style="jacket", material="leather", pattern="solid",
+                             thermal=MATERIALS["leather"].thermal, nir=MATERIALS["leather"].nir)
+    leather = dataclasses.replace(ident, upper=up)
+    quilted = dataclasses.replace(ident, upper=dataclasses.replace(up, material="down"))
+    specs = camera_specs("sysu", 0)
+    cam_v = specs[(1, "visible")]
+    shot = sample_shot(cam_v, np.random.default_rng(4))
+    a = np.asarray(render_shot(leather, cam_v, shot, np.random.default_rng(2)), dtype=np.float32)
+    b = np.asarray(render_shot(quilted, cam_v, shot, np.random.default_rng(2)), dtype=np.float32)
+    assert np.abs(a - b).mean() > 1.0  # the texture differs (same colour)
+
+
 def test_infrared_image_ignores_colours_visible_image_does_not():
     ident = identity_of("sysu", 0, 7)
     recoloured = dataclasses.replace(

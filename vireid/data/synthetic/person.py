@@ -5,9 +5,24 @@ build, height, skin, hair, upper and lower garments (each with a colour, a patte
 property drawn independently of the colour), shoes and a carried object. What changes from image to
 image (viewpoint, pose, placement) is a :class:`~vireid.data.synthetic.render.Shot`.
 
-Colours are linear RGB triples in [0, 1]; thermal values are infrared intensities in [0, 1]
-(how bright the part looks to an infrared camera), independent of the colour by construction: they
-are drawn from their own generator stream, so a red and a blue shirt are equally likely to be bright.
+Colours are linear RGB triples in [0, 1]; thermal values are infrared intensities in [0, 1] (how
+bright the part looks to an infrared camera). They follow the physical causes a colour image also
+shows, as in a real thermal or near-infrared camera, and never the colour (docs/synthetic-data.md):
+
+- **garment material** (:data:`MATERIALS`): cotton, knit, denim, leather, down, nylon and wool differ in
+  thickness, insulation and emissivity, so each has its own far-infrared (``thermal``) and
+  near-infrared (``nir``) intensity; a colour image shows the material as a **texture** (ribs, twill,
+  quilting, sheen, fuzz) drawn over whatever colour the garment has;
+- **layering**: a jacket or a coat insulates (cooler), a T-shirt is thin (warmer); an open jacket shows
+  the warmer inner layer;
+- **exposed skin** (short sleeves, shorts, skirts, faces, hands) is the warmest part; **hair** is cool;
+  **bags and straps** block body heat; **shoes** are cold; body build and pose shape every image alike;
+- a small per-identity variation on top (``THERMAL_SPREAD``).
+
+Colours, patterns and materials are drawn from the visible stream; the thermal and near-infrared values
+are then a function of the material and the style plus noise from an independent stream, so a red and a
+blue shirt of the same material are equally bright in infrared (a colour histogram cannot match across
+modalities), while the texture in the colour image predicts the infrared intensity.
 """
 
 from __future__ import annotations
@@ -62,6 +77,52 @@ SHOE_COLOURS: tuple[tuple[str, Colour, float], ...] = (
 SKIN_LIGHT: Colour = (0.96, 0.80, 0.68)
 SKIN_DARK: Colour = (0.34, 0.21, 0.14)
 
+@dataclass(frozen=True)
+class Material:
+    """A garment material: the texture it shows in a colour image and its infrared intensities.
+
+    ``thermal``: far-infrared brightness (emissivity times how much body heat reaches the surface: thin
+    and high-emissivity fabrics are bright, insulating or low-emissivity ones dark); ``nir``:
+    near-infrared reflectance under active illumination. ``texture`` names the visible texture
+    (:func:`vireid.data.synthetic.render.material_texture`).
+    """
+
+    name: str
+    texture: str
+    thermal: float
+    nir: float
+
+
+#: Materials, with their textures and intensities (see docs/synthetic-data.md for the reasoning).
+MATERIALS: dict[str, Material] = {
+    m.name: m
+    for m in (
+        Material("cotton", "plain", thermal=0.74, nir=0.78),  # thin, high emissivity
+        Material("knit", "ribbed", thermal=0.52, nir=0.64),  # thick loops trap air
+        Material("denim", "twill", thermal=0.62, nir=0.46),  # dense weave, indigo dark in NIR
+        Material("leather", "sheen", thermal=0.24, nir=0.22),  # low emissivity, reflects the cold surroundings
+        Material("down", "quilted", thermal=0.32, nir=0.56),  # insulating fill
+        Material("nylon", "glossy", thermal=0.58, nir=0.34),  # thin synthetic shell, dark in NIR
+        Material("wool", "fuzzy", thermal=0.42, nir=0.70),  # thick, insulating, bright in NIR
+    )
+}
+#: Materials each garment style is made of (with weights).
+STYLE_MATERIALS: dict[str, tuple[tuple[str, float], ...]] = {
+    "tshirt": (("cotton", 3.0), ("knit", 1.0), ("nylon", 1.0)),
+    "longsleeve": (("cotton", 2.0), ("knit", 1.5), ("wool", 1.0)),
+    "jacket": (("denim", 1.0), ("leather", 1.0), ("nylon", 1.2), ("down", 1.0)),
+    "coat": (("wool", 1.5), ("down", 1.2), ("leather", 0.8)),
+    "trousers": (("cotton", 2.0), ("wool", 1.0), ("nylon", 1.0), ("leather", 0.3)),
+    "jeans": (("denim", 1.0),),
+    "shorts": (("cotton", 2.0), ("denim", 1.0), ("nylon", 1.0)),
+    "skirt": (("cotton", 1.5), ("wool", 1.0), ("knit", 1.0), ("leather", 0.6)),
+}
+#: Layering: how a style changes the garment's far-infrared intensity (insulating outer layers are cooler).
+STYLE_LAYER_THERMAL = {"tshirt": 0.05, "longsleeve": 0.0, "jacket": -0.05, "coat": -0.09,
+                       "trousers": 0.0, "jeans": 0.0, "shorts": 0.03, "skirt": 0.02}
+#: Per-identity variation of a garment's infrared intensity around its material's value (standard deviation).
+THERMAL_SPREAD = 0.03
+
 UPPER_STYLES = ("tshirt", "longsleeve", "jacket", "coat")
 LOWER_STYLES = ("trousers", "jeans", "shorts", "skirt")
 UPPER_PATTERNS = ("solid", "stripes", "checks", "dots", "print")
@@ -94,6 +155,8 @@ class Garment:
     print_shape: str = "disc"
     inner_colour: Colour = (0.0, 0.0, 0.0)
     inner_thermal: float = 0.0
+    material: str = "cotton"
+    nir: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -175,11 +238,17 @@ def _garment(
     _, pcol = _contrasting(rng, base)
     pcol = _jitter(rng, pcol)
     period = float(rng.uniform(0.035, 0.07)) if pattern != "dots" else float(rng.uniform(0.045, 0.07))
-    # Thermal properties come from their own stream: independent of every colour drawn above.
-    thermal = float(thermal_rng.uniform(0.22, 0.85))
+    options = STYLE_MATERIALS[style]
+    mw = np.array([wt for _, wt in options], dtype=np.float64)
+    material = MATERIALS[options[int(rng.choice(len(options), p=mw / mw.sum()))][0]]
+    # Infrared intensities: the material and the layering, plus noise from the thermal stream; the
+    # colours drawn above never enter.
+    thermal = float(np.clip(material.thermal + STYLE_LAYER_THERMAL[style] + thermal_rng.normal(0.0, THERMAL_SPREAD),
+                            0.08, 0.92))
+    nir = float(np.clip(material.nir + thermal_rng.normal(0.0, THERMAL_SPREAD), 0.08, 0.92))
     pattern_thermal = _pattern_thermal(thermal_rng, thermal)
     inner_name, inner = _choice_weighted(rng, GARMENT_COLOURS)
-    inner_thermal = float(np.clip(thermal + thermal_rng.uniform(0.1, 0.25), 0.0, 0.95))
+    inner_thermal = float(np.clip(max(thermal, 0.6) + thermal_rng.uniform(0.1, 0.2), 0.0, 0.95))
     return Garment(
         style=style,
         colour=base,
@@ -193,6 +262,8 @@ def _garment(
         print_shape=PRINT_SHAPES[int(rng.integers(len(PRINT_SHAPES)))],
         inner_colour=_jitter(rng, inner),
         inner_thermal=inner_thermal,
+        material=material.name,
+        nir=nir,
     )
 
 

@@ -15,8 +15,10 @@ sensor noise and occasional occluders.
 * :class:`Shot` -- one frame: viewpoint, walking phase, placement, blur and occluder.
 
 Infrared images carry no colour: one intensity channel (stored as three equal channels, as
-SYSU-MM01's), computed from each part's thermal property, which is drawn independently of the part's
-colour (see :mod:`vireid.data.synthetic.person`).
+SYSU-MM01's), computed from each part's near- or far-infrared intensity, which follows the part's
+material and layering but never its colour (see :mod:`vireid.data.synthetic.person`). The colour
+image shows each garment's material as a texture over its colour (:func:`material_texture`), which
+is how a network can learn to predict the infrared look from the colour look.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from vireid.data.records import INFRARED, VISIBLE
-from vireid.data.synthetic.person import Colour, PersonIdentity
+from vireid.data.synthetic.person import MATERIALS, Colour, Garment, PersonIdentity
 
 VIEWS = ("front", "back", "left", "right")
 
@@ -769,25 +771,99 @@ def _visible_lut(ident: PersonIdentity) -> np.ndarray:
 
 
 def _infrared_lut(ident: PersonIdentity, kind: str) -> np.ndarray:
+    """Infrared intensity of each part label: the garments' far-infrared (``thermal``) or near-infrared
+    (``nir``) value of their material; skin warm, hair cool, bags and shoes cold."""
     lut = np.zeros(_N_LABELS, dtype=np.float32)
+    upper = ident.upper.thermal if kind == "thermal" else ident.upper.nir
+    lower = ident.lower.thermal if kind == "thermal" else ident.lower.nir
     lut[SKIN] = ident.skin_thermal
     lut[HAIR] = ident.hair_thermal
-    lut[UPPER] = ident.upper.thermal
-    lut[UPPER_PATTERN] = ident.upper.pattern_thermal
+    lut[UPPER] = upper
+    lut[UPPER_PATTERN] = upper + (ident.upper.pattern_thermal - ident.upper.thermal)
     lut[INNER] = ident.upper.inner_thermal
-    lut[LOWER] = ident.lower.thermal
-    lut[LOWER_PATTERN] = ident.lower.pattern_thermal
+    lut[LOWER] = lower
+    lut[LOWER_PATTERN] = lower + (ident.lower.pattern_thermal - ident.lower.thermal)
     lut[SHOES] = ident.shoes_thermal
     lut[CARRIED] = ident.carried_thermal
     lut[STRAP] = ident.carried_thermal * 0.85
     lut[EYES] = ident.skin_thermal * 0.9
     if kind == "thermal":
-        # far infrared: clothes are warmed by the body, so the whole person glows above the scene
-        lut[1:SHADE] = 0.5 + 0.45 * lut[1:SHADE]
+        # far infrared: the clothed body glows above the scene; the material sets how much
+        lut[1:SHADE] = 0.35 + 0.6 * lut[1:SHADE]
         lut[CARRIED] = 0.25 + 0.3 * ident.carried_thermal
         lut[STRAP] = lut[CARRIED]
     lut[SHADE:] = lut[:SHADE] * 0.93
     return lut
+
+
+#: Visible textures of the materials: period (person heights) and strength.
+_RIB_PERIOD, _TWILL_PERIOD, _QUILT_PERIOD, _FUZZ_PERIOD, _SHEEN_PERIOD = 0.045, 0.05, 0.075, 0.035, 0.09
+
+
+def material_texture(texture: str, u: np.ndarray, v: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
+    """A material's look in a colour image at person coordinates ``u`` (across, from the body's centre
+    line) and ``v`` (down from the head), in person heights: ``(factor, highlight)``, the colour is
+    multiplied by ``factor`` and ``highlight`` (white) is added. ``side`` (-1 or 1) places a sheen's
+    highlight on the lit side. The texture does not depend on the colour.
+
+    ``plain`` (cotton) flat; ``ribbed`` (knit) vertical ribs; ``twill`` (denim) diagonal lines;
+    ``quilted`` (down) horizontal puffs with dark seams; ``sheen`` (leather) darker with a sharp
+    specular band; ``glossy`` (nylon) a broad soft highlight and crinkles; ``fuzzy`` (wool) a fine
+    mottled surface.
+    """
+    one = np.ones_like(u)
+    zero = np.zeros_like(u)
+    tau = 2 * np.pi
+    if texture == "plain":
+        return one, zero
+    if texture == "ribbed":
+        return 1.0 + 0.17 * np.sign(np.sin(tau * u / _RIB_PERIOD)), zero
+    if texture == "twill":
+        return 1.0 + 0.13 * np.sign(np.sin(tau * (u + 0.6 * v) / _TWILL_PERIOD)), zero
+    if texture == "quilted":
+        phase = (v / _QUILT_PERIOD) % 1.0
+        return 0.62 + 0.5 * np.sin(np.pi * phase), zero
+    if texture in ("sheen", "glossy"):
+        # highlights repeat across the body so that every limb and the torso catch one
+        offset = ((u - 0.02 * side) / _SHEEN_PERIOD) % 1.0 - 0.5
+        if texture == "sheen":
+            return 0.78 * one, 0.45 * np.exp(-((offset / 0.1) ** 2))
+        return 1.0 + 0.08 * np.sin(tau * v / 0.05), 0.2 * np.exp(-((offset / 0.22) ** 2))
+    if texture == "fuzzy":
+        return 1.0 + 0.12 * np.sign(np.sin(tau * u / _FUZZ_PERIOD) * np.sin(tau * v / _FUZZ_PERIOD + 1.3 * u / _FUZZ_PERIOD)), zero
+    raise ValueError(f"unknown material texture {texture!r}")
+
+
+def _garment_pixels(lab: np.ndarray, garment_labels: tuple[int, int]) -> np.ndarray:
+    base = lab & 15
+    return (base == garment_labels[0]) | (base == garment_labels[1])
+
+
+def _texture_maps(ident: PersonIdentity, lab: np.ndarray, cx: float, top: float, hp: float,
+                  side: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel colour factor and highlight of the garments' materials (1 and 0 elsewhere)."""
+    yy, xx = _grid(*lab.shape)
+    u = (xx - cx) / hp
+    v = (yy - top) / hp
+    factor = np.ones(lab.shape, dtype=np.float32)
+    highlight = np.zeros(lab.shape, dtype=np.float32)
+    for garment, labels in ((ident.upper, (UPPER, UPPER_PATTERN)), (ident.lower, (LOWER, LOWER_PATTERN))):
+        sel = _garment_pixels(lab, labels)
+        if not sel.any():
+            continue
+        f, h = material_texture(MATERIALS[garment.material].texture, u[sel], v[sel], side)
+        factor[sel] = f
+        highlight[sel] = h
+    return factor, highlight
+
+
+def _seams(garment: Garment, lab: np.ndarray, labels: tuple[int, int], top: float, hp: float) -> np.ndarray:
+    """Down jackets' stitched seams leak heat: slightly warmer lines in far infrared."""
+    if MATERIALS[garment.material].texture != "quilted":
+        return np.zeros(lab.shape, dtype=np.float32)
+    yy, _ = _grid(*lab.shape)
+    phase = ((yy - top) / hp / _QUILT_PERIOD) % 1.0
+    return (_garment_pixels(lab, labels) & ((phase < 0.12) | (phase > 0.88))).astype(np.float32) * 0.05
 
 
 def _downsample2(a: np.ndarray) -> np.ndarray:
@@ -855,6 +931,9 @@ def render_shot(
     if infrared:
         kind = camera.infrared
         values = _infrared_lut(identity, kind)[lab]
+        if kind == "thermal":
+            values = values + _seams(identity.upper, lab, (UPPER, UPPER_PATTERN), top, hp) + _seams(
+                identity.lower, lab, (LOWER, LOWER_PATTERN), top, hp)
         shade = 1.0 - 0.1 * np.clip(u * u, 0.0, 1.0)
         person = _downsample2(values * shade * alpha_hi)
         alpha = _downsample2(alpha_hi)
@@ -873,6 +952,8 @@ def render_shot(
         return Image.fromarray(np.repeat(g[:, :, None], 3, axis=2), mode="RGB")
 
     colours = _visible_lut(identity)[lab]
+    factor, highlight = _texture_maps(identity, lab, cx, top, hp, 1.0 if shot.shading >= 0 else -1.0)
+    colours = colours * factor[..., None] + highlight[..., None]
     light = 1.0 - 0.28 * np.clip(u * u, 0.0, 1.0) + 0.12 * shot.shading * np.clip(u, -1.0, 1.0)
     person = _downsample2(colours * (light * alpha_hi)[..., None])
     alpha = _downsample2(alpha_hi)[..., None]
