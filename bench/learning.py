@@ -33,18 +33,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 MODELS = ("agw", "caj", "dam", "fafe")
-#: The fixed synthetic set: identities (of which about a fifth are test identities, SYSU's proportions).
-DEFAULT_IDS = 256
+#: The fixed synthetic set (the demo's): 132 identities, 52 of them test identities.
+DEFAULT_IDS, DEFAULT_TEST_IDS = 132, 52
 DEFAULT_SEED = 0
 DEFAULT_SIZE = (128, 64)
 
 
-def ensure_data(root: Path, ids: int, seed: int) -> Path:
+def ensure_data(root: Path, ids: int, test_ids: int, seed: int) -> Path:
     from vireid.data.synthetic import generate
 
     if not (root / "vireid_synthetic.json").is_file() or (root / "vireid_synthetic.incomplete").exists():
-        print(f"generating the synthetic SYSU-MM01-layout set: {ids} identities, seed {seed} -> {root}", flush=True)
-        generate("sysu", root, ids=ids, seed=seed, size=DEFAULT_SIZE, overwrite=True, progress=False)
+        print(f"generating the synthetic SYSU-MM01-layout set: {ids} identities ({test_ids} test), seed {seed} -> "
+              f"{root}", flush=True)
+        generate("sysu", root, ids=ids, seed=seed, size=DEFAULT_SIZE, overwrite=True, progress=False,
+                 test_ids=test_ids)
     return root
 
 
@@ -146,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="dataset root (default: the fixed synthetic set)")
     parser.add_argument("--dataset", default="sysu", help="reader of --data: sysu | regdb | llcm | manifest")
     parser.add_argument("--ids", type=int, default=DEFAULT_IDS, help="identities of the synthetic set")
+    parser.add_argument("--test-ids", type=int, default=DEFAULT_TEST_IDS, help="test identities of the synthetic set")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the synthetic set")
     parser.add_argument("--work", type=Path, default=REPO / "out" / "bench" / "learning", help="working folder")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default WORK/learning.json)")
@@ -160,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     from vireid.cli.train import setup_console_logging
 
     setup_console_logging()
-    data_root = args.data or ensure_data(args.work / f"sysu_{args.ids}_seed{args.seed}", args.ids, args.seed)
+    data_root = args.data or ensure_data(args.work / f"sysu_{args.ids}_{args.test_ids}_seed{args.seed}", args.ids,
+                                         args.test_ids, args.seed)
     rows = []
     for model in args.models:
         print(f"== {model}: training the tiny config on {data_root}", flush=True)
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                                 list(args.overrides)))
         print(format_table(rows[-1:]), flush=True)
     report = {"data": str(data_root), "dataset": args.dataset if args.data else "sysu",
-              "synthetic": None if args.data else {"ids": args.ids, "seed": args.seed, "size": list(DEFAULT_SIZE)},
+              "synthetic": None if args.data else {"ids": args.ids, "test_ids": args.test_ids, "seed": args.seed, "size": list(DEFAULT_SIZE)},
               "threads": torch.get_num_threads(), "models": rows}
     out = args.out or args.work / "learning.json"
     out.parent.mkdir(parents=True, exist_ok=True)

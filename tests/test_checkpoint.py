@@ -120,7 +120,8 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
-@pytest.mark.parametrize("kind", ["missing", "folder", "garbage", "truncated", "not_vireid", "future"])
+@pytest.mark.parametrize("kind", ["missing", "folder", "garbage", "truncated", "not_vireid", "future", "empty",
+                                  "flipped"])
 def test_bad_checkpoint_files_raise_checkpoint_error_naming_the_file(tmp_path, kind):
     path = tmp_path / "x.pt"
     expect = {
@@ -130,6 +131,8 @@ def test_bad_checkpoint_files_raise_checkpoint_error_naming_the_file(tmp_path, k
         "truncated": "cannot be read",
         "not_vireid": "not a vireid checkpoint",
         "future": "format_version 99",
+        "empty": "empty",
+        "flipped": "fails its CRC-32 check",
     }[kind]
     if kind == "folder":
         path.mkdir()
@@ -141,6 +144,20 @@ def test_bad_checkpoint_files_raise_checkpoint_error_naming_the_file(tmp_path, k
         path.write_bytes(data[: len(data) // 2])
     elif kind == "not_vireid":
         torch.save(Net().state_dict(), path)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "flipped":  # 64 flipped bytes inside a tensor record: torch.load alone reads them silently
+        save_checkpoint(path, model=Net(), epoch=0)
+        data = bytearray(path.read_bytes())
+        import zipfile
+
+        with zipfile.ZipFile(path) as archive:
+            info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 8
+        for i in range(start, start + 64):
+            data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
+        torch.load(path, weights_only=True)  # the damage is invisible to torch
     elif kind == "future":
         save_checkpoint(path, model=Net(), epoch=0)
         ck = torch.load(path, weights_only=True)

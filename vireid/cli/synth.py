@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ids", type=int, default=None, help="number of persons (with --shape-from: a subset of the real ids)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--test-ids", type=int, default=None, metavar="N",
+                        help="sysu only: N test identities, the rest train/val (default: the real proportions, "
+                        "about a fifth)")
     parser.add_argument(
         "--images-per-camera",
         type=int,
@@ -84,6 +87,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
             workers=args.workers,
             overwrite=args.overwrite,
             progress=not args.quiet,
+            test_ids=args.test_ids,
         )
     except ValueError as exc:
         print(f"vireid synth: error: {exc}", file=sys.stderr)

@@ -144,6 +144,7 @@ def _torch_load(path: Path, map_location: Any) -> Any:
         raise CheckpointError(f"{path}: is not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the checkpoint file is empty (0 bytes; a write that never finished?)")
+    check_integrity(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, not a torch file, unsupported pickle content...
@@ -151,6 +152,25 @@ def _torch_load(path: Path, map_location: Any) -> Any:
         raise CheckpointError(
             f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}{': ' + first if first else ''})"
         ) from exc
+
+
+def check_integrity(path: str | Path) -> None:
+    """Verify the CRC-32 of every record of a torch zip checkpoint (``torch.load`` does not: a file with
+    flipped bytes loads silently with wrong numbers). A damaged file is a :class:`CheckpointError` naming
+    the record; files in torch's legacy (non-zip) format are not checked."""
+    import zipfile
+
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint: its zip structure cannot be read ({exc})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: damaged checkpoint: record {bad!r} fails its CRC-32 check (the file was "
+                              "altered or truncated after it was written); use another checkpoint")
 
 
 def load_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:

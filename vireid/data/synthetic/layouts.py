@@ -279,15 +279,20 @@ class SysuShape:
     perm_dtype: np.dtype | None = None
 
 
-def sysu_shape(ids: int, *, seed: int = 0, images_per_camera: int | None = None) -> SysuShape:
+def sysu_shape(ids: int, *, seed: int = 0, images_per_camera: int | None = None,
+               test_ids: int | None = None) -> SysuShape:
     """A SYSU-MM01-like shape for ``ids`` persons (ids 1..N).
 
     Each person is seen by a random subset of the six cameras (some miss some cameras), always by at
     least one visible and one infrared camera; every (person, camera) folder holds
-    ``images_per_camera`` images. Ids are split train / val / test in the real 296 / 99 / 96 proportions.
+    ``images_per_camera`` images. Ids are split train / val / test in the real 296 / 99 / 96 proportions,
+    or, with ``test_ids``, that many test ids and the rest train / val in the real 296 / 99 proportions
+    (a test set large enough to measure with, next to a training set small enough to learn on a CPU).
     """
     if ids < 3:
         raise ValueError(f"a SYSU-MM01 layout needs at least 3 ids (train, val and test), got {ids}")
+    if test_ids is not None and not 1 <= test_ids <= ids - 2:
+        raise ValueError(f"test_ids must be in 1..{ids - 2} (at least one train and one val id), got {test_ids}")
     k = DEFAULT_IMAGES["sysu"] if images_per_camera is None else images_per_camera
     if k < 1:
         raise ValueError(f"images_per_camera must be >= 1, got {k}")
@@ -303,7 +308,11 @@ def sysu_shape(ids: int, *, seed: int = 0, images_per_camera: int | None = None)
             cams.append(int(SYSU_INFRARED[int(rng.integers(2))]))
         for c in cams:
             counts[(c, pid)] = k
-    n_train, n_val, n_test = _proportional_split(ids, SYSU_SPLIT)
+    if test_ids is None:
+        n_train, n_val, n_test = _proportional_split(ids, SYSU_SPLIT)
+    else:
+        n_test = int(test_ids)
+        n_train, n_val = _proportional_split(ids - n_test, SYSU_SPLIT[:2])
     order = np.random.default_rng([seed, code, 2]).permutation(np.arange(1, ids + 1))
     test = sorted(int(i) for i in order[:n_test])
     val = sorted(int(i) for i in order[n_test : n_test + n_val])
@@ -571,6 +580,7 @@ def generate(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    test_ids: int | None = None,
 ) -> Path:
     """Write a synthetic VI-ReID dataset in ``dataset``'s official layout into ``out``; returns the folder.
 
@@ -581,6 +591,8 @@ def generate(
     (see :func:`sysu_shape_from`). ``size`` is (height, width) in pixels; ``workers`` the number of
     worker processes (default: the CPU count, at most 8; the files do not depend on it). ``out`` must
     be empty or new unless ``overwrite``, which removes a previous synthetic dataset's folders there.
+    ``test_ids`` (SYSU-MM01 only, without ``shape_from``): the number of test identities (default: the
+    real proportions, about a fifth).
     """
     if dataset not in _CODES:
         raise ValueError(f"unknown synthetic dataset {dataset!r}; expected one of {DATASETS}")
@@ -591,6 +603,8 @@ def generate(
         raise ValueError("shape_from (a rand_perm_cam.mat) is only used with dataset 'sysu'")
     if ids is None and shape_from is None:
         raise ValueError("ids (the number of persons) is required")
+    if test_ids is not None and (dataset != "sysu" or shape_from is not None):
+        raise ValueError("test_ids is used with dataset 'sysu' without shape_from only")
     if images_per_camera is not None and images_per_camera < 1:
         raise ValueError(f"images_per_camera must be >= 1, got {images_per_camera}")
     out = Path(out).expanduser()
@@ -598,7 +612,8 @@ def generate(
         shape = (
             sysu_shape_from(shape_from, ids=ids, seed=seed, images_per_camera=images_per_camera)
             if shape_from is not None
-            else sysu_shape(int(ids), seed=seed, images_per_camera=images_per_camera)  # type: ignore[arg-type]
+            else sysu_shape(int(ids), seed=seed, images_per_camera=images_per_camera,  # type: ignore[arg-type]
+                            test_ids=test_ids)
         )
     _prepare_folder(out, overwrite)
     k = DEFAULT_IMAGES[dataset] if images_per_camera is None else images_per_camera
@@ -622,6 +637,7 @@ def generate(
             "ids": n_ids,
             "seed": seed,
             "images_per_camera": images_per_camera,
+            "test_ids": test_ids,
             "shape_from": str(shape_from) if shape_from is not None else None,
             "size": [h, w],
             "images": n,

@@ -797,7 +797,7 @@ def _infrared_lut(ident: PersonIdentity, kind: str) -> np.ndarray:
 
 
 #: Visible textures of the materials: period (person heights) and strength.
-_RIB_PERIOD, _TWILL_PERIOD, _QUILT_PERIOD, _FUZZ_PERIOD, _SHEEN_PERIOD = 0.045, 0.05, 0.075, 0.035, 0.09
+_RIB_PERIOD, _TWILL_PERIOD, _QUILT_PERIOD, _FUZZ_PERIOD, _SHEEN_PERIOD = 0.08, 0.09, 0.11, 0.07, 0.12
 
 
 def material_texture(texture: str, u: np.ndarray, v: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
