@@ -236,3 +236,30 @@ def test_torchrun_two_cpu_processes(sysu_config, tmp_path):
     assert [r["step"] for r in records if r["type"] == "epoch"] == [1, 2]
     assert len(load_checkpoint(out / "checkpoints" / "last.pt")["rng"]) == 2
     assert [row["trial"] for row in json.loads((out / "results.json").read_text())["trials"]] == [0]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.name=nope", "data.name: unknown dataset 'nope'"),
+    ("test.mode=outdoor", "test.mode='outdoor' is not valid"),
+    ("test.shots=3", "test.shots=3 is not valid"),
+    ("data.root=/nonexistent/sysu", "/nonexistent/sysu"),
+])
+def test_a_run_that_fails_validation_leaves_no_run_folder(sysu_config, tmp_path, capsys, override, message):
+    out = tmp_path / "never"
+    assert vireid("train", str(sysu_config), f"output_dir={out}", override) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_options_the_protocol_ignores_are_reported_and_trials_capped(sysu_config, tmp_path, caplog):
+    from vireid.config import load_config
+    from vireid.data import build_dataset
+
+    cfg = load_config(sysu_config, ["test.direction=infrared_to_visible", "test.trials=12"])
+    dataset = build_dataset("sysu", cfg.data.root)
+    with caplog.at_level("WARNING"):
+        protocol = run_module.build_protocol(dataset, cfg)
+        trials = run_module.final_test_trials(dataset, protocol, cfg)
+    assert "test.direction='infrared_to_visible' is ignored" in caplog.text
+    assert trials == list(range(10)) and "test.trials=12 but the sysu protocol has 10 trial(s)" in caplog.text

@@ -182,3 +182,33 @@ def test_save_replaces_an_existing_file(tmp_path: Path) -> None:
     path.write_text("old", encoding="utf-8")
     save_config(load_config(None, ["train.epochs=3"]), path)
     assert load_config(path).train.epochs == 3
+
+
+@pytest.mark.parametrize("override, message", [
+    ("test.mode=outdoor", "test.mode='outdoor' is not valid; expected one of: all, indoor"),
+    ("test.sampler=weird", "test.sampler='weird' is not valid; expected one of: community, official"),
+    ("test.shots=3", "test.shots=3 is not valid; expected one of: 1, 10"),
+    ("test.direction=up", "expected one of: visible_to_infrared, infrared_to_visible"),
+    ("data.resize=cubic", "data.resize='cubic' is not valid; expected one of: lanczos, bilinear"),
+    ("train.best_metric=R1", "expected one of: mAP, rank1"),
+])
+def test_enumerated_values_are_checked_when_loaded(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert message in str(err.value)
+
+
+def test_every_choice_table_key_exists_and_its_default_is_valid() -> None:
+    from vireid.config.checks import CHOICES
+
+    cfg = load_config(None)
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        assert cfg[section][name] in choices, key
+
+
+def test_unknown_dataset_name_is_a_config_error_naming_the_key() -> None:
+    from vireid.data import build_dataset
+
+    with pytest.raises(ConfigError, match="data.name: unknown dataset 'sysuu'.*Did you mean 'sysu'"):
+        build_dataset("sysuu", "anywhere")

@@ -203,8 +203,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
     Returns a struct-mode DictConfig typed by :class:`vireid.config.defaults.VireidConfig` (assigning
     an unknown key later is an error too). Raises :class:`~vireid.errors.ConfigError` on a missing or
-    malformed file, an unknown key, a value of the wrong type, a ``_base_`` cycle or an override
-    without ``=``.
+    malformed file, an unknown key, a value of the wrong type, an enumerated value that is not one of its
+    choices (:mod:`vireid.config.checks`), a ``_base_`` cycle or an override without ``=``.
     """
     if isinstance(overrides, str):
         raise TypeError("overrides must be a sequence of 'key=value' strings, not one string")
@@ -220,6 +220,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot resolve an interpolation in the config: {exc}") from None
+    from vireid.config.checks import check_config
+
+    check_config(cfg)
     return cfg
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vireid.data.base import VIReIDDataset
+from vireid.errors import ConfigError
 
 DATASETS: dict[str, type[VIReIDDataset]] = {}
 
@@ -36,7 +37,7 @@ def build_dataset(name: str, root: str | Path, **kwargs: Any) -> VIReIDDataset:
     if name not in DATASETS:
         near = difflib.get_close_matches(name, DATASETS, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}.{hint}")
+        raise ConfigError(f"data.name: unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}.{hint}")
     return DATASETS[name](root, **kwargs)
 
 

@@ -54,7 +54,20 @@ def protocol_options(dataset: Any, cfg: Any) -> dict[str, Any]:
 
 
 def build_protocol(dataset: Any, cfg: Any) -> Any:
-    return dataset.protocol(**protocol_options(dataset, cfg))
+    """The dataset's evaluation protocol with the ``test.*`` options it takes; an option it does not take,
+    set to something other than its default, is logged as ignored (e.g. ``test.direction`` on SYSU-MM01,
+    whose queries are always infrared)."""
+    from vireid.config.defaults import TestConfig
+
+    options = protocol_options(dataset, cfg)
+    for key in PROTOCOL_KEYS:
+        if key not in options and cfg.test[key] != getattr(TestConfig, key):
+            logger.warning("test.%s=%r is ignored: the %s protocol has no such option", key, cfg.test[key],
+                           getattr(dataset, "name", type(dataset).__name__))
+    try:
+        return dataset.protocol(**options)
+    except ValueError as exc:  # an option value the protocol refuses (e.g. a sampler without its file)
+        raise ConfigError(f"test options {options}: {exc}") from None
 
 
 def final_test_trials(dataset: Any, protocol: Any, cfg: Any, n: int | None = None) -> list[int]:
@@ -67,9 +80,12 @@ def final_test_trials(dataset: Any, protocol: Any, cfg: Any, n: int | None = Non
                               f"{list(protocol.trials)}")
         return [trial]
     n = int(cfg.test.trials if n is None else n)
-    if not 1 <= n <= len(protocol.trials):
-        raise ConfigError(f"number of test trials {n} (test.trials or --trials): expected 1..{len(protocol.trials)} "
-                          f"for {protocol.describe()}")
+    if n < 1:
+        raise ConfigError(f"number of test trials {n} (test.trials or --trials): expected at least 1")
+    if n > len(protocol.trials):
+        logger.warning("test.trials=%d but the %s protocol has %d trial(s): testing %d", n,
+                       getattr(dataset, "name", "dataset's"), len(protocol.trials), len(protocol.trials))
+        n = len(protocol.trials)
     return list(protocol.trials[:n])
 
 
@@ -130,6 +146,16 @@ def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Se
     return trainer
 
 
+def preflight(cfg: Any) -> None:
+    """Check what a run needs before anything is written: the dataset reads (``data.name``,
+    ``data.root``), its protocol takes the ``test.*`` options and the test trials exist. Errors are
+    :class:`ConfigError` / :class:`~vireid.errors.DatasetError` naming the key or file."""
+    from vireid.data import build_dataset
+
+    dataset = build_dataset(cfg.data.name, cfg.data.root)
+    final_test_trials(dataset, build_protocol(dataset, cfg), cfg)
+
+
 def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | None = None) -> dict[str, Any] | None:
     """Train as configured, then test the final weights; returns the results on rank 0 (None on other
     ranks). ``resume`` continues from ``output_dir/checkpoints/last.pt`` (a :class:`CheckpointError`
@@ -143,6 +169,7 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
         raise CheckpointError(f"{last}: checkpoint file does not exist; nothing to resume in output_dir="
                               f"{str(output_dir)!r} (run without --resume to start it)")
     configure_determinism(bool(cfg.train.deterministic))  # before CUDA starts (CUBLAS_WORKSPACE_CONFIG)
+    preflight(cfg)  # a config that cannot run fails here, before the run folder exists
     owns_group = dist is None
     ctx = dist if dist is not None else init_distributed(str(cfg.train.device))
     log_handler = None

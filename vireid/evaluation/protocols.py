@@ -27,18 +27,19 @@ from typing import Any
 
 import numpy as np
 
+from vireid.config.checks import TEST_DIRECTIONS, TEST_SAMPLERS, TEST_SHOTS
 from vireid.data.base import EvalProtocol, VIReIDDataset
 from vireid.data.records import INFRARED, VISIBLE, ImageRecord
 
 #: ``direction`` values of RegDB and LLCM: the query modality comes first.
-DIRECTIONS = ("visible_to_infrared", "infrared_to_visible")
+DIRECTIONS = TEST_DIRECTIONS
 
 #: SYSU-MM01 cameras: infrared query cameras and visible gallery cameras per search mode, in the
 #: reference code's order.
 SYSU_QUERY_CAMERAS = (3, 6)
 SYSU_GALLERY_CAMERAS = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
-SYSU_SHOTS = (1, 10)
-SYSU_SAMPLERS = ("community", "official")
+SYSU_SHOTS = TEST_SHOTS
+SYSU_SAMPLERS = TEST_SAMPLERS
 
 #: Groups of images keyed by ``(camera, pid)``, each list in file-name order.
 ImageGroups = Mapping[tuple[int, int], Sequence[ImageRecord]]

@@ -157,6 +157,7 @@ class Garment:
     inner_thermal: float = 0.0
     material: str = "cotton"
     nir: float = 0.5
+    pattern_nir: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,10 @@ def _garment(
                             0.08, 0.92))
     nir = float(np.clip(material.nir + thermal_rng.normal(0.0, THERMAL_SPREAD), 0.08, 0.92))
     pattern_thermal = _pattern_thermal(thermal_rng, thermal)
+    # dyes differ in near-infrared reflectance: a print or stripe shows clearly in near infrared, with a
+    # contrast sign and size of its own (not the colours')
+    delta = thermal_rng.uniform(0.12, 0.25) * (1 if thermal_rng.random() < 0.5 else -1)
+    pattern_nir = float(nir + (delta if 0.05 <= nir + delta <= 0.95 else -delta))
     inner_name, inner = _choice_weighted(rng, GARMENT_COLOURS)
     inner_thermal = float(np.clip(max(thermal, 0.6) + thermal_rng.uniform(0.1, 0.2), 0.0, 0.95))
     return Garment(
@@ -264,6 +269,7 @@ def _garment(
         inner_thermal=inner_thermal,
         material=material.name,
         nir=nir,
+        pattern_nir=pattern_nir,
     )
 
 

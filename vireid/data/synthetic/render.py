@@ -779,10 +779,10 @@ def _infrared_lut(ident: PersonIdentity, kind: str) -> np.ndarray:
     lut[SKIN] = ident.skin_thermal
     lut[HAIR] = ident.hair_thermal
     lut[UPPER] = upper
-    lut[UPPER_PATTERN] = upper + (ident.upper.pattern_thermal - ident.upper.thermal)
+    lut[UPPER_PATTERN] = ident.upper.pattern_thermal if kind == "thermal" else ident.upper.pattern_nir
     lut[INNER] = ident.upper.inner_thermal
     lut[LOWER] = lower
-    lut[LOWER_PATTERN] = lower + (ident.lower.pattern_thermal - ident.lower.thermal)
+    lut[LOWER_PATTERN] = ident.lower.pattern_thermal if kind == "thermal" else ident.lower.pattern_nir
     lut[SHOES] = ident.shoes_thermal
     lut[CARRIED] = ident.carried_thermal
     lut[STRAP] = ident.carried_thermal * 0.85
