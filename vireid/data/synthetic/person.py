@@ -301,7 +301,7 @@ def sample_identity(rng: np.random.Generator, pid: int = 0) -> PersonIdentity:
         thermal_rng,
         style=upper_style,
         patterns=UPPER_PATTERNS,
-        pattern_weights=(0.42, 0.2, 0.12, 0.1, 0.16),
+        pattern_weights=(0.26, 0.24, 0.16, 0.14, 0.2),
     )
     lower_p = [0.5, 0.25, 0.12, 0.13] if female else [0.52, 0.34, 0.14, 0.0]
     lower_style = LOWER_STYLES[int(r.choice(4, p=lower_p))]
@@ -311,7 +311,7 @@ def sample_identity(rng: np.random.Generator, pid: int = 0) -> PersonIdentity:
         thermal_rng,
         style=lower_style,
         patterns=LOWER_PATTERNS,
-        pattern_weights=(0.78, 0.08, 0.08, 0.06) if lower_style != "jeans" else (1.0, 0.0, 0.0, 0.0),
+        pattern_weights=(0.55, 0.17, 0.16, 0.12) if lower_style != "jeans" else (1.0, 0.0, 0.0, 0.0),
         colour=(denim[0], denim[1]) if lower_style == "jeans" else None,
     )
     _, shoes = _choice_weighted(r, SHOE_COLOURS)
