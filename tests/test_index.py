@@ -315,9 +315,18 @@ def test_cli_build_from_features_info_and_add(tmp_path, monkeypatch, capsys):
     save_features(tmp_path / "g", FeatureSet(feats[:30], meta[:30], dict(MODEL_INFO)))
     save_features(tmp_path / "more", FeatureSet(feats[30:], meta[30:], dict(MODEL_INFO)))
     save_features(tmp_path / "other", FeatureSet(feats[30:], meta[30:], {**MODEL_INFO, "fingerprint": "1" * 64}))
+    # a feature file that records no image root: the folder must be named
     assert cli.main(["index", "build", "--features", str(tmp_path / "g.npz"), "--out", str(tmp_path / "idx"),
-                     "--kind", "flat"]) == 0
+                     "--kind", "flat"]) == 2
+    assert "records no image root" in capsys.readouterr().err
+    assert cli.main(["index", "build", "--features", str(tmp_path / "g.npz"), "--out", str(tmp_path / "idx"),
+                     "--kind", "flat", "--image-root", "/data"]) == 0
     assert "images: 30" in capsys.readouterr().out
+    assert GalleryIndex.open(tmp_path / "idx").image_roots() == [str(Path("/data").resolve())]
+    # a root that does not hold the images: refused by name
+    assert cli.main(["index", "build", "--features", str(tmp_path / "g.npz"), "--out", str(tmp_path / "idx3"),
+                     "--kind", "flat", "--image-root", str(tmp_path)]) == 2
+    assert "outside the index's image roots" in capsys.readouterr().err
     assert cli.main(["index", "add", str(tmp_path / "idx"), "--features", str(tmp_path / "more.npz")]) == 0
     assert "added 10 images (generation 2)" in capsys.readouterr().out
     assert cli.main(["index", "add", str(tmp_path / "idx"), "--features", str(tmp_path / "other.npz")]) == 2

@@ -38,6 +38,11 @@ CONFIG = REPO / "configs" / "sysu" / "agw_tiny.yaml"
 MAX_TOPK = 20
 
 
+def local_client(app) -> TestClient:
+    """A client whose requests carry ``Host: localhost`` (the service refuses other hosts)."""
+    return TestClient(app, base_url="http://localhost")
+
+
 def build_search_index(base: Path) -> dict[str, Path]:
     """Synthetic SYSU-MM01 data, a tiny trained AGW checkpoint and a flat index of the visible images.
 
@@ -82,7 +87,7 @@ def searcher(built) -> Searcher:
 
 @pytest.fixture(scope="module")
 def client(searcher) -> TestClient:
-    return TestClient(create_app(searcher, max_upload_bytes=200_000, max_topk=MAX_TOPK))
+    return local_client(create_app(searcher, max_upload_bytes=200_000, max_topk=MAX_TOPK))
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +195,7 @@ def test_search_defaults_and_png_upload(client, searcher, query_path):
 
 
 def test_topk_larger_than_gallery_returns_whole_gallery(built, searcher, query_path):
-    app_client = TestClient(create_app(searcher, max_topk=100))
+    app_client = local_client(create_app(searcher, max_topk=100))
     body = post(app_client, query_path.read_bytes(), topk="100").json()
     assert len(body["results"]) == len(searcher.index) < 100
     assert sorted(r["id"] for r in body["results"]) == searcher.index.ids().tolist()
@@ -238,7 +243,7 @@ def test_oversized_upload_is_413(client):
 
 
 def test_image_with_too_many_pixels_is_413(searcher):
-    small_client = TestClient(create_app(searcher, max_image_pixels=1000))
+    small_client = local_client(create_app(searcher, max_image_pixels=1000))
     response = post(small_client, _noise_png(40), filename="wide.png", content_type="image/png")
     assert response.status_code == 413
     assert response.json()["detail"] == "the uploaded image 'wide.png' is 40 x 40 pixels; at most 1000 pixels are accepted"
@@ -301,7 +306,7 @@ def test_gallery_image_of_a_removed_file_is_404(tmp_path, built, searcher):
     index_copy = tmp_path / "index"
     shutil.copytree(built["index"], index_copy)
     copy_searcher = Searcher(index=GalleryIndex.open(index_copy), extractor=searcher.extractor)
-    own = TestClient(create_app(copy_searcher))
+    own = local_client(create_app(copy_searcher))
     path = copy_searcher.index.image_path(0)
     moved = path.with_suffix(".moved")
     path.rename(moved)
@@ -310,7 +315,7 @@ def test_gallery_image_of_a_removed_file_is_404(tmp_path, built, searcher):
     finally:
         moved.rename(path)
     assert response.status_code == 404
-    assert response.json() == {"detail": "gallery image 0 is indexed but its file no longer exists"}
+    assert response.json() == {"detail": "gallery image 0: the indexed image file no longer exists"}
     assert own.get("/api/gallery/0/image").status_code == 200
 
 
@@ -319,15 +324,17 @@ def test_images_added_while_serving_are_found(tmp_path, built, searcher, query_p
 
     index_copy = tmp_path / "index"
     shutil.copytree(built["index"], index_copy)
-    own = TestClient(create_app(Searcher(index=GalleryIndex.open(index_copy), extractor=searcher.extractor),
+    own = local_client(create_app(Searcher(index=GalleryIndex.open(index_copy), extractor=searcher.extractor),
                                 max_topk=100))
     before = own.get("/api/health").json()["gallery_size"]
     # another process appends two images (copies of existing rows, new files) to the index
     writer = GalleryIndex.open(index_copy)
     new_rows = []
+    added = Path(built["data"]) / f"added-{tmp_path.name}"  # under the index's image root
+    added.mkdir()
     for i in (0, 1):
         meta = writer.get(i)
-        copy = tmp_path / f"added{i}.jpg"
+        copy = added / f"added{i}.jpg"
         shutil.copyfile(meta["path"], copy)
         new_rows.append({"path": str(copy), "pid": meta["pid"], "camera": meta["camera"], "modality": "visible"})
     new_ids = writer.add(writer.reconstruct([0, 1]), new_rows, fingerprint=writer.fingerprint, progress=False)
@@ -336,7 +343,8 @@ def test_images_added_while_serving_are_found(tmp_path, built, searcher, query_p
     body = post(own, query_path.read_bytes(), topk=str(before + 2)).json()
     assert sorted(r["id"] for r in body["results"]) == list(range(before)) + sorted(new_ids)
     image = own.get(f"/api/gallery/{new_ids[1]}/image")
-    assert image.status_code == 200 and image.content == (tmp_path / "added1.jpg").read_bytes()
+    assert image.status_code == 200 and image.content == (added / "added1.jpg").read_bytes()
+    shutil.rmtree(added)
 
 
 def test_decode_image_refuses_formats_outside_the_list(tmp_path):
@@ -417,7 +425,7 @@ def _content_length(data: bytes) -> int:
 
 
 def test_live_declared_oversized_body_is_refused_before_reading(live_server):
-    head = (b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    head = (b"POST /api/search HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n"
             b"Content-Length: 1000000000\r\n\r\n")
     status, body, _ = _raw_request(live_server, head)  # no body is sent at all
     assert status == 413
@@ -425,7 +433,7 @@ def test_live_declared_oversized_body_is_refused_before_reading(live_server):
 
 
 def test_live_chunked_oversized_body_is_cut_off_while_streaming(live_server):
-    head = (b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    head = (b"POST /api/search HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n")
     part = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.png\"\r\n\r\n"
     payload = b"x" * 8192
@@ -468,3 +476,95 @@ def test_serve_command_errors(tmp_path, capsys, monkeypatch):
         cli.main(["serve", "--index", str(tmp_path), "--max-upload-mb", "0"])
     assert exit_info.value.code == 2
     assert "expected a positive number, got '0'" in capsys.readouterr().err
+
+
+# -- what the service serves, and to whom ---------------------------------------------------------------
+def _index_with_rows(tmp_path, built, searcher, rows, **build_kwargs):
+    """A flat index over ``rows`` (metadata dicts) with features copied from the built index."""
+    source = GalleryIndex.open(built["index"])
+    feats = source.reconstruct(list(range(len(rows))))
+    model_info = source.model_info
+    source.close()
+    index = GalleryIndex.build(tmp_path / "index", feats, rows, model_info=model_info, kind="flat", progress=False,
+                               **build_kwargs)
+    return local_client(create_app(Searcher(index=index, extractor=searcher.extractor)))
+
+
+def test_a_gallery_symlink_to_a_file_outside_the_roots_is_not_served(tmp_path, built, searcher):
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    real = sorted(Path(built["data"]).glob("cam1/*/*.jpg"))[0]
+    (gallery / "a.jpg").write_bytes(real.read_bytes())
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:secret\n")
+    (gallery / "b.jpg").symlink_to(secret)  # replaced by a symlink after indexing, as the attack did
+    (gallery / "c.jpg").symlink_to(real)  # a symlink to an image outside the roots
+    rows = [{"path": str(gallery / n), "camera": 1, "modality": "visible"} for n in ("a.jpg", "b.jpg", "c.jpg")]
+    client = _index_with_rows(tmp_path, built, searcher, rows, image_roots=[gallery], allow_outside_roots=True)
+    ok = client.get("/api/gallery/0/image")
+    assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg" and ok.content == real.read_bytes()
+    for gid in (1, 2):
+        response = client.get(f"/api/gallery/{gid}/image")
+        assert response.status_code == 404, gid
+        assert "root:" not in response.text and "outside the index's image roots" in response.json()["detail"]
+
+
+def test_a_non_image_file_under_the_roots_is_not_served_and_types_come_from_the_bytes(tmp_path, built, searcher):
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    (gallery / "passwd.jpg").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    from PIL import Image
+
+    Image.new("RGB", (8, 16), (10, 20, 30)).save(gallery / "really_png.jpg", format="PNG")
+    rows = [{"path": str(gallery / n), "camera": 1, "modality": "visible"} for n in ("passwd.jpg", "really_png.jpg")]
+    client = _index_with_rows(tmp_path, built, searcher, rows, image_roots=[gallery])
+    refused = client.get("/api/gallery/0/image")
+    assert refused.status_code == 404 and "not an image" in refused.json()["detail"] and "root:" not in refused.text
+    png = client.get("/api/gallery/1/image")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+
+
+def test_building_from_paths_outside_the_roots_is_refused_unless_asked(tmp_path, built, searcher):
+    from vireid.retrieval.index import GalleryIndexError
+
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    rows = [{"path": "/etc/passwd", "camera": 1, "modality": "visible"}]
+    source = GalleryIndex.open(built["index"])
+    feats, info = source.reconstruct([0]), source.model_info
+    source.close()
+    with pytest.raises(GalleryIndexError, match="outside the index's image roots.*/etc/passwd"):
+        GalleryIndex.build(tmp_path / "idx1", feats, rows, model_info=info, kind="flat", progress=False,
+                           image_roots=[gallery])
+    # asked for explicitly: built, and still not served
+    index = GalleryIndex.build(tmp_path / "idx2", feats, rows, model_info=info, kind="flat", progress=False,
+                               image_roots=[gallery], allow_outside_roots=True)
+    client = local_client(create_app(Searcher(index=index, extractor=searcher.extractor)))
+    response = client.get("/api/gallery/0/image")
+    assert response.status_code == 404 and "root:" not in response.text
+
+
+def test_host_header_and_bearer_token(searcher, query_path):
+    app = create_app(searcher, allowed_hosts=("localhost", "127.0.0.1"), token="s3cret")
+    evil = TestClient(app, base_url="http://attacker.example")
+    rebinding = evil.get("/api/health")
+    assert rebinding.status_code == 421 and "unexpected Host 'attacker.example'" in rebinding.json()["detail"]
+    client = local_client(app)
+    assert client.get("/").status_code == 200  # the page itself carries no data
+    assert client.get("/api/health").status_code == 401
+    assert client.get("/api/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/api/gallery/0/image").status_code == 401
+    assert client.get("/api/gallery/0/image?token=s3cret").status_code == 200
+    found = client.post("/api/search", files={"image": ("q.jpg", query_path.read_bytes(), "image/jpeg")},
+                        headers={"Authorization": "Bearer s3cret"})
+    assert found.status_code == 200 and found.json()["results"]
+
+
+def test_serve_refuses_a_public_address_without_a_token(built, monkeypatch, capsys):
+    import vireid.cli as cli
+
+    monkeypatch.delenv("VIREID_SERVE_TOKEN", raising=False)
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["serve"])
+    assert cli.main(["serve", "--index", str(built["index"]), "--host", "0.0.0.0"]) == 2
+    assert "give a bearer token" in capsys.readouterr().err

@@ -114,6 +114,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     rows = list_images(args.images, modality=args.modality, split=args.split)
     extractor = build_cli_extractor(args, cfg)
     features = embed(extractor, rows, progress=progress_enabled(), workers=args.workers)
+    source = Path(args.images).resolve()
+    features.model_info["image_root"] = str(source if source.is_dir() else source.parent)  # for 'index build'
     npz, jsonl = save_features(args.out, features)
     print(f"{len(features)} features of dimension {features.features.shape[1]} ({extractor.backend}, "
           f"flip={extractor.flip}, model {extractor.fingerprint[:12]})")

@@ -61,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--nbits", type=int, default=None, help="IVF-PQ: bits per sub-quantizer code (default 8)")
     build.add_argument("--nprobe", type=int, default=None, help="IVF-PQ: lists searched per query (default nlist/16)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing index in --out")
+    build.add_argument("--image-root", type=Path, nargs="+", default=None, metavar="DIR",
+                       help="folder(s) the gallery images lie in, recorded for 'vireid serve', which serves nothing "
+                       "outside them (default: the --images folder, or the root recorded in --features)")
+    build.add_argument("--allow-outside-roots", action="store_true",
+                       help="accept images outside the image roots (the service will not serve them)")
     add_model_options(build)
     from vireid.cli.train import accept_late_overrides
 
@@ -112,6 +117,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         args.config = None
     if args.features is not None:
         features = load_features(args.features)
+        roots = args.image_root or ([features.model_info["image_root"]] if features.model_info.get("image_root")
+                                    else None)
+        if roots is None and not args.allow_outside_roots:
+            return _fail(f"{args.features} records no image root; give the folder its images lie in (--image-root DIR)")
     else:
         problem = None if args.backend == "onnx" or args.checkpoint else "--checkpoint is required with --images"
         problem = problem or check_backend_args(args)
@@ -122,10 +131,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         modality = args.modality if args.modality or source.is_file() else "visible"
         rows = list_images(source, modality=modality, split=args.split)
         features = embed(build_cli_extractor(args, cfg), rows, progress=progress_enabled(), workers=args.workers)
+        roots = args.image_root or [source if source.is_dir() else source.parent]
     index = GalleryIndex.build(
         args.out, features.embeddings(), features.metadata, model_info=features.model_info, kind=args.kind,
         nlist=args.nlist, pq_m=args.pq_m, nbits=args.nbits, nprobe=args.nprobe, overwrite=args.overwrite,
-        progress=progress_enabled(),
+        progress=progress_enabled(), image_roots=roots, allow_outside_roots=args.allow_outside_roots,
     )
     print(_describe(index.info()))
     return 0

@@ -62,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="largest query image accepted, in MiB (default: 10)")
     parser.add_argument("--max-topk", type=_positive_int, default=100, metavar="K",
                         help="largest number of results a request may ask for (default: 100)")
+    parser.add_argument("--allowed-host", nargs="+", default=None, metavar="HOST",
+                        help="host names the Host header may carry (default: the --host address, localhost and "
+                        "the loopback addresses; '*' accepts any)")
+    parser.add_argument("--token", default=None, metavar="TOKEN",
+                        help="bearer token every /api/ request must carry (default: $VIREID_SERVE_TOKEN); required "
+                        "when --host is not a loopback address")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                         help="uvicorn log level (default: info)")
     parser.set_defaults(func=cmd_serve)
@@ -72,14 +78,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError:
         raise VireidError("'vireid serve' needs FastAPI and uvicorn: pip install 'vireid[serve]'") from None
-    from vireid.cli.train import setup_console_logging
-    from vireid.retrieval.service import create_app
+    import os
 
+    from vireid.cli.train import setup_console_logging
+    from vireid.retrieval.service import LOOPBACK_HOSTS, create_app, is_loopback
+
+    token = args.token or os.environ.get("VIREID_SERVE_TOKEN") or None
+    if not is_loopback(args.host) and token is None:
+        raise VireidError(f"--host {args.host} exposes the service beyond this machine: give a bearer token "
+                          "(--token TOKEN or VIREID_SERVE_TOKEN) so only clients that know it are answered")
+    allowed = args.allowed_host or [*LOOPBACK_HOSTS, args.host]
     setup_console_logging()
     app = create_app(args.index, checkpoint=args.checkpoint, device=args.device, backend=args.backend,
-                     max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)), max_topk=args.max_topk)
+                     max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)), max_topk=args.max_topk,
+                     allowed_hosts=allowed, token=token)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"vireid serve: {len(app.state.searcher.index)} gallery images; open http://{host}:{args.port}/",
+    suffix = "?token=<TOKEN>" if token else ""
+    print(f"vireid serve: {len(app.state.searcher.index)} gallery images; open http://{host}:{args.port}/{suffix}",
           flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -198,6 +198,28 @@ def _unpack(features: Any, fingerprint: str | None) -> tuple[Any, str | None]:
     return features, fingerprint
 
 
+def resolve_image_roots(paths: Sequence[str], roots: Sequence[str | Path] | None) -> list[str]:
+    """The image roots of an index: ``roots`` resolved, or, when None, the common folder of ``paths``."""
+    if roots:
+        return [str(Path(r).expanduser().resolve()) for r in roots]
+    return [str(Path(os.path.commonpath([os.path.dirname(p) for p in paths])).resolve())] if paths else []
+
+
+def check_under_roots(paths: Sequence[str], roots: Sequence[str], *, allow_outside: bool) -> None:
+    """A :class:`GalleryIndexError` naming the images (symlinks followed) that lie outside ``roots``, unless
+    ``allow_outside`` (the user's explicit choice)."""
+    if allow_outside:
+        return
+    resolved_roots = [Path(r) for r in roots]
+    outside = [p for p in paths if not any(Path(p).resolve().is_relative_to(r) for r in resolved_roots)]
+    if outside:
+        raise GalleryIndexError(
+            f"{len(outside)} image paths lie outside the index's image roots {list(roots)} (e.g. {outside[0]}); "
+            "the service serves only files under its roots. Give the folder the images are in "
+            "(--image-root DIR), or --allow-outside-roots if that is really meant"
+        )
+
+
 def _normalise_metadata(rows: Sequence[Mapping[str, Any]], n: int) -> list[tuple[Any, ...]]:
     """SQLite rows ``(path, pid, camera, modality, timestamp, extra)`` of metadata dicts (ValueError on bad ones)."""
     if len(rows) != n:
@@ -297,6 +319,8 @@ class GalleryIndex:
         seed: int = 0,
         overwrite: bool = False,
         progress: bool = True,
+        image_roots: Sequence[str | Path] | None = None,
+        allow_outside_roots: bool = False,
     ) -> GalleryIndex:
         """Write a new index of ``features`` ``[N, D]`` (float32, L2-normalised) and their ``metadata``
         (one dict per row: ``path``, ``camera``, ``modality``, optional ``pid`` and ``timestamp``; other
@@ -311,7 +335,9 @@ class GalleryIndex:
         :data:`DEFAULT_REFINE`, 0 disables) keeps the raw features for exact re-scoring of the
         ``refine x topk`` best PQ candidates. Relative image paths are made
         absolute. ``out_dir`` must be new or empty unless ``overwrite`` (which replaces an existing
-        index there).
+        index there). ``image_roots``: the folders the images come from (default: their common folder),
+        recorded for the service, which serves nothing outside them; an image outside them is an error
+        unless ``allow_outside_roots``.
         """
         raw, fingerprint = _unpack(features, None)
         feats = check_features(raw)
@@ -319,6 +345,8 @@ class GalleryIndex:
         if n == 0:
             raise ValueError("cannot build an index of 0 features")
         rows = _normalise_metadata(metadata, n)
+        roots = resolve_image_roots([r[0] for r in rows], image_roots)
+        check_under_roots([r[0] for r in rows], roots, allow_outside=allow_outside_roots)
         info_model = dict(model_info)
         if not isinstance(info_model.get("fingerprint"), str) or not info_model["fingerprint"]:
             raise ValueError("model_info must hold the model's 'fingerprint' (a non-empty string)")
@@ -355,6 +383,7 @@ class GalleryIndex:
             "created": created,
             "updated": created,
             "next_id": n,
+            "image_roots": roots,
         }
         generation = 1
         with _writer_lock(folder):
@@ -750,6 +779,10 @@ class GalleryIndex:
             raise KeyError(f"no gallery image with id {id} in index {self.folder} ({len(self)} images)")
         return rows[int(id)]
 
+    def image_roots(self) -> list[str]:
+        """The folders the indexed images come from (recorded at build; empty for older indexes)."""
+        return [str(r) for r in self._info.get("image_roots") or []]
+
     def image_path(self, id: int) -> Path:
         """Absolute path of gallery image ``id``."""
         return Path(self.get(id)["path"])
@@ -792,14 +825,18 @@ class GalleryIndex:
         *,
         fingerprint: str | None = None,
         progress: bool = True,
+        allow_outside_roots: bool = False,
     ) -> list[int]:
         """Append ``features`` and their ``metadata`` as a new generation (crash-safe, see the module
         docstring); returns the new rows' ids. ``fingerprint`` (or an :class:`Embeddings`) is checked
-        against the index's model. An IVF-PQ index keeps its trained lists and codebooks."""
+        against the index's model. An IVF-PQ index keeps its trained lists and codebooks. Images outside
+        the index's image roots are refused unless ``allow_outside_roots``."""
         raw, fingerprint = _unpack(features, fingerprint)
         self.check_fingerprint(fingerprint, "the added features")
         feats = check_features(raw, dim=self.dim)
         rows = _normalise_metadata(metadata, feats.shape[0])
+        if self.image_roots():
+            check_under_roots([r[0] for r in rows], self.image_roots(), allow_outside=allow_outside_roots)
         if feats.shape[0] == 0:
             return []
         with self._lock, _writer_lock(self.folder):

@@ -18,7 +18,16 @@
 ``GET /api/gallery/{id}/image``
     The file of indexed gallery image ``id``. The id is parsed as an integer and looked up in the
     index; the path served is the one the index records, so no part of a request ever reaches the
-    filesystem.
+    filesystem. It is served only if it resolves (symlinks followed) to a regular file under one of
+    the index's image roots (:func:`gallery_roots`) and its own bytes are an image of
+    :data:`IMAGE_FORMATS`; the content type comes from those bytes, never from the file name.
+
+**Exposure.** Every request's ``Host`` header must name one of ``allowed_hosts`` (default: the bound
+address, ``localhost`` and the loopback addresses), so a DNS-rebinding page cannot reach a service on
+localhost (421 otherwise). With a ``token`` (``vireid serve --token`` or ``VIREID_SERVE_TOKEN``,
+required when binding a non-loopback address) every ``/api/`` request needs ``Authorization: Bearer
+<token>`` (or ``?token=`` on image URLs, for ``<img>`` tags); 401 otherwise. The page reads the token
+from its own URL (``/?token=...``).
 
 Bad input gets a 4xx answer ``{"detail": "<what is wrong and what was expected>"}``:
 
@@ -33,8 +42,10 @@ Bad input gets a 4xx answer ``{"detail": "<what is wrong and what was expected>"
 422    the ``image`` field is missing or not a file; ``modality`` is not visible|infrared; ``topk``
        is not an integer in 1..``max_topk``; ``rerank`` is not a boolean; ``modality`` names a branch
        the model lacks (an ONNX export of one modality)
-404    an unknown gallery id (or one that is not a non-negative integer), or an indexed image whose
-       file no longer exists
+404    an unknown gallery id (or one that is not a non-negative integer), an indexed image whose file
+       no longer exists, is not a regular image file, or resolves outside the index's image roots
+401    a token is set and the request does not carry it
+421    the ``Host`` header is not one of the allowed hosts
 =====  ===========================================================================================
 
 Each search and health request first picks up a newer generation of the index (images added with
@@ -49,7 +60,6 @@ one call already uses every core). FastAPI is imported when :func:`create_app` i
 # inside create_app) at definition time.
 import io
 import logging
-import mimetypes
 import re
 import threading
 import time
@@ -189,6 +199,62 @@ def hit_to_json(hit: Any) -> dict[str, Any]:
     return out
 
 
+#: Media types of the served image formats (from the bytes' format, never the file name).
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "GIF": "image/gif",
+               "TIFF": "image/tiff", "WEBP": "image/webp"}
+#: Host names a service bound to a loopback address answers to.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name to bind) is a loopback address."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def gallery_roots(index: Any) -> list[Path]:
+    """The folders the service may serve gallery images from: the image roots the index records, or,
+    for an index that records none, the common folder of its indexed images."""
+    import os
+
+    recorded = index.image_roots()
+    if recorded:
+        return [Path(r) for r in recorded]
+    paths = [str(Path(row["path"]).parent) for row in index.metadata()]
+    return [Path(os.path.commonpath(paths)).resolve()] if paths else []
+
+
+def safe_image_file(path: Path, roots: list[Path]) -> tuple[Path, str]:
+    """``(resolved path, media type)`` of a gallery image that may be served, or a 404
+    :class:`RequestError`: the file must exist, resolve under one of ``roots`` (no symlink or ``..``
+    escape), be a regular file, and hold an image of :data:`IMAGE_FORMATS`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise RequestError(404, "the indexed image file no longer exists") from None
+    if not any(resolved.is_relative_to(root) for root in roots):
+        logger.warning("refused to serve %s: it resolves to %s, outside the image roots %s", path, resolved,
+                       [str(r) for r in roots])
+        raise RequestError(404, "the indexed image is outside the index's image roots; it is not served")
+    if not resolved.is_file():
+        raise RequestError(404, "the indexed image is not a regular file")
+    try:
+        with Image.open(resolved, formats=IMAGE_FORMATS) as im:
+            fmt = im.format
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        logger.warning("refused to serve %s: not an image", resolved)
+        raise RequestError(404, "the indexed file is not an image; it is not served") from None
+    return resolved, MEDIA_TYPES.get(fmt or "", "application/octet-stream")
+
+
 # -- the application ----------------------------------------------------------------------------------
 def create_app(
     source: str | Path | Any,
@@ -199,8 +265,13 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_topk: int = DEFAULT_MAX_TOPK,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    allowed_hosts: list[str] | tuple[str, ...] = LOOPBACK_HOSTS,
+    token: str | None = None,
 ) -> Any:
     """The FastAPI application of the search service (see the module docstring).
+
+    ``allowed_hosts``: the host names the ``Host`` header may carry (port ignored); ``token``: when
+    set, the bearer token every ``/api/`` request must carry.
 
     ``source`` is an index folder (opened with :meth:`Searcher.from_index` and ``checkpoint``,
     ``device``, ``backend``) or a ready :class:`~vireid.retrieval.search.Searcher`. ``max_upload_bytes``
@@ -236,6 +307,27 @@ def create_app(
     app.state.searcher = searcher
     app.state.max_upload_bytes = max_upload_bytes
     app.state.max_topk = max_topk
+    hosts = {h.lower().strip("[]") for h in allowed_hosts}
+    roots = gallery_roots(index)
+    logger.info("serving gallery images under %s", ", ".join(map(str, roots)) or "(none)")
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Any) -> Any:
+        import hmac
+
+        host = request.headers.get("host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.lower().strip("[]")
+        if "*" not in hosts and name not in hosts:
+            return JSONResponse({"detail": f"unexpected Host {host!r}; this service answers to "
+                                 f"{', '.join(sorted(hosts))} (vireid serve --allowed-host)"}, status_code=421)
+        if token is not None and request.url.path.startswith("/api/"):
+            given = request.headers.get("authorization", "")
+            given = given[7:] if given.lower().startswith("bearer ") else request.query_params.get("token", "")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"detail": "a bearer token is required: Authorization: Bearer <token>"},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
@@ -370,10 +462,11 @@ def create_app(
             path = index.image_path(gid)
         except KeyError:
             raise RequestError(404, f"no gallery image with id {gid} in the index ({len(index)} images)") from None
-        if not path.is_file():
-            raise RequestError(404, f"gallery image {gid} is indexed but its file no longer exists")
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return FileResponse(path, media_type=media_type, headers={"X-Content-Type-Options": "nosniff",
+        try:
+            resolved, media_type = safe_image_file(path, roots)
+        except RequestError as exc:
+            raise RequestError(404, f"gallery image {gid}: {exc.message}") from None
+        return FileResponse(resolved, media_type=media_type, headers={"X-Content-Type-Options": "nosniff",
                                                                    "Cache-Control": "private, max-age=3600"})
 
     return app

@@ -1,4 +1,7 @@
 // The vireid search page: send one query image to POST /api/search and show the ranked gallery.
+// A service started with a token is opened as /?token=TOKEN; the page sends it with every API request.
+const TOKEN = new URLSearchParams(window.location.search).get("token");
+const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
 // Everything from the server is written with textContent / attributes, never as HTML.
 "use strict";
 
@@ -79,7 +82,7 @@
     li.dataset.id = String(hit.id);
 
     const img = document.createElement("img");
-    img.src = hit.image_url;
+    img.src = TOKEN ? `${hit.image_url}?token=${encodeURIComponent(TOKEN)}` : hit.image_url;
     img.alt = `gallery image ${hit.id}`;
     img.loading = "lazy";
 
@@ -129,7 +132,7 @@
     results.setAttribute("aria-busy", "true");
     showMessage("Searching\u2026", "info");
     try {
-      const response = await fetch("/api/search", { method: "POST", body: data });
+      const response = await fetch("/api/search", { method: "POST", body: data, headers: AUTH });
       if (!response.ok) {
         showMessage(`Error ${response.status}: ${await errorText(response)}`, "error");
         return;
@@ -149,7 +152,7 @@
     }
   });
 
-  fetch("/api/health")
+  fetch("/api/health", { headers: AUTH })
     .then((response) => (response.ok ? response.json() : Promise.reject(new Error(response.statusText))))
     .then((health) => {
       maxUploadBytes = health.max_upload_bytes;
