@@ -568,3 +568,124 @@ def test_serve_refuses_a_public_address_without_a_token(built, monkeypatch, caps
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["serve"])
     assert cli.main(["serve", "--index", str(built["index"]), "--host", "0.0.0.0"]) == 2
     assert "give a bearer token" in capsys.readouterr().err
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+#: The documented bound (docs/architecture.md, "Service resources"): resident memory above idle while
+#: 8 clients upload maximum-size images at once.
+CONCURRENT_UPLOAD_BOUND_MB = 150
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/self/status (Linux)")
+def test_memory_stays_bounded_under_8_concurrent_maximum_size_uploads(searcher):
+    """8 clients at once upload (a) a 36-megapixel PNG of 100 kB, (b) a 36-megapixel JPEG: the PNG is
+    refused from its header (413) before any decode, the JPEG decoded at 1/8 scale; resident memory stays
+    within the documented bound above idle, and searches beyond max_concurrent are told to retry (503)."""
+    import io
+    import threading
+
+    from PIL import Image
+
+    big = Image.new("RGB", (6000, 6000), (120, 90, 60))
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    big.save(png, format="PNG", optimize=True)
+    big.save(jpeg, format="JPEG", quality=80)
+    del big
+    client = local_client(create_app(searcher, max_concurrent=4))
+    client.get("/api/health")
+    post(client, jpeg.getvalue())  # warm-up: the model's first call allocates its buffers
+    idle = _rss_mb()
+    peak = [idle]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            stop.wait(0.005)
+
+    statuses: list[int] = []
+
+    def upload(data: bytes, name: str):
+        statuses.append(client.post("/api/search", files={"image": (name, data, "image/png")}).status_code)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    threads = [threading.Thread(target=upload, args=((png if i % 2 else jpeg).getvalue(), f"q{i}"))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    sampler.join()
+    # PNGs: 36 MP is over the cap sized to the model's input (413); JPEGs decoded small (200); beyond
+    # max_concurrent at once: 503
+    assert set(statuses) <= {200, 413, 503} and 200 in statuses and len(statuses) == 8, statuses
+    print(f"\nRSS idle {idle:.0f} MB, peak {peak[0]:.0f} MB (+{peak[0] - idle:.0f} MB); statuses {sorted(statuses)}")
+    assert peak[0] - idle < CONCURRENT_UPLOAD_BOUND_MB, (idle, peak[0])
+    for data, name in ((png.getvalue(), "big.png"), (jpeg.getvalue(), "big.jpg")):  # alone: refused / served
+        assert post(client, data, filename=name).status_code == (413 if name.endswith("png") else 200)
+
+
+def test_busy_service_answers_503_with_retry_after(searcher, query_path):
+    client = local_client(create_app(searcher, max_concurrent=1))
+    slots_taken = threading_barrier_search(client, query_path)
+    assert slots_taken == {"status": 503, "retry": "1"}
+
+
+def threading_barrier_search(client, query_path) -> dict:
+    """Hold the only search slot with a slow search and send a second one meanwhile."""
+    import threading
+
+    searcher = client.app.state.searcher
+    original = searcher.search_images
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(*args, **kwargs):
+        entered.set()
+        release.wait(10)
+        return original(*args, **kwargs)
+
+    searcher.search_images = slow
+    try:
+        first = threading.Thread(target=lambda: post(client, query_path.read_bytes()))
+        first.start()
+        entered.wait(10)
+        second = post(client, query_path.read_bytes())
+        release.set()
+        first.join()
+    finally:
+        searcher.search_images = original
+    return {"status": second.status_code, "retry": second.headers.get("retry-after")}
+
+
+def test_a_dropped_upload_is_one_log_line(searcher, caplog):
+    """A client that disconnects mid-upload: the service logs one line, no traceback."""
+    import asyncio
+
+    app = create_app(searcher)
+    body_head = (b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.jpg\"\r\n"
+                 b"Content-Type: image/jpeg\r\n\r\n" + b"\xff" * 100)
+    messages = [{"type": "http.request", "body": body_head, "more_body": True}, {"type": "http.disconnect"}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/search", "raw_path": b"/api/search", "query_string": b"",
+             "headers": [(b"host", b"localhost"), (b"content-type", b"multipart/form-data; boundary=b")],
+             "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000), "scheme": "http", "http_version": "1.1",
+             "root_path": "", "app": app}
+    with caplog.at_level("INFO"):
+        asyncio.run(app(scope, receive, send))
+    assert "abandoned: the client disconnected" in caplog.text
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)

@@ -67,7 +67,8 @@ def build_protocol(dataset: Any, cfg: Any) -> Any:
     try:
         return dataset.protocol(**options)
     except ValueError as exc:  # an option value the protocol refuses (e.g. a sampler without its file)
-        raise ConfigError(f"test options {options}: {exc}") from None
+        given = ", ".join(f"test.{k}={v!r}" for k, v in options.items())
+        raise ConfigError(f"{getattr(dataset, 'name', 'dataset')} protocol with {given}: {exc}") from None
 
 
 def final_test_trials(dataset: Any, protocol: Any, cfg: Any, n: int | None = None) -> list[int]:

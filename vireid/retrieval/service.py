@@ -36,6 +36,7 @@ Bad input gets a 4xx answer ``{"detail": "<what is wrong and what was expected>"
        reads (JPEG, PNG, BMP, GIF, TIFF, WebP)
 400    the upload is empty, or an image whose data cannot be decoded (corrupt or truncated); a
        malformed multipart body
+503    ``max_concurrent`` searches are already being decoded and embedded (``Retry-After: 1``)
 413    the upload is larger than ``max_upload_bytes`` (checked against ``Content-Length`` first and
        counted while the body streams in, so an oversized body is never read to its end), or the
        image has more than ``max_image_pixels`` pixels
@@ -76,8 +77,13 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_TOPK = 100
 #: Default ``topk`` when a request gives none (at most ``max_topk``).
 DEFAULT_TOPK = 10
-#: Default largest decoded image (pixels), a guard against decompression bombs: 40 megapixels.
-DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+#: Largest decoded image (pixels) by default: 64 times the model's input, at least 2 megapixels (a query
+#: is resized to the model's input, e.g. 288 x 144, so more pixels carry nothing; JPEG uploads are
+#: decoded at a reduced scale first, so a phone photo of any size passes).
+MIN_MAX_IMAGE_PIXELS = 2_000_000
+INPUT_PIXEL_FACTOR = 64
+#: Decodes and model calls that may run at once; more concurrent searches are answered 503.
+DEFAULT_MAX_CONCURRENT = 4
 #: Bytes a multipart body may hold beyond the image itself (boundaries, part headers, text fields).
 FORM_OVERHEAD_BYTES = 64 * 1024
 #: Largest text field (``modality``, ``topk``, ``rerank``), bytes.
@@ -94,10 +100,11 @@ _FALSE = ("0", "false", "no", "off", "")
 class RequestError(Exception):
     """A request the service refuses: HTTP ``status`` and a message for the client."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = int(status)
         self.message = message
+        self.headers = dict(headers or {})
 
 
 class _BodyTooLarge(Exception):
@@ -149,9 +156,20 @@ def parse_gallery_id(value: str) -> int:
     return int(value)
 
 
-def decode_image(data: bytes, filename: str, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Any:
+def default_max_pixels(input_size: tuple[int, int] | list[int] | None) -> int:
+    """The decoded-pixel cap for a model input ``(height, width)``: :data:`INPUT_PIXEL_FACTOR` times it,
+    at least :data:`MIN_MAX_IMAGE_PIXELS`."""
+    if not input_size:
+        return MIN_MAX_IMAGE_PIXELS
+    return max(MIN_MAX_IMAGE_PIXELS, INPUT_PIXEL_FACTOR * int(input_size[0]) * int(input_size[1]))
+
+
+def decode_image(data: bytes, filename: str, *, max_pixels: int = MIN_MAX_IMAGE_PIXELS,
+                 target_size: tuple[int, int] | None = None) -> Any:
     """The RGB PIL image of uploaded bytes, or a :class:`RequestError`: 400 empty, 415 not an image of
-    :data:`IMAGE_FORMATS`, 413 more than ``max_pixels`` pixels, 400 undecodable (corrupt, truncated)."""
+    :data:`IMAGE_FORMATS`, 413 more than ``max_pixels`` pixels to decode, 400 undecodable (corrupt,
+    truncated). A JPEG is decoded at the smallest of its 1/2, 1/4, 1/8 scales that stays at least twice
+    ``target_size`` (height, width): memory follows the decoded size, not the declared one."""
     from PIL import Image, UnidentifiedImageError
 
     name = filename or "upload"
@@ -170,6 +188,9 @@ def decode_image(data: bytes, filename: str, *, max_pixels: int = DEFAULT_MAX_IM
     width, height = image.size
     if width < 1 or height < 1:
         raise RequestError(400, f"the uploaded image {name!r} has no pixels ({width} x {height})")
+    if image.format == "JPEG" and target_size is not None:
+        image.draft("RGB", (2 * int(target_size[1]), 2 * int(target_size[0])))  # DCT-domain downscaling
+        width, height = image.size
     if width * height > max_pixels:
         raise RequestError(
             413, f"the uploaded image {name!r} is {width} x {height} pixels; at most {max_pixels} pixels are accepted"
@@ -264,7 +285,8 @@ def create_app(
     backend: str = "torch",
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_topk: int = DEFAULT_MAX_TOPK,
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_image_pixels: int | None = None,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     allowed_hosts: list[str] | tuple[str, ...] = LOOPBACK_HOSTS,
     token: str | None = None,
 ) -> Any:
@@ -276,7 +298,9 @@ def create_app(
     ``source`` is an index folder (opened with :meth:`Searcher.from_index` and ``checkpoint``,
     ``device``, ``backend``) or a ready :class:`~vireid.retrieval.search.Searcher`. ``max_upload_bytes``
     is the largest query image accepted (413 above), ``max_topk`` the largest ``topk``,
-    ``max_image_pixels`` the largest decoded image.
+    ``max_image_pixels`` the largest decoded image (default :func:`default_max_pixels` of the model's
+    input), ``max_concurrent`` the searches decoded and embedded at once (more get 503 with
+    ``Retry-After``).
     """
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, JSONResponse
@@ -286,7 +310,8 @@ def create_app(
     from vireid.retrieval.search import Searcher
 
     for name, value in (("max_upload_bytes", max_upload_bytes), ("max_topk", max_topk),
-                        ("max_image_pixels", max_image_pixels)):
+                        ("max_image_pixels", 1 if max_image_pixels is None else max_image_pixels),
+                        ("max_concurrent", max_concurrent)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if isinstance(source, Searcher):
@@ -298,6 +323,10 @@ def create_app(
 
     index = searcher.index
     model_lock = threading.Lock()
+    input_size = tuple(searcher.extractor.input_size)
+    if max_image_pixels is None:
+        max_image_pixels = default_max_pixels(input_size)
+    slots = threading.BoundedSemaphore(max_concurrent)
     body_limit = max_upload_bytes + FORM_OVERHEAD_BYTES
 
     from vireid import __version__
@@ -331,7 +360,7 @@ def create_app(
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -387,8 +416,14 @@ def create_app(
 
         parser = MultiPartParser(request.headers, bounded(), max_files=1, max_fields=8,
                                  max_part_size=MAX_FIELD_BYTES)
+        from starlette.requests import ClientDisconnect
+
         try:
             return await parser.parse()
+        except ClientDisconnect:
+            client = request.client.host if request.client else "a client"
+            logger.info("search upload from %s abandoned: the client disconnected before sending its body", client)
+            raise RequestError(400, "the client disconnected before the upload was complete") from None
         except _BodyTooLarge:
             raise RequestError(413, f"the upload exceeds the limit of {max_upload_bytes} bytes") from None
         except MultiPartException as exc:
@@ -442,8 +477,17 @@ def create_app(
             filename = upload.filename or "upload"
         finally:
             await form.close()
-        image = await run_in_threadpool(decode_image, data, filename, max_pixels=max_image_pixels)
-        hits = await run_in_threadpool(_search, image, modality, topk, rerank)
+        if not slots.acquire(blocking=False):
+            del data
+            raise RequestError(503, f"the service is busy ({max_concurrent} searches running); retry in a moment",
+                               headers={"Retry-After": "1"})
+        try:
+            image = await run_in_threadpool(decode_image, data, filename, max_pixels=max_image_pixels,
+                                            target_size=input_size)
+            del data
+            hits = await run_in_threadpool(_search, image, modality, topk, rerank)
+        finally:
+            slots.release()
         logger.info("search %s query %dx%d topk=%d rerank=%s: %d results in %.0f ms", modality, image.width,
                     image.height, topk, rerank, len(hits), 1000 * (time.perf_counter() - started))
         return {
