@@ -326,7 +326,8 @@ def test_training_run_writes_logs_checkpoints_and_best(tmp_path):
     assert "epoch 2 done" in log and "new best mAP 30.00 at epoch 1" in log
     assert list(run.glob("events.out.tfevents.*"))
     assert not list((run / "checkpoints").glob("*.tmp"))
-    assert best["extra"] == {"selected_on_test_set": True, "selected_by": "mAP on test trial(s) [0]"}
+    assert best["extra"] == {"selected_on_test_set": True, "selected_by": "mAP on test trial(s) [0]",
+                             "torch_threads": torch.get_num_threads()}
 
 
 def test_best_checkpoint_by_rank1_as_the_reference_code(tmp_path):
@@ -346,6 +347,43 @@ def test_best_checkpoint_by_rank1_as_the_reference_code(tmp_path):
     assert best["extra"]["selected_by"] == "rank1 on test trial(s) [0]"
     with pytest.raises(ConfigError, match="train.best_metric.*mAP, rank1"):
         Trainer(make_cfg(tmp_path, best_metric="R1"), TinyReIDModel(), FakeLoader())
+
+
+def test_a_kill_between_the_metrics_line_and_the_checkpoint_loses_nothing(tmp_path, monkeypatch, caplog):
+    """Killed at epoch 1 after its metrics.jsonl line but before its checkpoint: the resumed run re-runs
+    epoch 1, the stale line is dropped, every epoch has exactly one line; the killed write's temporary
+    file is removed; a different thread count is warned about."""
+    cfg = make_cfg(tmp_path, epochs=3)
+    real_save = checkpoint_module.save_checkpoint
+
+    class Killed(Exception):
+        pass
+
+    def dying_save(path, **kwargs):
+        if kwargs["epoch"] == 1:
+            (path.parent / f".{path.name}.abc123.tmp").write_bytes(b"half a checkpoint")  # the killed write
+            raise Killed
+        return real_save(path, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", dying_save)
+    with pytest.raises(Killed):
+        Trainer(cfg, TinyReIDModel(), FakeLoader()).train()
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    written = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert [r["epoch"] for r in written if r["type"] == "epoch"] == [0, 1]  # epoch 1's line, no checkpoint
+    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    ckpt = checkpoint_module.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    ckpt["extra"]["torch_threads"] = torch.get_num_threads() + 1  # as if written by another thread count
+    torch.save(ckpt, tmp_path / "run" / "checkpoints" / "last.pt")
+    resumed = Trainer(cfg, TinyReIDModel(), FakeLoader())
+    with caplog.at_level("WARNING"):
+        resumed.resume()
+    assert "need the same thread count" in caplog.text
+    resumed.train()
+    records = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["type"] == "epoch"] == [0, 1, 2]
+    assert [r["type"] for r in records].count("resume") == 1
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
 
 
 class KillAfterEpoch(Hook):

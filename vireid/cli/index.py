@@ -91,6 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--onnx", type=Path, nargs="+", metavar="GRAPH", default=None, help="exported ONNX graph(s)")
     add.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     add.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default 64)")
+    add.add_argument("--allow-outside-roots", action="store_true",
+                     help="accept images outside the index's image roots (the service will not serve them)")
     add.set_defaults(func=cmd_add)
 
     info = sub.add_parser("info", help="print an index's size, kind, model and parameters",
@@ -170,8 +172,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.features is not None:
         features = load_features(args.features)
         index = GalleryIndex.open(args.index)
-        before = len(index)
-        index.add(features.embeddings(), features.metadata, progress=progress_enabled())
+        new_ids = index.add(features.embeddings(), features.metadata, progress=progress_enabled(),
+                            allow_outside_roots=args.allow_outside_roots)
     else:
         if args.backend == "torch" and args.onnx:
             return _fail("--onnx is used with --backend onnx only")
@@ -185,9 +187,10 @@ def cmd_add(args: argparse.Namespace) -> int:
             modality = max(counts, key=counts.get) if counts else "visible"
         rows = list_images(source, modality=modality, split=args.split)
         feats = searcher.extractor.embed_metadata(rows, progress=progress_enabled(), workers=args.workers)
-        before = len(index)
-        index.add(Embeddings(feats, searcher.fingerprint), rows, progress=progress_enabled())
-    print(f"added {len(index) - before} images (generation {index.generation})")
+        new_ids = index.add(Embeddings(feats, searcher.fingerprint), rows, progress=progress_enabled(),
+                            allow_outside_roots=args.allow_outside_roots)
+    # the ids this command added (other processes may add concurrently: len(index) would count theirs too)
+    print(f"added {len(new_ids)} images (generation {index.generation})")
     print(_describe(index.info()))
     return 0
 

@@ -93,10 +93,18 @@ class EvaluationHook(Hook):
 class CheckpointHook(Hook):
     """Writes ``checkpoints/last.pt`` every ``train.checkpoint_every`` epochs and after the last
     epoch, and ``checkpoints/best.pt`` whenever the evaluation mAP improves (rank 0 writes; every rank
-    contributes its RNG state, so a resumed DDP run restores each rank's generators)."""
+    contributes its RNG state, so a resumed DDP run restores each rank's generators). Temporary files of
+    writes killed midway (``.last.pt.*.tmp``) are removed when training starts."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+
+    def before_train(self, trainer: Trainer) -> None:
+        if not trainer.is_main or not self.folder.is_dir():
+            return
+        for stale in self.folder.glob(".*.tmp"):
+            logger.info("removing %s, left by a checkpoint write that was killed", stale)
+            stale.unlink(missing_ok=True)
 
     def after_epoch(self, trainer: Trainer) -> None:
         write_last = trainer.checkpoint_due(trainer.epoch)
@@ -143,7 +151,28 @@ class MetricsLogHook(Hook):
 
     def before_train(self, trainer: Trainer) -> None:
         if trainer.is_main and trainer.start_epoch > 0:
+            self._drop_epochs_from(trainer.start_epoch)
             self._write({"type": "resume", "epoch": trainer.start_epoch, "step": trainer.global_step})
+
+    def _drop_epochs_from(self, epoch: int) -> None:
+        """Remove the lines of epochs ``>= epoch`` (written before a kill that came before their
+        checkpoint): the resumed run writes them again."""
+        if not self.path.is_file():
+            return
+        from vireid.io import write_text_atomic
+
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the kill
+            if rec.get("type") in ("train", "epoch") and int(rec.get("epoch", -1)) >= epoch:
+                continue
+            kept.append(line)
+        if len(kept) != len(lines):
+            write_text_atomic(self.path, "".join(f"{line}\n" for line in kept))
 
     def after_step(self, trainer: Trainer, outputs: dict[str, float]) -> None:
         if not trainer.is_main or self.log_every == 0:

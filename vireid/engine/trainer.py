@@ -183,8 +183,10 @@ class Trainer:
         if default_hooks:
             if evaluator is not None:
                 self.hooks.append(EvaluationHook(evaluator, self.eval_trials))
-            self.hooks.append(CheckpointHook(self.output_dir / CHECKPOINT_DIR))
+            # metrics.jsonl before the checkpoint: a run killed between the two re-runs the epoch on resume,
+            # and the resumed MetricsLogHook drops the lines of epochs it will run again
             self.hooks.append(MetricsLogHook(self.output_dir / METRICS_FILE, int(t.log_every)))
+            self.hooks.append(CheckpointHook(self.output_dir / CHECKPOINT_DIR))
             if tensorboard:
                 self.hooks.append(TensorBoardHook(self.output_dir, int(t.log_every)))
             self.hooks.append(TextLogHook(self.output_dir / LOG_FILE, int(t.log_every)))
@@ -375,7 +377,7 @@ class Trainer:
             num_classes=self.num_classes,
             rng=rng,
             config_yaml=_config_yaml(self.cfg),
-            extra=extra,
+            extra={"torch_threads": torch.get_num_threads(), **(extra or {})},
         )
 
     def resume(self, path: str | Path | None = None) -> int:
@@ -410,6 +412,11 @@ class Trainer:
             logger.warning("%s has no RNG state for rank %d (saved with world size %d); RNG not restored",
                            path, self.dist.rank, len(rngs))
         self._warn_config_changes(path, ckpt.get("config"))
+        threads = (ckpt.get("extra") or {}).get("torch_threads")
+        if threads is not None and threads != torch.get_num_threads() and self.is_main:
+            logger.warning("%s was written by a process with %d torch threads, this one has %d: the run continues, "
+                           "but weights identical to an uninterrupted run need the same thread count (set "
+                           "OMP_NUM_THREADS=%d)", path, threads, torch.get_num_threads(), threads)
         if self.is_main:
             logger.info("resumed from %s (epoch %d done, step %d); continuing with epoch %d",
                         path, self.epoch, self.global_step, self.start_epoch)
