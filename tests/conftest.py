@@ -6,6 +6,11 @@ import pytest
 
 # Passive OpenMP waiting (see vireid/cli/__init__.py): tests share 2 cores with whatever else runs.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# vireid's cache (checked image sets) goes to a fresh folder per test session, never the user's home.
+if "VIREID_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["VIREID_CACHE"] = tempfile.mkdtemp(prefix="vireid-test-cache-")
 
 
 @pytest.fixture(autouse=True, scope="session")

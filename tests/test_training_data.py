@@ -281,3 +281,30 @@ def test_errors(colour_records, tmp_path) -> None:
         ds[(0, 0)]
     with pytest.raises(ConfigError, match="grayscale_view"):
         build_train_loader(config("data.channel_exchange=true", "data.grayscale_view=true"), colour_records)
+
+
+def test_unreadable_training_image_is_found_before_training_and_named(tmp_path, monkeypatch):
+    from vireid.data.training import verify_images
+
+    monkeypatch.setenv("VIREID_CACHE", str(tmp_path / "cache"))
+    records = make_records(tmp_path / "imgs", noise=True)
+    assert verify_images(records) == len(records)
+    assert verify_images(records) == 0  # remembered: unchanged files are not decoded again
+    bad = records[3].path
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a cut file: a new size, so checked again
+    with pytest.raises(DatasetError, match="image cannot be read") as err:
+        verify_images(records)
+    assert str(bad) in str(err.value)
+
+
+def test_worker_errors_are_unwrapped_to_the_message_naming_the_file(tmp_path):
+    records = make_records(tmp_path / "imgs", noise=True)
+    loader = build_train_loader(config("data.workers=1", "train.iters_per_epoch=2"), records)
+    bad = loader.dataset.visible_records[0].path
+    for rec in loader.dataset.visible_records + loader.dataset.infrared_records:
+        rec.path.write_bytes(b"not an image")
+    with pytest.raises(DatasetError) as err:
+        list(loader)
+    message = str(err.value)
+    assert "Traceback" not in message and "worker process" not in message
+    assert "image cannot be read" in message and str(Path(bad).parent) in message

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -161,6 +162,48 @@ class TrainSet(Dataset):
         return views
 
 
+def _cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("VIREID_CACHE", Path.home() / ".cache" / "vireid")) / "checked-images"
+
+
+def verify_images(records: Sequence[ImageRecord], *, progress: bool = False) -> int:
+    """Decode every image of ``records`` once and raise :class:`DatasetError` naming the first that is
+    missing or unreadable, before a training starts (one bad image would otherwise stop the run midway).
+    A set that passed is remembered (a marker keyed by the files' paths, sizes and modification times
+    under ``$VIREID_CACHE``, default ``~/.cache/vireid``), so later runs on unchanged files skip the
+    check. Returns the number of images decoded (0 on a remembered set)."""
+    import hashlib
+
+    from PIL import Image
+    from tqdm import tqdm
+
+    digest = hashlib.sha256()
+    for rec in records:
+        try:
+            st = Path(rec.path).stat()
+        except OSError:
+            raise DatasetError("image file is missing", path=rec.path) from None
+        digest.update(f"{rec.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    marker = _cache_dir() / f"{digest.hexdigest()}.ok"
+    if marker.is_file():
+        return 0
+    for rec in tqdm(records, desc="checking training images", unit="img", disable=not progress):
+        try:
+            with Image.open(rec.path) as im:
+                im.load()
+        except Exception as exc:  # PIL raises many types for corrupt files
+            raise DatasetError(f"image cannot be read ({type(exc).__name__}: {exc}); remove it from the dataset "
+                               "or replace it", path=rec.path) from None
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{len(records)} images\n", encoding="utf-8")
+    except OSError:
+        pass  # a read-only home: the check simply runs again next time
+    return len(records)
+
+
 def collate_train_batch(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack samples into the batch dict, blocks ``[visible | derived (if present) | infrared]``."""
     if not samples:
@@ -281,7 +324,13 @@ class TrainLoader:
             worker_init_fn=_seed_worker if self.workers > 0 else None,
             generator=generator,
         )
-        yield from loader
+        try:
+            yield from loader
+        except DatasetError as exc:
+            # a worker's error arrives wrapped in its traceback: keep the message that names the file
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            message = lines[-1].split("DatasetError: ", 1)[-1] if lines else str(exc)
+            raise DatasetError(message) from None
 
 
 def build_train_loader(

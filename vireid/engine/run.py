@@ -30,7 +30,7 @@ from vireid.engine.checkpoint import apply_model_state, load_model_checkpoint
 from vireid.engine.distributed import DistributedContext, barrier, cleanup, init_distributed, resolve_device
 from vireid.engine.hooks import CHECKPOINT_DIR, LAST_CHECKPOINT, LOG_FILE, attach_log_file, detach_log_file
 from vireid.engine.trainer import Trainer, configure_determinism, seed_everything
-from vireid.errors import CheckpointError, ConfigError
+from vireid.errors import CheckpointError, ConfigError, VireidError
 
 logger = logging.getLogger("vireid.engine")
 
@@ -152,9 +152,11 @@ def preflight(cfg: Any) -> None:
     ``data.root``), its protocol takes the ``test.*`` options and the test trials exist. Errors are
     :class:`ConfigError` / :class:`~vireid.errors.DatasetError` naming the key or file."""
     from vireid.data import build_dataset
+    from vireid.data.training import verify_images
 
     dataset = build_dataset(cfg.data.name, cfg.data.root)
     final_test_trials(dataset, build_protocol(dataset, cfg), cfg)
+    verify_images(_train_records(dataset, cfg), progress=_progress())
 
 
 def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | None = None) -> dict[str, Any] | None:
@@ -183,7 +185,11 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
         trainer = build_trainer(cfg, dist=ctx)
         if resume:
             trainer.resume(last)
-        trainer.train()
+        try:
+            trainer.train()
+        except VireidError as exc:
+            logger.error("training stopped at epoch %d, step %d: %s", trainer.epoch, trainer.global_step, exc)
+            raise
         results = None
         if ctx.is_main:
             final_trials = trainer.final_test_trials
