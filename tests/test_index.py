@@ -336,3 +336,36 @@ def test_cli_build_from_features_info_and_add(tmp_path, monkeypatch, capsys):
     assert info["count"] == 40 and info["kind"] == "flat" and info["model_info"]["fingerprint"] == FP
     assert_hits_match(GalleryIndex.open(tmp_path / "idx").search(feats[:3], 5), *brute_force(feats[:3], feats, 5), meta)
     assert cli.main(["index", "info", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_killed_build_can_be_overwritten_and_other_folders_cannot(tmp_path):
+    feats, meta = gallery(12)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / ".lock").write_bytes(b"")
+    (killed / ".gen-000001.sqlite.tmp").write_bytes(b"half")
+    (killed / "gen-000001.faiss").write_bytes(b"half")
+    with pytest.raises(GalleryIndexError, match="not empty"):
+        GalleryIndex.build(killed, feats, meta, model_info=MODEL_INFO, progress=False, image_roots=["/data"])
+    index = GalleryIndex.build(killed, feats, meta, model_info=MODEL_INFO, progress=False, overwrite=True,
+                               image_roots=["/data"])
+    assert len(index) == 12
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(GalleryIndexError, match="not a vireid index folder"):
+        GalleryIndex.build(other, feats, meta, model_info=MODEL_INFO, progress=False, overwrite=True)
+    assert (other / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_a_non_json_info_value_is_a_named_error(tmp_path):
+    feats, meta = gallery(6)
+    index = GalleryIndex.build(tmp_path / "idx", feats, meta, model_info=MODEL_INFO, progress=False)
+    db_path = next((tmp_path / "idx").glob("gen-*.sqlite"))
+    index.close()
+    con = sqlite3.connect(db_path)
+    with con:
+        con.execute("UPDATE info SET value = 'not json {' WHERE key = 'kind'")
+    con.close()
+    with pytest.raises(GalleryIndexError, match="info value of 'kind' is not JSON"):
+        GalleryIndex.open(tmp_path / "idx")

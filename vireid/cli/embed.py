@@ -39,12 +39,14 @@ def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: b
                         "(default test.flip)")
 
 
-def add_image_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """``--images``, ``--modality``, ``--split``, ``--workers``."""
+def add_image_options(parser: argparse.ArgumentParser, *, required: bool = True,
+                      folder_modality: str = "required for a folder") -> None:
+    """``--images``, ``--modality``, ``--split``, ``--workers``; ``folder_modality`` says what a folder's
+    modality is when ``--modality`` is not given (in the help)."""
     parser.add_argument("--images", type=Path, metavar="DIR|manifest.csv", required=required,
                         help="a folder of images (searched recursively) or a manifest.csv")
     parser.add_argument("--modality", choices=["visible", "infrared"], default=None,
-                        help="modality of the images of a folder (required for a folder); with a manifest, "
+                        help=f"modality of the images of a folder ({folder_modality}); with a manifest, "
                         "keep only its rows of this modality")
     parser.add_argument("--split", choices=["train", "query", "gallery"], default=None,
                         help="with a manifest: keep only the rows of this split")

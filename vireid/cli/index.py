@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("config", nargs="?", default=None, help="YAML config file of the model (optional)")
     build.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="index folder to create")
-    add_image_options(build, required=False)
+    add_image_options(build, required=False, folder_modality="default: visible")
     build.add_argument("--features", type=Path, metavar="FEATS", default=None,
                        help="build from a feature file of 'vireid embed' instead of images")
     build.add_argument("--kind", choices=["auto", "flat", "ivfpq"], default="auto", help="index kind (default auto)")
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n  vireid index add idx --images new_photos/\n  vireid index add idx --features more.npz",
     )
     add.add_argument("index", type=Path, metavar="DIR", help="index folder")
-    add_image_options(add, required=False)
+    add_image_options(add, required=False, folder_modality="default: the modality most of the gallery has")
     add.add_argument("--features", type=Path, metavar="FEATS", default=None,
                      help="add the features of a feature file of 'vireid embed' (same model) instead of images")
     add.add_argument("--checkpoint", type=Path, metavar="PATH", default=None,

@@ -293,9 +293,13 @@ class TextLogHook(Hook):
         self.active = True
         self._t0 = time.perf_counter()
         self._steps0 = trainer.global_step
+        if trainer.start_epoch >= trainer.max_epochs:
+            logger.info("the run is already complete: its %d epochs (0..%d) are trained; nothing to train (raise "
+                        "train.epochs to train longer)", trainer.max_epochs, trainer.max_epochs - 1)
+            return
         what = "resuming at" if trainer.start_epoch > 0 else "starting at"
-        logger.info("training %s epoch %d of %d (0-based epochs), %d steps per epoch, device %s, world size %d",
-                    what, trainer.start_epoch, trainer.max_epochs, trainer.steps_per_epoch, trainer.device,
+        logger.info("training %s epoch %d (0-based) of epochs 0..%d, %d steps per epoch, device %s, world size %d",
+                    what, trainer.start_epoch, trainer.max_epochs - 1, trainer.steps_per_epoch, trainer.device,
                     trainer.world_size)
 
     def _eta(self, trainer: Trainer) -> str:

@@ -875,13 +875,24 @@ class GalleryIndex:
 
 
 # -- module-level building blocks --------------------------------------------------------------------
+def _build_leftovers_only(folder: Path) -> bool:
+    """Whether ``folder`` holds only what a killed ``index build`` leaves (its lock, generation files and
+    their temporary copies, the vectors file): such a folder may be overwritten."""
+    for child in folder.iterdir():
+        name = child.name.lstrip(".")
+        if not (child.is_file() and (name == LOCK_FILE.lstrip(".") or name.startswith(("gen-", VECTORS_FILE))
+                                     or name.startswith(CURRENT_FILE))):
+            return False
+    return True
+
+
 def _prepare_folder(folder: Path, overwrite: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise GalleryIndexError(f"{folder}: exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()):
         if not overwrite:
             raise GalleryIndexError(f"{folder}: folder is not empty; choose a new folder or pass overwrite (--overwrite)")
-        if not (folder / CURRENT_FILE).is_file():
+        if not (folder / CURRENT_FILE).is_file() and not _build_leftovers_only(folder):
             raise GalleryIndexError(f"{folder}: not a vireid index folder (no {CURRENT_FILE}); refusing to overwrite it")
         for child in folder.iterdir():
             if child.is_dir():
@@ -990,7 +1001,12 @@ def _write_info(con: sqlite3.Connection, info: Mapping[str, Any]) -> None:
 
 
 def _read_info(con: sqlite3.Connection) -> dict[str, Any]:
-    info = {str(k): json.loads(v) for k, v in con.execute("SELECT key, value FROM info")}
+    info = {}
+    for key, value in con.execute("SELECT key, value FROM info"):
+        try:
+            info[str(key)] = json.loads(value)
+        except (TypeError, json.JSONDecodeError):
+            raise sqlite3.DatabaseError(f"info value of {key!r} is not JSON ({str(value)[:40]!r})") from None
     missing = [k for k in ("dim", "kind", "model_info", "next_id") if k not in info]
     if missing:
         raise sqlite3.DatabaseError(f"info table lacks {missing}")
