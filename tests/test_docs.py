@@ -101,3 +101,45 @@ def test_reproduce_md_python_one_liners_run(tmp_path):
         assert result.returncode == 0, (command, result.stderr)
         assert result.stdout.startswith("10 trials")
         assert "'rank1': 5.5" in result.stdout and "'mAP': 15.5" in result.stdout
+
+
+def test_readme_tour_runs_start_to_end_on_small_data(tmp_path, monkeypatch, capsys):
+    """The tour's bash block of README.md, command by command as a newcomer pastes it, in a fresh folder:
+    on a smaller synthetic set (12 identities, 4 for testing) and with 2 training steps instead of 360,
+    every command succeeds and leaves what the next one uses. ``vireid serve`` (which runs until stopped)
+    is only parsed; tests/test_service.py serves the same kind of index."""
+    import vireid.cli as cli
+
+    tour = next(b for b in blocks(README, "bash") if "vireid synth" in b)
+    commands = [c for c in shell_commands_of(tour) if c.startswith("vireid ")]
+    assert len(commands) >= 14
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").symlink_to(REPO / "configs")
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        if argv[0] == "synth":
+            argv[argv.index("--ids") + 1] = "12"
+            argv[argv.index("--test-ids") + 1] = "4"
+        if argv[0] == "train":  # overrides right after CONFIG (options like --onnx take several values)
+            argv[2:2] = ["train.epochs=1", "train.iters_per_epoch=2", "test.trials=2", "data.ids_per_batch=4"]
+        if argv[0] == "test":
+            argv[2:2] = ["test.trials=2"]
+        if argv[0] == "visualize" and argv[1] == "ranks":
+            argv[argv.index("--worst") + 1] = "2"
+        if argv[0] == "serve":
+            cli.build_parser().parse_args(argv)
+            continue
+        code = cli.main(argv)
+        captured = capsys.readouterr()
+        assert code == 0, (command, captured.err[-2000:])
+    assert (tmp_path / "out" / "idx").is_dir() and (tmp_path / "out" / "worst.png").is_file()
+    assert (tmp_path / "out" / "curves.png").is_file() and (tmp_path / "runs" / "dam_tiny" / "test.json").is_file()
+
+
+def shell_commands_of(block: str) -> list[str]:
+    out = []
+    for line in block.replace("\\\n", " ").splitlines():
+        line = line.split(" #")[0].strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
