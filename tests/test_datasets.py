@@ -418,6 +418,23 @@ def test_manifest_absolute_path(manifest, tmp_path):
     assert ds.relpath(ds.splits["gallery"][-1]) == outside.as_posix()
 
 
+def test_manifest_paths_outside_its_folder_are_allowed_and_resolved(manifest, tmp_path):
+    """Decision (documented in the manifest module and the README): a manifest lists images anywhere on
+    the machine, relative (``..`` included, e.g. a sibling folder) or absolute; paths are normalised and
+    must exist. It is the user's own list of local files, not a boundary; what the *service* serves is
+    bounded by the index's image roots."""
+    sibling = manifest.parent / "sibling"
+    sibling.mkdir(exist_ok=True)
+    (sibling / "s.png").touch()
+    rows = MANIFEST_ROWS + [("../sibling/s.png", 9, 1, "visible", "gallery")]
+    make_manifest(manifest, rows)
+    ds = ManifestDataset(manifest)
+    assert ds.splits["gallery"][-1].path.resolve() == (sibling / "s.png").resolve()
+    (sibling / "s.png").unlink()
+    with pytest.raises(DatasetError, match="'../sibling/s.png' does not exist"):
+        ManifestDataset(manifest)
+
+
 def _manifest_error(manifest, rows=None, header="path,pid,camera,modality,split", line=None, match=""):
     make_manifest(manifest, rows if rows is not None else MANIFEST_ROWS, header=header)
     with raises_at(manifest.resolve() / "manifest.csv", line, match):

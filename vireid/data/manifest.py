@@ -7,7 +7,9 @@
     images/0001_c3_01.jpg,1,3,infrared,query
     images/0002_c1_07.jpg,2,1,visible,gallery
 
-``path`` is relative to the manifest's folder (an absolute path is also accepted), ``pid`` and
+``path`` is relative to the manifest's folder (``..`` allowed, e.g. a sibling folder) or absolute; it is
+normalised and must exist (a manifest is the user's own list of local files, not a security boundary:
+what ``vireid serve`` serves is bounded by its index's image roots). ``pid`` and
 ``camera`` are integers, ``modality`` is ``visible`` or ``infrared``, ``split`` is ``train``, ``query``
 or ``gallery``. The root given to the reader is the folder holding ``manifest.csv`` or the CSV file
 itself. The protocol has one trial (``0``): the query and gallery rows in file order.

@@ -28,6 +28,11 @@ _EXPORTS = {
     "save_features": "embed",
     "load_model": "embed",
     "model_fingerprint": "embed",
+    "TorchExtractor": "embed",
+    "OnnxExtractor": "embed",
+    "build_extractor": "embed",
+    "list_images": "embed",
+    "embed": "embed",
     "export_onnx": "export",
     "k_reciprocal_rerank": "rerank",
 }

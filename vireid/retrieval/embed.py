@@ -128,7 +128,7 @@ class LoadedModel:
         }
 
 
-def load_model(cfg: Any | None, checkpoint: str | Path, *, device: str = "cpu") -> LoadedModel:
+def load_model(cfg: Any | None = None, checkpoint: str | Path | None = None, *, device: str = "cpu") -> LoadedModel:
     """Build the model of ``cfg`` (default: the config recorded in the checkpoint) and load the weights
     of ``checkpoint`` (a vireid checkpoint, or a checkpoint of the AGW/CAJ reference code with an AGW or
     CAJ config), strictly: a missing or mismatching weight is a CheckpointError. The model is in eval mode
@@ -136,6 +136,8 @@ def load_model(cfg: Any | None, checkpoint: str | Path, *, device: str = "cpu") 
     from vireid.engine.checkpoint import load_model_checkpoint
     from vireid.engine.run import checkpoint_model_config, load_trained_model
 
+    if checkpoint is None:
+        raise ValueError("load_model needs a checkpoint: load_model(checkpoint='last.pt') or load_model(cfg, 'last.pt')")
     path = Path(checkpoint).expanduser().resolve()
     ckpt = load_model_checkpoint(path)
     if cfg is None:
@@ -318,7 +320,7 @@ class TorchExtractor(FeatureExtractor):
         self.model = loaded.model.to(device).eval()
 
     @classmethod
-    def from_checkpoint(cls, cfg: Any | None, checkpoint: str | Path, *, device: str = "cpu",
+    def from_checkpoint(cls, cfg: Any | None = None, checkpoint: str | Path | None = None, *, device: str = "cpu",
                         batch_size: int = 64, flip: bool = False) -> TorchExtractor:
         return cls(load_model(cfg, checkpoint, device=device), device=device, batch_size=batch_size, flip=flip)
 
