@@ -559,9 +559,14 @@ def test_visualize_attention(tiny_run, synthetic_roots, tmp_path, monkeypatch, c
     assert printed[0].name.startswith("cam3_") and all(p.is_file() for p in printed)
     with Image.open(printed[0]) as im:
         arr = np.asarray(im.convert("RGB"))
-    # 64 px high shown x4 = 256 px + the caption band; three columns (image, FAFE map, AGW map)
-    assert arr.shape[0] == 256 + 28 and arr.shape[1] == 3 * 128 + 2 * 4
-    tiles = [arr[28:, i * 132 : i * 132 + 128].astype(int) for i in range(3)]
+    # 64 px high shown x4 = 256 px + the caption band; three columns (image, FAFE map, AGW map) and the
+    # colour bar
+    from vireid.visualization.attention import COLOUR_BAR_WIDTH, LABEL_HEIGHT
+
+    assert arr.shape[0] == 256 + LABEL_HEIGHT and arr.shape[1] == 3 * 128 + COLOUR_BAR_WIDTH + 3 * 4
+    tiles = [arr[LABEL_HEIGHT:, i * 132 : i * 132 + 128].astype(int) for i in range(3)]
+    bar = arr[LABEL_HEIGHT:, 3 * 132 : 3 * 132 + 16].astype(int)
+    assert bar[0, 0, 0] > 100 and bar[0, 0, 2] < 100 and bar[-1, 0, 2] > 100  # jet: red at the top, blue below
     assert np.abs(tiles[1] - tiles[0]).mean() > 5 and np.abs(tiles[2] - tiles[1]).mean() > 1
     assert not list(dest.glob(".*.tmp"))
     with pytest.raises(SystemExit):

@@ -159,7 +159,9 @@ def cmd_ranks(args: argparse.Namespace) -> int:
     protocol = build_protocol(build_dataset(cfg.data.name, cfg.data.root), cfg)
     trial = protocol.trials[0] if args.trial is None else args.trial
     evaluator = Evaluator.from_config(cfg, protocol, device=args.device, progress=True)
-    title = f"{cfg.model.name} {Path(args.checkpoint).name}: {protocol.describe()} trial {trial}"
+    from vireid.evaluation.protocols import describe_protocol
+
+    title = f"{cfg.model.name.upper()} ({Path(args.checkpoint).name}) on {describe_protocol(protocol)}, trial {trial}"
     print(ranked_list_picture(evaluator, model, args.out, trial=trial, how="worst" if args.worst else "per_identity",
                               count=args.worst or args.queries, rows=args.query_index, topk=args.topk, title=title))
     return 0

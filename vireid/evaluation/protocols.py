@@ -354,3 +354,23 @@ __all__ = [
     "sample_gallery_community",
     "sample_gallery_official",
 ]
+
+
+DATASET_TITLES = {"sysu": "SYSU-MM01", "regdb": "RegDB", "llcm": "LLCM", "manifest": "own data"}
+
+
+def protocol_title(described: Mapping[str, Any]) -> str:
+    """A readable name of a protocol from its ``describe()`` dict (as results files record it), e.g.
+    ``SYSU-MM01 all-search, single-shot, community gallery`` or ``RegDB visible to infrared``."""
+    name = DATASET_TITLES.get(str(described.get("dataset")), str(described.get("dataset", "dataset")))
+    if "mode" in described:
+        shots = "single-shot" if described.get("shots") == 1 else f"{described.get('shots')}-shot"
+        return f"{name} {described['mode']}-search, {shots}, {described.get('sampler')} gallery"
+    if "direction" in described:
+        return f"{name} {str(described['direction']).replace('_', ' ')}"
+    return name
+
+
+def describe_protocol(protocol: EvalProtocol) -> str:
+    """:func:`protocol_title` of a protocol object."""
+    return protocol_title(protocol.describe())

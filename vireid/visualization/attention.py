@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from vireid.io import atomic_path
 from vireid.models.base import ReIDModel
 
-LABEL_HEIGHT = 28  # two text lines above each tile
+LABEL_HEIGHT = 40  # two text lines above each tile
+FONT_SIZE = 14
+COLOUR_BAR_WIDTH = 64
 GAP = 4
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
@@ -94,15 +96,41 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
     return path
 
 
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def colour_bar(height: int, *, cmap: str = "jet") -> np.ndarray:
+    """A vertical colour bar ``[height, COLOUR_BAR_WIDTH, 3]``: the map's scale from high (top) to low,
+    labelled (each map is normalised per image, so the scale is relative)."""
+    from matplotlib import colormaps
+
+    ramp = np.linspace(1.0, 0.0, height)[:, None].repeat(16, axis=1)
+    bar = (colormaps[cmap](ramp)[..., :3] * 255).round().astype(np.uint8)
+    tile = Image.new("RGB", (COLOUR_BAR_WIDTH, height), BACKGROUND)
+    tile.paste(Image.fromarray(bar), (0, 0))
+    draw = ImageDraw.Draw(tile)
+    font = _font()
+    draw.text((20, 0), "high", fill=TEXT, font=font)
+    draw.text((20, height - FONT_SIZE - 4), "low", fill=TEXT, font=font)
+    return np.asarray(tile)
+
+
 def _labelled_row(tiles: Sequence[np.ndarray], labels: Sequence[str]) -> Image.Image:
-    h, w = tiles[0].shape[:2]
-    row = Image.new("RGB", (len(tiles) * w + (len(tiles) - 1) * GAP, h + LABEL_HEIGHT), BACKGROUND)
+    h = tiles[0].shape[0]
+    widths = [t.shape[1] for t in tiles]
+    row = Image.new("RGB", (sum(widths) + (len(tiles) - 1) * GAP, h + LABEL_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(row)
-    for i, (tile, label) in enumerate(zip(tiles, labels)):
-        x = i * (w + GAP)
+    font = _font()
+    x = 0
+    for tile, label, w in zip(tiles, labels, widths):
         row.paste(Image.fromarray(tile), (x, LABEL_HEIGHT))
-        lines = [line[: max(4, w // 6)] for line in label.split("\n")[:2]]
-        draw.multiline_text((x + 2, 1), "\n".join(lines), fill=TEXT, spacing=2)
+        lines = [line[: max(4, w // 8)] for line in label.split("\n")[:2]]
+        draw.multiline_text((x + 2, 1), "\n".join(lines), fill=TEXT, spacing=3, font=font)
+        x += w + GAP
     return row
 
 
@@ -162,6 +190,8 @@ def render_attention(
         for maps, label in columns:
             tiles.append(blend(shown, colorize(maps[i], disp), alpha))
             labels.append(label)
+        tiles.append(colour_bar(disp[0]))
+        labels.append("attention\n(per image)")
         row = _labelled_row(tiles, labels)
         rows.append(row)
         stem = picture_name(path)

@@ -28,11 +28,13 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 
 def _label(path: Path, results: dict[str, Any]) -> str:
-    tags = [path.parent.name or path.stem]
-    if results.get("rerank"):
-        tags.append("re-ranked")
-    if results.get("untrained"):
-        tags.append("untrained")
+    """The run's folder name (or the file's stem when the folder is ``.``), with "re-ranked" and
+    "untrained" added when the results say so and the name does not already."""
+    name = path.parent.name or path.stem
+    tags = [name]
+    for flag, word in (("rerank", "re-ranked"), ("untrained", "untrained")):
+        if results.get(flag) and word not in name:
+            tags.append(word)
     return " ".join(tags)
 
 
@@ -51,7 +53,11 @@ def plot_curves(results_files: Sequence[str | Path], out: str | Path, *, labels:
         raise ValueError(f"{len(labels)} labels for {len(paths)} results files")
     runs = [load_results(p) for p in paths]
     names = list(labels) if labels is not None else [_label(p, r) for p, r in zip(paths, runs)]
-    fig, (ax_cmc, ax_trials) = plt.subplots(1, 2, figsize=(12, 4.5))
+    from matplotlib.ticker import MaxNLocator
+
+    from vireid.evaluation.protocols import protocol_title
+
+    fig, (ax_cmc, ax_trials) = plt.subplots(1, 2, figsize=(13, 5))
     for name, path, res in zip(names, paths, runs):
         cmc = res["mean"].get("cmc")
         if cmc is None:
@@ -61,16 +67,24 @@ def plot_curves(results_files: Sequence[str | Path], out: str | Path, *, labels:
         for metric, style in zip(TRIAL_METRICS, ("-", "--", ":")):
             ax_trials.plot(trials, [row[metric] for row in res["trials"]], style, marker=".",
                            color=line.get_color(), label=f"{name} {metric}")
+    protocols = {protocol_title(r["protocol"]) for r in runs if isinstance(r.get("protocol"), dict)}
     ax_cmc.set(xlabel="rank", ylabel="matching rate (%)", title="CMC (mean over trials)", ylim=(0, 100))
-    ax_cmc.grid(alpha=0.3)
-    ax_cmc.legend(fontsize=8)
     ax_trials.set(xlabel="trial", ylabel="%", title="per trial: Rank-1 (solid), mAP (dashed), mINP (dotted)",
                   ylim=(0, 100))
-    ax_trials.grid(alpha=0.3)
-    ax_trials.legend(fontsize=7, ncol=2)
+    for ax in (ax_cmc, ax_trials):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ranks and trials are whole numbers
+        ax.grid(alpha=0.3)
+        ax.title.set_fontsize(13)
+        ax.xaxis.label.set_fontsize(12)
+        ax.yaxis.label.set_fontsize(12)
+        ax.tick_params(labelsize=11)
+    ax_cmc.legend(fontsize=10)
+    ax_trials.legend(fontsize=9, ncol=2)
+    if protocols:
+        fig.suptitle(" / ".join(sorted(protocols)), fontsize=14)
     fig.tight_layout()
     out = Path(out)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=150)
     plt.close(fig)
     return out

@@ -1,5 +1,10 @@
 """Ranked-list pictures (paper A Fig. 4): each row a query and its top-k gallery images, correct
-matches framed green, wrong ones red, with the protocol's removal rule applied as in evaluation."""
+matches framed green, wrong ones red, with the protocol's removal rule applied as in evaluation.
+
+Each match is labelled with its rank, identity, camera and cosine similarity; each query with its
+identity, camera and the rank of its first true match (so a row of the worst queries says how far down
+the true match was); a legend explains the frames. Fonts are sized for a slide (Pillow's scalable
+default font)."""
 
 from __future__ import annotations
 
@@ -52,6 +57,13 @@ def _thumb(path: Path, size: tuple[int, int]) -> Image.Image:
         return im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
 
 
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the bitmap font only
+        return ImageFont.load_default()
+
+
 def draw_ranked_lists(
     distmat: np.ndarray,
     queries: Sequence[ImageRecord],
@@ -65,36 +77,53 @@ def draw_ranked_lists(
     title: str | None = None,
 ) -> Path:
     """Draw the top-``topk`` ranked list of each query index in ``rows`` (default: the first 8) and
-    write a PNG atomically. Returns the path written."""
+    write a PNG atomically. ``distmat`` holds negative cosine similarities (as the evaluator's); labels
+    show the similarity. Returns the path written."""
     rows = list(range(min(8, len(queries)))) if rows is None else list(rows)
     if not rows:
         raise ValueError("no query rows to draw")
     ranks = ranked_lists(distmat, queries, gallery, protocol=protocol, topk=topk)
+    first = first_match_ranks(distmat, queries, gallery, protocol=protocol)
     th, tw = thumb
-    pad, frame, label_h = 6, 4, 14
-    title_h = 22 if title else 0
+    pad, frame = 8, 4
+    font, small, big = _font(14), _font(12), _font(18)
+    label_h = 34
+    title_h = 34 if title else 0
+    legend_h = 30
     cell_w, cell_h = tw + 2 * frame + pad, th + 2 * frame + label_h + pad
-    gap = 16  # between the query and its ranked list
-    width = pad + cell_w * (topk + 1) + gap
-    height = title_h + pad + cell_h * len(rows)
+    gap = 24  # between the query and its ranked list
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max(int(measure.textlength(title or "", font=big)), 720) + 2 * pad
+    width = max(pad + cell_w * (topk + 1) + gap, text_w)
+    height = title_h + legend_h + pad + cell_h * len(rows)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default()
     if title:
-        draw.text((pad, 5), title, fill=TEXT, font=font)
+        draw.text((pad, 8), title, fill=TEXT, font=big)
+    x = pad
+    for colour, text in ((QUERY_FRAME, "query"), (GREEN, "same person"), (RED, "other person")):
+        draw.rectangle([x, title_h + 8, x + 16, title_h + 24], fill=colour)
+        draw.text((x + 22, title_h + 8), text, fill=TEXT, font=font)
+        x += 40 + int(draw.textlength(text, font=font))
+    draw.text((x + 10, title_h + 8), "labels: rank, person id, camera, cosine similarity", fill=TEXT, font=font)
     for r, qi in enumerate(rows):
-        y = title_h + pad + r * cell_h
-        cells = [(queries[qi], QUERY_FRAME, f"query id {queries[qi].pid} c{queries[qi].camera}", pad)]
+        y = title_h + legend_h + pad + r * cell_h
+        q = queries[qi]
+        found = f"true match at {first[qi]}" if first[qi] else "no true match"
+        cells = [(q, QUERY_FRAME, (f"query id {q.pid} c{q.camera}", found), pad)]
         for k, gi in enumerate(ranks[qi]):
             if gi < 0:
                 continue
             g = gallery[gi]
-            colour = GREEN if g.pid == queries[qi].pid else RED
-            cells.append((g, colour, f"{k + 1}: id {g.pid} c{g.camera}", pad + gap + (k + 1) * cell_w))
-        for rec, colour, label, x in cells:
+            colour = GREEN if g.pid == q.pid else RED
+            score = -float(distmat[qi, gi])
+            cells.append((g, colour, (f"{k + 1}. id {g.pid} c{g.camera}", f"sim {score:.3f}"),
+                          pad + gap + (k + 1) * cell_w))
+        for rec, colour, (line1, line2), x in cells:
             draw.rectangle([x, y, x + tw + 2 * frame - 1, y + th + 2 * frame - 1], fill=colour)
             sheet.paste(_thumb(rec.path, thumb), (x + frame, y + frame))
-            draw.text((x, y + th + 2 * frame + 1), label, fill=TEXT, font=font)
+            draw.text((x, y + th + 2 * frame + 2), line1, fill=TEXT, font=small)
+            draw.text((x, y + th + 2 * frame + 17), line2, fill=TEXT, font=small)
     out = Path(out)
     with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
