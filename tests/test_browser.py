@@ -167,7 +167,7 @@ def test_upload_search_and_ranked_grid(driver, server, query_path, tmp_path):
     first = cards[0]
     assert first.find_element(By.CLASS_NAME, "rank").text == "#1"
     assert re.fullmatch(r"score -?\d\.\d{3}", first.find_element(By.CLASS_NAME, "score").text)
-    assert re.fullmatch(r"camera \d+", first.find_element(By.CLASS_NAME, "camera").text)
+    assert re.fullmatch(r"camera \d+ \u00b7 visible", first.find_element(By.CLASS_NAME, "camera").text)
     # every card's picture was served by the service and decoded by the browser
     wait.until(lambda d: d.execute_script(
         "return Array.from(document.querySelectorAll('#results img')).every(i => i.complete && i.naturalWidth > 0)"))
@@ -179,8 +179,24 @@ def test_upload_search_and_ranked_grid(driver, server, query_path, tmp_path):
     for card, hit in zip(cards, api):
         assert card.find_element(By.CLASS_NAME, "rank").text == f"#{hit['rank']}"
         assert card.find_element(By.CLASS_NAME, "score").text == f"score {hit['score']:.3f}"
-        assert card.find_element(By.CLASS_NAME, "camera").text == f"camera {hit['camera']}"
+        assert card.find_element(By.CLASS_NAME, "camera").text == f"camera {hit['camera']} \u00b7 {hit['modality']}"
+        assert card.find_element(By.CLASS_NAME, "person").text == f"person {hit['pid']}"
+        assert card.find_element(By.CLASS_NAME, "name").text == hit["name"]
     assert driver.find_element(By.ID, "results-title").text.startswith(f"Ranked gallery: top {TOPK} of ")
+
+    # a click on a result enlarges it
+    cards[0].find_element(By.TAG_NAME, "img").click()
+    wait.until(lambda d: d.execute_script("return document.getElementById('viewer').open"))
+    assert driver.find_element(By.ID, "viewer-caption").text.startswith("#1 person ")  # HTML collapses spaces
+    driver.find_element(By.CSS_SELECTOR, "#viewer button").click()
+    wait.until(lambda d: not d.execute_script("return document.getElementById('viewer').open"))
+
+    # with the query's person id given, correct matches are marked
+    driver.find_element(By.ID, "query-pid").send_keys(str(api[0]["pid"]))
+    button.click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result-card.correct"))
+    marked = {int(c.get_attribute("data-id")): "correct" in c.get_attribute("class") for c in _cards(driver)}
+    assert marked == {r["id"]: r["pid"] == api[0]["pid"] for r in api}
 
     shot = tmp_path / "search.png"
     assert driver.save_screenshot(str(shot))

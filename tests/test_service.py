@@ -170,6 +170,7 @@ def test_search_ranks_gallery_like_brute_force(client, searcher, query_path, mod
         meta = searcher.index.get(r["id"])
         assert (r["camera"], r["modality"], r["pid"]) == (meta["camera"], "visible", meta["pid"])
         assert r["image_url"] == f"/api/gallery/{r['id']}/image"
+        assert r["name"] == Path(meta["path"]).name and "/" not in r["name"]  # the file name, never the path
 
 
 def test_result_images_are_the_indexed_files(client, searcher, query_path):

@@ -213,6 +213,7 @@ def hit_to_json(hit: Any) -> dict[str, Any]:
         "camera": int(hit.camera),
         "modality": str(hit.modality),
         "pid": None if hit.pid is None else int(hit.pid),
+        "name": Path(str(hit.path)).name,  # the file name only: no server path leaves the service
         "image_url": f"/api/gallery/{int(hit.id)}/image",
     }
     if getattr(hit, "rerank_distance", None) is not None:

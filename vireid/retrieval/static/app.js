@@ -19,6 +19,10 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
   const results = document.getElementById("results");
   const resultsTitle = document.getElementById("results-title");
   const galleryInfo = document.getElementById("gallery-info");
+  const queryPid = document.getElementById("query-pid");
+  const viewer = document.getElementById("viewer");
+  const viewerImage = document.getElementById("viewer-image");
+  const viewerCaption = document.getElementById("viewer-caption");
 
   let queryFile = null;
   let maxUploadBytes = null;
@@ -80,15 +84,32 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
     const li = document.createElement("li");
     li.className = "result-card";
     li.dataset.id = String(hit.id);
+    const known = queryPid.value !== "" && hit.pid !== null;
+    if (known) li.classList.add(Number(queryPid.value) === hit.pid ? "correct" : "wrong");
 
     const img = document.createElement("img");
     img.src = TOKEN ? `${hit.image_url}?token=${encodeURIComponent(TOKEN)}` : hit.image_url;
-    img.alt = `gallery image ${hit.id}`;
+    img.alt = `gallery image ${hit.id}: person ${hit.pid === null ? "unknown" : hit.pid}, ${hit.name}`;
     img.loading = "lazy";
+    img.tabIndex = 0;
+    img.title = "click to enlarge";
+    const open = () => {
+      viewerImage.src = img.src;
+      viewerImage.alt = img.alt;
+      viewerCaption.textContent = `#${hit.rank}  person ${hit.pid === null ? "?" : hit.pid}  camera ${hit.camera}  ` +
+        `${hit.name}  score ${hit.score.toFixed(3)}`;
+      viewer.showModal();
+    };
+    img.addEventListener("click", open);
+    img.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
 
     const rank = document.createElement("span");
     rank.className = "rank";
     rank.textContent = `#${hit.rank}`;
+
+    const person = document.createElement("span");
+    person.className = "person";
+    person.textContent = `person ${hit.pid === null ? "?" : hit.pid}` + (known ? (li.classList.contains("correct") ? " \u2713" : " \u2717") : "");
 
     const score = document.createElement("span");
     score.className = "score";
@@ -96,13 +117,13 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
 
     const camera = document.createElement("span");
     camera.className = "camera";
-    camera.textContent = `camera ${hit.camera}`;
+    camera.textContent = `camera ${hit.camera} \u00b7 ${hit.modality}`;
 
-    const mod = document.createElement("span");
-    mod.className = "modality";
-    mod.textContent = hit.modality;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = hit.name;
 
-    li.append(rank, img, score, camera, mod);
+    li.append(rank, img, person, score, camera, name);
     return li;
   }
 
