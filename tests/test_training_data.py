@@ -245,8 +245,20 @@ def test_two_workers_give_the_batches_of_zero_workers(noise_records) -> None:
     serial = build_train_loader(config(*AUG), noise_records)
     parallel = build_train_loader(config(*AUG, "data.workers=2"), noise_records)
     assert parallel.workers == 2
-    for epoch in (0, 3):
+    for epoch in (0, 3, 1):  # the workers persist across epochs (one DataLoader) and follow set_epoch
         assert same(epoch_batches(serial, epoch), epoch_batches(parallel, epoch))
+    assert parallel._loader() is parallel._loader() and parallel._loader().persistent_workers
+
+
+def test_default_worker_count_follows_the_cpus(monkeypatch) -> None:
+    import os
+
+    from vireid.data.training import default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert default_workers(-1) == 15 and default_workers(3) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert default_workers(-1) == 0
 
 
 def test_augmentations_are_applied(noise_records) -> None:

@@ -33,7 +33,7 @@ class DataConfig:
     infrared_channel_gray: float = 0.5  # CAJ ChannelAdapGray on infrared: R, G, B copied 1/4 each; 4th case: grayscale with this probability, else unchanged
     grayscale_view: bool = False  # FAFE: add a grayscale-of-visible view (modality code 2) to each step
     trivial_augment: bool = False  # FAFE: torchvision TrivialAugmentWide on training images
-    workers: int = 2  # data-loader worker processes
+    workers: int = -1  # data-loader worker processes, persistent across epochs; -1 = the CPU count minus one (at most 16)
     ids_per_batch: int = 8  # P: identities per batch
     images_per_id: int = 4  # K: visible (and as many infrared) images per identity in a batch
 

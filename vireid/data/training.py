@@ -284,6 +284,7 @@ class TrainLoader:
         self.sampler = sampler
         self.workers = workers
         self.pin_memory = pin_memory
+        self._dataloader: DataLoader | None = None
 
     @property
     def num_classes(self) -> int:
@@ -305,25 +306,29 @@ class TrainLoader:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        generator = torch.Generator()
-        # seeds the workers' base seed (Python/NumPy RNGs of the workers) from (seed, epoch)
-        generator.manual_seed(
-            int(
-                np.random.SeedSequence([self.sampler.seed, self.sampler.epoch, 2]).generate_state(
-                    1, np.uint64
-                )[0]
+    def _loader(self) -> DataLoader:
+        """The DataLoader, built once: with workers, they persist across epochs (no re-fork, no re-import
+        per epoch). Its batch sampler reads the sampler's current epoch when an epoch starts."""
+        if getattr(self, "_dataloader", None) is None:
+            generator = torch.Generator()
+            # seeds the workers' base seed (Python/NumPy RNGs of the workers) from the run's seed; the
+            # augmentations draw from per-sample torch seeds, not from these
+            generator.manual_seed(int(np.random.SeedSequence([self.sampler.seed, 2]).generate_state(1, np.uint64)[0]))
+            self._dataloader = DataLoader(
+                self.dataset,
+                batch_sampler=_SeededBatches(self.sampler),
+                num_workers=self.workers,
+                collate_fn=collate_train_batch,
+                pin_memory=self.pin_memory,
+                worker_init_fn=_seed_worker if self.workers > 0 else None,
+                generator=generator,
+                persistent_workers=self.workers > 0,
+                prefetch_factor=4 if self.workers > 0 else None,
             )
-        )
-        loader = DataLoader(
-            self.dataset,
-            batch_sampler=_SeededBatches(self.sampler),
-            num_workers=self.workers,
-            collate_fn=collate_train_batch,
-            pin_memory=self.pin_memory,
-            worker_init_fn=_seed_worker if self.workers > 0 else None,
-            generator=generator,
-        )
+        return self._dataloader
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        loader = self._loader()
         try:
             yield from loader
         except DatasetError as exc:
@@ -355,8 +360,8 @@ def build_train_loader(
             f"data.ids_per_batch and data.images_per_id must be >= 1, got {data.ids_per_batch} and "
             f"{data.images_per_id}"
         )
-    if data.workers < 0:
-        raise ConfigError(f"data.workers must be >= 0, got {data.workers}")
+    if data.workers < -1:
+        raise ConfigError(f"data.workers must be -1 (auto: from the CPU count) or >= 0, got {data.workers}")
     if cfg.train.iters_per_epoch < 0:
         raise ConfigError(f"train.iters_per_epoch must be >= 0, got {cfg.train.iters_per_epoch}")
     seed = int(cfg.train.seed) + int(seed_offset)
@@ -383,4 +388,18 @@ def build_train_loader(
     )
     device = str(cfg.train.device)
     pin = torch.cuda.is_available() and device != "cpu"
-    return TrainLoader(dataset, sampler, workers=int(data.workers), pin_memory=pin)
+    return TrainLoader(dataset, sampler, workers=default_workers(int(data.workers)), pin_memory=pin)
+
+
+def default_workers(workers: int) -> int:
+    """``data.workers``, with -1 (the default) meaning the machine's usable CPU count minus one for the
+    training process, at most 16 (0 on a 1-CPU machine)."""
+    if workers >= 0:
+        return workers
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(16, cpus - 1))
