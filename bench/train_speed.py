@@ -43,6 +43,12 @@ Usage::
     python bench/train_speed.py --device cuda --amp --batch-ids 8 --images-per-id 4 --models agw,caj
     python bench/train_speed.py --models dam --steps 5 --json out/train_speed.json
     python bench/train_speed.py --models fafe                # FAFE against a bare timm CrossViT-S
+    python bench/train_speed.py --end-to-end configs/sysu/dam_tiny.yaml      # the real loader + run_step
+    python bench/train_speed.py --end-to-end configs/sysu/dam.yaml --device cuda --e2e-ids 491
+
+``--end-to-end CONFIG`` runs ``bench/end_to_end.py`` instead: the real training loader on a synthetic
+SYSU-MM01-layout set on disk and ``Trainer.run_step``, reporting end-to-end and model-only ms per step,
+data-only images/s and the busy fraction (see that module).
 """
 
 from __future__ import annotations
@@ -95,6 +101,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--num-classes", type=int, default=SYSU_TRAIN_IDS, help="classifier width (SYSU-MM01: 395)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    p.add_argument("--end-to-end", type=Path, default=None, metavar="CONFIG",
+                   help="time the real training loop of CONFIG on synthetic data on disk (bench/end_to_end.py)")
+    p.add_argument("--e2e-ids", type=int, default=132, help="end-to-end: identities of the synthetic set")
+    p.add_argument("--e2e-work", type=Path, default=REPO / "out" / "bench" / "end_to_end", help="end-to-end: folder")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="end-to-end: config overrides")
     args = p.parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -379,6 +390,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.end_to_end is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from end_to_end import end_to_end, format_end_to_end
+
+        result = end_to_end(args.end_to_end, overrides=list(args.overrides), work=args.e2e_work, ids=args.e2e_ids,
+                            size=(128, 64), steps=args.steps, warmup=max(args.warmup, 1), device=str(args.device))
+        result["threads"] = torch.get_num_threads()
+        print(format_end_to_end(result))
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     if args.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     paths = [config_path(m.strip()) for m in args.models.split(",") if m.strip()]
