@@ -215,13 +215,17 @@ def test_bad_input(tmp_path, flat):
         GalleryIndex.open(tmp_path / "missing")
 
 
-def test_inconsistent_generation_is_reported(flat, tmp_path):
-    idx, _, _ = flat
-    db = tmp_path / "idx" / "gen-000001.sqlite"
+def edit_database(db: Path, statement: str) -> None:
+    """Run one SQL statement on an index generation's SQLite file (to damage it on purpose)."""
     con = sqlite3.connect(db)
     with con:
-        con.execute("DELETE FROM images WHERE id = 5")
+        con.execute(statement)
     con.close()
+
+
+def test_inconsistent_generation_is_reported(flat, tmp_path):
+    idx, _, _ = flat
+    edit_database(tmp_path / "idx" / "gen-000001.sqlite", "DELETE FROM images WHERE id = 5")
     with pytest.raises(GalleryIndexError, match="inconsistent: 300 vectors .* but 299 rows"):
         GalleryIndex.open(tmp_path / "idx")
 
@@ -361,11 +365,7 @@ def test_a_killed_build_can_be_overwritten_and_other_folders_cannot(tmp_path):
 def test_a_non_json_info_value_is_a_named_error(tmp_path):
     feats, meta = gallery(6)
     index = GalleryIndex.build(tmp_path / "idx", feats, meta, model_info=MODEL_INFO, progress=False)
-    db_path = next((tmp_path / "idx").glob("gen-*.sqlite"))
     index.close()
-    con = sqlite3.connect(db_path)
-    with con:
-        con.execute("UPDATE info SET value = 'not json {' WHERE key = 'kind'")
-    con.close()
+    edit_database(next((tmp_path / "idx").glob("gen-*.sqlite")), "UPDATE info SET value = 'not json {' WHERE key = 'kind'")
     with pytest.raises(GalleryIndexError, match="info value of 'kind' is not JSON"):
         GalleryIndex.open(tmp_path / "idx")

@@ -4,6 +4,7 @@ next to the untrained model's and chance level."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,11 @@ def plot_learning_curve(metrics_file: str | Path, out: str | Path, *, untrained:
         ax.axhline(chance_rank1, color="grey", linestyle="--", linewidth=1, label="chance Rank-1")
     ax.set_xlabel("optimiser steps", fontsize=12)
     ax.set_ylabel("percent (trial 0)", fontsize=12)
-    ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=12)
+    import textwrap
+
+    top = max(series["rank1"] + series["mAP"] + ([untrained["mAP"]] if untrained else []))
+    ax.set_ylim(0, min(100.0, max(20.0, 10 * math.ceil(1.25 * top / 10))))  # room to read small values
+    ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=12)
     ax.tick_params(labelsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="upper left")
