@@ -690,3 +690,50 @@ def test_a_dropped_upload_is_one_log_line(searcher, caplog):
         asyncio.run(app(scope, receive, send))
     assert "abandoned: the client disconnected" in caplog.text
     assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+
+
+def test_loopback_load_8_clients_x_50_searches_without_errors(searcher, query_path):
+    """A bounded load test on loopback: 8 clients each send 50 searches to a real uvicorn server (the
+    service sized for them: max_concurrent=8); every answer is a 200 with the same ranking."""
+    import httpx
+    import uvicorn
+
+    app = create_app(searcher, max_topk=MAX_TOPK, max_concurrent=8)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start within 15 s"
+        time.sleep(0.05)
+    data = query_path.read_bytes()
+    statuses: list[int] = []
+    rankings: set[tuple[int, ...]] = set()
+    errors: list[str] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            for _ in range(50):
+                try:
+                    r = http.post("/api/search", files={"image": ("q.jpg", data, "image/jpeg")}, data={"topk": "5"})
+                    statuses.append(r.status_code)
+                    if r.status_code == 200:
+                        rankings.add(tuple(h["id"] for h in r.json()["results"]))
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+
+    try:
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(300)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+    assert errors == [] and len(statuses) == 400 and set(statuses) == {200}, (errors[:3], set(statuses))
+    assert len(rankings) == 1

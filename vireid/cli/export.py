@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "two-stream model routes images by modality, so each modality gets its own graph: input 'images' "
         "[batch, 3, H, W] in [0, 1] (dynamic batch; the model normalises its own input), output 'features' "
         "[batch, D], L2-normalised. --modality both writes <stem>_visible.onnx and <stem>_infrared.onnx next "
-        "to --out. Each graph is run with ONNX Runtime and compared with PyTorch; the max abs difference is "
+        "to --out (--out model.onnx: model_visible.onnx and model_infrared.onnx; 'vireid test --onnx model.onnx' "
+        "and the other --onnx options take model.onnx for both); one modality writes --out itself. Each graph is run with ONNX Runtime and compared with PyTorch; the max abs difference is "
         "printed and a difference above --tolerance is an error.",
         formatter_class=HelpFormatter,
         epilog="examples:\n"
@@ -49,6 +50,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     loaded = load_model(cfg, args.checkpoint, device="cpu")
     result = export_onnx(loaded, args.out, modality=args.modality, opset=args.opset, check=not args.no_check,
                          tolerance=args.tolerance)
+    written = ", ".join(p.name for p in result.paths.values())
+    note = (f" ({args.out.name} stands for them in --onnx)" if len(result.paths) > 1 else "")
+    print(f"wrote {written} next to {args.out}{note}")
     for line in describe_graphs(result.paths):
         print(line)
     for mod, diff in result.max_abs_diff.items():
