@@ -479,3 +479,22 @@ def test_bad_train_values_are_config_errors(tmp_path):
         Trainer(make_cfg(tmp_path, device="tpu"), TinyReIDModel(), FakeLoader(), default_hooks=False)
     with pytest.raises(ConfigError, match="train.eval_every"):
         Trainer(make_cfg(tmp_path, eval_every=-1), TinyReIDModel(), FakeLoader(), default_hooks=False)
+
+
+def test_channels_last_gives_the_same_step(tmp_path):
+    """train.channels_last=true changes the memory format only: the same losses and updates (to float
+    tolerance) as the contiguous layout; auto leaves it off on the CPU."""
+    batch = next(iter(FakeLoader()))
+    results = {}
+    for flag in ("false", "true"):
+        seed_everything(0)
+        model = TinyReIDModel()
+        trainer = Trainer(make_cfg(tmp_path / flag, channels_last=flag), model, FakeLoader(), default_hooks=False)
+        results[flag] = (trainer.run_step(batch), [p.detach().clone() for p in model.parameters()])
+        assert trainer.channels_last == (flag == "true")
+    assert results["true"][0]["total_loss"] == pytest.approx(results["false"][0]["total_loss"], rel=1e-5)
+    for a, b in zip(results["true"][1], results["false"][1]):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert not Trainer(make_cfg(tmp_path / "auto"), TinyReIDModel(), FakeLoader(), default_hooks=False).channels_last
+    with pytest.raises(ConfigError, match="train.channels_last"):
+        Trainer(make_cfg(tmp_path / "bad", channels_last="yes"), TinyReIDModel(), FakeLoader(), default_hooks=False)

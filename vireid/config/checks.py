@@ -29,6 +29,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "loss.adaptive_mode": ("hinge", "softplus"),
     "optim.name": ("sgd", "adam"),
     "train.best_metric": ("mAP", "rank1"),
+    "train.channels_last": ("auto", "true", "false"),
+    "train.amp_dtype": ("auto", "bfloat16", "float16"),
     "model.pool": ("gem", "avg", "max"),
     "model.neck_feat": ("after", "before"),
     "model.test_feature": ("global", "local", "both"),
