@@ -311,7 +311,7 @@ def test_unreadable_training_image_is_found_before_training_and_named(tmp_path, 
 
 def test_worker_errors_are_unwrapped_to_the_message_naming_the_file(tmp_path):
     records = make_records(tmp_path / "imgs", noise=True)
-    loader = build_train_loader(config("data.workers=1", "train.iters_per_epoch=2"), records)
+    loader = build_train_loader(config("data.workers=1", "train.iters_per_epoch=2", "data.cache=false"), records)
     bad = loader.dataset.visible_records[0].path
     for rec in loader.dataset.visible_records + loader.dataset.infrared_records:
         rec.path.write_bytes(b"not an image")
@@ -320,3 +320,21 @@ def test_worker_errors_are_unwrapped_to_the_message_naming_the_file(tmp_path):
     message = str(err.value)
     assert "Traceback" not in message and "worker process" not in message
     assert "image cannot be read" in message and str(Path(bad).parent) in message
+
+
+def test_decoded_image_cache_gives_the_same_batches(tmp_path, noise_records, monkeypatch) -> None:
+    """data.cache decodes and resizes each image once; every view's tensors are the same as reading the
+    files (the resize is the first step of every view), with workers too; one cache serves every run
+    of the same images and input size."""
+    monkeypatch.setenv("VIREID_CACHE", str(tmp_path / "cache"))
+    for extra in (AUG, ("data.grayscale_view=true", "data.trivial_augment=true", "train.iters_per_epoch=3")):
+        files = build_train_loader(config(*extra, "data.cache=false"), noise_records)
+        cached = build_train_loader(config(*extra, "data.cache=true"), noise_records)
+        assert files.dataset.images is None and cached.dataset.images is not None
+        assert same(epoch_batches(files, 1), epoch_batches(cached, 1))
+    workers = build_train_loader(config(*AUG, "data.cache=true", "data.workers=2"), noise_records)
+    assert same(epoch_batches(workers, 0), epoch_batches(build_train_loader(config(*AUG, "data.cache=false"),
+                                                                            noise_records), 0))
+    made = sorted(p.suffix for p in (tmp_path / "cache" / "decoded").iterdir())
+    assert made == [".json", ".u8"] and not [p for p in (tmp_path / "cache" / "decoded").iterdir()
+                                            if p.name.endswith(".tmp")]

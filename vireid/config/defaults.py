@@ -24,6 +24,7 @@ class DataConfig:
     width: int = 144  # input width in pixels
     pad: int = 10  # zero padding before the random crop
     flip: bool = True  # random horizontal flip
+    cache: bool = True  # decode and resize each training image once into a memory-mapped cache ($VIREID_CACHE/decoded, default ~/.cache/vireid); same tensors, less work per step
     resize: str = "lanczos"  # resize filter of train and test images: lanczos (the reference code's pre-resizing, PIL ANTIALIAS) | bilinear
     random_erasing: float = 0.5  # probability of the reference's channel random erasing on the visible and infrared views (0 disables; AGW: 0)
     erasing_fill: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])  # erasing fill per channel in NORMALISED units (reference); [0, 0, 0] = ImageNet mean

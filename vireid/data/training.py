@@ -72,6 +72,7 @@ class TrainSet(Dataset):
         infrared: Sequence[ImageRecord],
         *,
         transforms: Mapping[str, Callable[[Image.Image], torch.Tensor]],
+        images: Any = None,
     ):
         missing = {"visible", "infrared"} - set(transforms)
         if missing:
@@ -111,13 +112,22 @@ class TrainSet(Dataset):
                 len(both),
             )
         self.transforms = dict(transforms)
+        #: decoded and resized images (:class:`vireid.data.cache.DecodedImages`), or None: read each file
+        self.images = images
 
     @classmethod
     def from_config(cls, cfg: DictConfig, records: Sequence[ImageRecord]) -> TrainSet:
-        """Split ``records`` by modality and use :func:`build_train_transforms` of ``cfg``."""
+        """Split ``records`` by modality and use :func:`build_train_transforms` of ``cfg``; with
+        ``data.cache`` the images are decoded and resized once (:mod:`vireid.data.cache`)."""
         visible = [r for r in records if r.modality == VISIBLE]
         infrared = [r for r in records if r.modality == INFRARED]
-        return cls(visible, infrared, transforms=build_train_transforms(cfg))
+        images = None
+        if cfg.data.cache:
+            from vireid.data.cache import DecodedImages
+
+            images = DecodedImages.build([*visible, *infrared], (int(cfg.data.height), int(cfg.data.width)),
+                                         str(cfg.data.resize), progress=False)
+        return cls(visible, infrared, transforms=build_train_transforms(cfg), images=images)
 
     @property
     def num_classes(self) -> int:
@@ -131,6 +141,11 @@ class TrainSet(Dataset):
     def __len__(self) -> int:
         """The number of visible training images (samples are addressed by pairs, not by position)."""
         return len(self.visible_records)
+
+    def _image(self, path: Any) -> Image.Image:
+        if self.images is not None and path in self.images:
+            return self.images[path]
+        return load_rgb(path)
 
     def _augment(self, vis_img: Image.Image, ir_img: Image.Image) -> dict[str, torch.Tensor]:
         out = {"visible": self.transforms["visible"](vis_img)}
@@ -146,7 +161,7 @@ class TrainSet(Dataset):
         ir_rec = self.infrared_records[key[1]]
         if vis_rec.pid != ir_rec.pid:
             raise ValueError(f"pair {tuple(key[:2])} mixes identities {vis_rec.pid} and {ir_rec.pid}")
-        vis_img, ir_img = load_rgb(vis_rec.path), load_rgb(ir_rec.path)
+        vis_img, ir_img = self._image(vis_rec.path), self._image(ir_rec.path)
         if len(key) == 3:
             state = torch.get_rng_state()
             try:

@@ -23,7 +23,7 @@ Training (``build_train_transforms``), per view:
     (:class:`ChannelExchange`: one normalised channel of R, G, B copied to all three; the grayscale as a
     fourth choice with ``data.channel_exchange_gray``). With channel exchange on, the infrared view also
     gets :class:`ChannelAdaptiveGray` (the reference's ``ChannelAdapGray``) after its erasing;
-  * ``data.grayscale_view`` (FAFE §1.2): the visible image converted to grayscale (three equal
+  * ``data.grayscale_view`` (FAFE §1.2): the visible image, resized, converted to grayscale (three equal
     channels, ITU-R 601 luma as PIL's ``"L"`` mode), then the visible view's augmentations.
 
 Randomness comes from the global torch generator only (torchvision's transforms and the classes here
@@ -241,11 +241,13 @@ class ChannelRandomErasing:
 # ---------------------------------------------------------------------------------------------------
 # builders
 # ---------------------------------------------------------------------------------------------------
-def _geometric(cfg: DictConfig) -> list[Callable]:
-    """Resize, optional TrivialAugmentWide, pad + random crop, optional flip, to tensor."""
+def _geometric(cfg: DictConfig, *, after_resize: Sequence[Callable] = ()) -> list[Callable]:
+    """Resize, ``after_resize`` (the grayscale view's conversion), optional TrivialAugmentWide, pad +
+    random crop, optional flip, to tensor. The resize comes first, so a cache of images decoded and
+    resized once (:mod:`vireid.data.cache`) gives the same tensors."""
     data = cfg.data
     size = (int(data.height), int(data.width))
-    steps: list[Callable] = [T.Resize(size, interpolation=RESIZE_FILTERS[data.resize])]
+    steps: list[Callable] = [T.Resize(size, interpolation=RESIZE_FILTERS[data.resize]), *after_resize]
     if data.trivial_augment:
         steps.append(T.TrivialAugmentWide())
     if data.pad > 0:
@@ -309,7 +311,7 @@ def build_train_transforms(cfg: DictConfig) -> dict[str, Transform]:
             ]
         )
     elif view == "grayscale":
-        out["derived"] = T.Compose([T.Grayscale(num_output_channels=3)] + _geometric(cfg) + erasing)
+        out["derived"] = T.Compose(_geometric(cfg, after_resize=[T.Grayscale(num_output_channels=3)]) + erasing)
     infrared = _geometric(cfg) + erasing
     if view == "channel_exchange" and data.infrared_channel_gray > 0:
         infrared.append(ChannelAdaptiveGray(p=float(data.infrared_channel_gray)))
