@@ -498,3 +498,14 @@ def test_channels_last_gives_the_same_step(tmp_path):
     assert not Trainer(make_cfg(tmp_path / "auto"), TinyReIDModel(), FakeLoader(), default_hooks=False).channels_last
     with pytest.raises(ConfigError, match="train.channels_last"):
         Trainer(make_cfg(tmp_path / "bad", channels_last="yes"), TinyReIDModel(), FakeLoader(), default_hooks=False)
+
+
+def test_resuming_a_finished_run_says_it_is_complete(tmp_path, caplog):
+    cfg = make_cfg(tmp_path, epochs=2)
+    Trainer(cfg, TinyReIDModel(), FakeLoader()).train()
+    again = Trainer(cfg, TinyReIDModel(), FakeLoader())
+    again.resume()
+    with caplog.at_level("INFO", logger="vireid.engine"):
+        again.train()
+    assert "the run is already complete: its 2 epochs (0..1) are trained" in caplog.text
+    assert "resuming at" not in caplog.text
