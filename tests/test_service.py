@@ -7,6 +7,7 @@ the index's stored features.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import socket
@@ -365,9 +366,15 @@ def test_create_app_checks_limits(searcher):
 # -- a live uvicorn server: the body limit holds while the body streams in ---------------------------------
 @pytest.fixture(scope="module")
 def live_server(searcher):
+    with running_server(create_app(searcher, max_upload_bytes=100_000, max_topk=MAX_TOPK)) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def running_server(app):
+    """A real uvicorn server of ``app`` on a free loopback port, for the block; yields the port."""
     import uvicorn
 
-    app = create_app(searcher, max_upload_bytes=100_000, max_topk=MAX_TOPK)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -378,10 +385,12 @@ def live_server(searcher):
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start within 15 s"
         time.sleep(0.05)
-    yield port
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
 
 
 def _raw_request(port: int, head: bytes, chunks=(), timeout: float = 10.0) -> tuple[int, dict, int]:
@@ -696,25 +705,13 @@ def test_loopback_load_8_clients_x_50_searches_without_errors(searcher, query_pa
     """A bounded load test on loopback: 8 clients each send 50 searches to a real uvicorn server (the
     service sized for them: max_concurrent=8); every answer is a 200 with the same ranking."""
     import httpx
-    import uvicorn
 
-    app = create_app(searcher, max_topk=MAX_TOPK, max_concurrent=8)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start within 15 s"
-        time.sleep(0.05)
     data = query_path.read_bytes()
     statuses: list[int] = []
     rankings: set[tuple[int, ...]] = set()
     errors: list[str] = []
 
-    def client() -> None:
+    def client(port: int) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             for _ in range(50):
                 try:
@@ -725,15 +722,11 @@ def test_loopback_load_8_clients_x_50_searches_without_errors(searcher, query_pa
                 except httpx.HTTPError as exc:
                     errors.append(repr(exc))
 
-    try:
-        clients = [threading.Thread(target=client) for _ in range(8)]
+    with running_server(create_app(searcher, max_topk=MAX_TOPK, max_concurrent=8)) as port:
+        clients = [threading.Thread(target=client, args=(port,)) for _ in range(8)]
         for t in clients:
             t.start()
         for t in clients:
             t.join(300)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
     assert errors == [] and len(statuses) == 400 and set(statuses) == {200}, (errors[:3], set(statuses))
     assert len(rankings) == 1
