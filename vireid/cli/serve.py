@@ -63,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-topk", type=_positive_int, default=100, metavar="K",
                         help="largest number of results a request may ask for (default: 100)")
     parser.add_argument("--allowed-host", nargs="+", default=None, metavar="HOST",
-                        help="host names the Host header may carry (default: the --host address, localhost and "
-                        "the loopback addresses; '*' accepts any)")
+                        help="host names the Host header may carry (default on a loopback --host: localhost and the "
+                        "loopback addresses; off loopback, where a token is required: any; '*' accepts any)")
     parser.add_argument("--token", default=None, metavar="TOKEN",
                         help="bearer token every /api/ request must carry (default: $VIREID_SERVE_TOKEN); required "
                         "when --host is not a loopback address")
@@ -87,7 +87,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and token is None:
         raise VireidError(f"--host {args.host} exposes the service beyond this machine: give a bearer token "
                           "(--token TOKEN or VIREID_SERVE_TOKEN) so only clients that know it are answered")
-    allowed = args.allowed_host or [*LOOPBACK_HOSTS, args.host]
+    # off loopback the token guards every request (a rebinding page does not have it), so any Host name
+    # the machine is reached by is accepted unless --allowed-host narrows it
+    allowed = args.allowed_host or ([*LOOPBACK_HOSTS, args.host] if is_loopback(args.host) else ["*"])
     setup_console_logging()
     app = create_app(args.index, checkpoint=args.checkpoint, device=args.device, backend=args.backend,
                      max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)), max_topk=args.max_topk,
