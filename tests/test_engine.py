@@ -509,3 +509,26 @@ def test_resuming_a_finished_run_says_it_is_complete(tmp_path, caplog):
         again.train()
     assert "the run is already complete: its 2 epochs (0..1) are trained" in caplog.text
     assert "resuming at" not in caplog.text
+
+
+def test_run_step_reads_the_device_once(tmp_path, monkeypatch):
+    """All scalar outputs of a step reach the host in one copy: no float()/item()/bool() per output."""
+    trainer = Trainer(make_cfg(tmp_path), TinyReIDModel(), FakeLoader(), default_hooks=False)
+    batch = next(iter(FakeLoader()))
+    trainer.run_step(batch)  # warm-up (lazy initialisation outside the count)
+    counts = {"tolist": 0, "item": 0, "float": 0, "bool": 0}
+    real = {name: getattr(torch.Tensor, attr) for name, attr in
+            (("tolist", "tolist"), ("item", "item"), ("float", "__float__"), ("bool", "__bool__"))}
+
+    def counting(name):
+        def wrapper(self, *args, **kwargs):
+            counts[name] += 1
+            return real[name](self, *args, **kwargs)
+        return wrapper
+
+    for name, attr in (("tolist", "tolist"), ("item", "item"), ("float", "__float__"), ("bool", "__bool__")):
+        monkeypatch.setattr(torch.Tensor, attr, counting(name))
+    out = trainer.run_step(batch)
+    monkeypatch.undo()
+    assert set(out) == {"total_loss", "loss_id", "loss_norm", "acc"} and all(isinstance(v, float) for v in out.values())
+    assert counts == {"tolist": 1, "item": 0, "float": 0, "bool": 0}, counts

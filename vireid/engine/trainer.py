@@ -17,6 +17,7 @@ killed after epoch ``e`` and resumed ends with the same weights as an uninterrup
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import time
@@ -278,14 +279,18 @@ class Trainer:
                 f"{type(self.model_without_ddp).__name__}.forward returned no 'loss*' keys (got {sorted(outputs)})"
             )
         total = sum(v.float() for v in losses.values())
-        if not torch.isfinite(total):
-            if not self.amp:
-                values = {k: float(v.detach()) for k, v in losses.items()}
-                raise FloatingPointError(
-                    f"non-finite loss at epoch {self.epoch} iteration {self.iter_in_epoch} (step {self.global_step}): "
-                    f"{values}; lower optim.lr / optim.backbone_lr or set optim.clip_grad_norm"
-                )
-            # under AMP the scaler skips the step and lowers its scale
+        # every scalar output reaches the host in ONE copy (one synchronisation per step, not one per
+        # output); the finiteness check reads the same copy
+        names = ["total_loss"] + [k for k, v in outputs.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
+        stacked = torch.stack([total.detach()] + [outputs[k].detach().float().reshape(()) for k in names[1:]])
+        values = dict(zip(names, stacked.tolist()))
+        # a non-finite loss: without AMP an error; under AMP the scaler skips the step and lowers its scale
+        if not math.isfinite(values["total_loss"]) and not self.amp:
+            shown = {k: v for k, v in values.items() if k.startswith("loss")}
+            raise FloatingPointError(
+                f"non-finite loss at epoch {self.epoch} iteration {self.iter_in_epoch} (step {self.global_step}): "
+                f"{shown}; lower optim.lr / optim.backbone_lr or set optim.clip_grad_norm"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.grad_scaler.scale(total).backward()
         if self.clip_grad_norm > 0:
@@ -304,13 +309,11 @@ class Trainer:
             self.epoch_skipped_steps += 1
             logger.debug("step %d skipped by the AMP scaler (non-finite loss or gradient)", self.global_step)
 
-        result = {"total_loss": float(total.detach())}
+        result = dict(values)
         if skipped:
             result["skipped"] = 1.0
         for k, v in outputs.items():
-            if isinstance(v, torch.Tensor) and v.numel() == 1:
-                result[k] = float(v.detach())
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
                 result[k] = float(v)
         return result
 
