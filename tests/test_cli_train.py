@@ -263,3 +263,22 @@ def test_options_the_protocol_ignores_are_reported_and_trials_capped(sysu_config
         trials = run_module.final_test_trials(dataset, protocol, cfg)
     assert "test.direction='infrared_to_visible' is ignored" in caplog.text
     assert trials == list(range(10)) and "test.trials=12 but the sysu protocol has 10 trial(s)" in caplog.text
+
+
+def test_parallel_trials_equal_the_sequential_run(tmp_path):
+    """--all-trials --parallel 2: each trial in its own process, the same rows as one after another."""
+    generate("regdb", tmp_path / "regdb", ids=6, seed=0, images_per_camera=2, size=(32, 16), workers=1,
+             progress=False)
+    config = write_dam_config(tmp_path / "regdb.yaml", "regdb", tmp_path / "regdb")
+    overrides = ["train.epochs=1", "train.eval_every=0", "test.trials=1"]
+    assert vireid("train", str(config), f"output_dir={tmp_path / 'seq'}", *overrides, "--all-trials") == 0
+    assert vireid("train", str(config), f"output_dir={tmp_path / 'par'}", *overrides, "--all-trials",
+                  "--parallel", "2") == 0
+    seq = json.loads((tmp_path / "seq" / "results.json").read_text())
+    par = json.loads((tmp_path / "par" / "results.json").read_text())
+    assert [r["trial"] for r in par["trials"]] == list(range(1, 11))
+    assert par["trials"] == seq["trials"] and par["mean"] == seq["mean"]
+    for t in (1, 10):
+        a = load_checkpoint(tmp_path / "seq" / f"trial{t}" / "checkpoints" / "last.pt")["model"]
+        b = load_checkpoint(tmp_path / "par" / f"trial{t}" / "checkpoints" / "last.pt")["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a)

@@ -78,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="continue the run in output_dir from checkpoints/last.pt")
     parser.add_argument("--all-trials", action="store_true",
                         help="RegDB: train and test one model per trial (output_dir/trial<t>), report the mean")
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="with --all-trials: train N trials at once, each in its own process (one GPU fits "
+                        "several small trainings); results equal a sequential run's")
     accept_late_overrides(parser)
     parser.set_defaults(func=cmd_train)
 
@@ -89,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     setup_console_logging()
     if args.all_trials:
-        results = run_all_trials(cfg, resume=args.resume)
+        results = run_all_trials(cfg, resume=args.resume, parallel=args.parallel)
     else:
         results = run_training(cfg, resume=args.resume)
     if results is not None:  # rank 0

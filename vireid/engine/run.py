@@ -210,16 +210,41 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
             cleanup()
 
 
-def run_all_trials(cfg: Any, *, resume: bool = False) -> dict[str, Any] | None:
+def _trial_config(cfg: Any, base: Path, trial: int) -> Any:
+    cfg_t = copy.deepcopy(cfg)
+    cfg_t.data.trial = int(trial)
+    cfg_t.output_dir = str(base / f"trial{trial}")
+    return cfg_t
+
+
+def _train_one_trial(config_yaml: str, resume: bool, threads: int) -> dict[str, Any]:
+    """One trial in a worker process of ``run_all_trials(parallel=N)`` (the config travels as YAML; the
+    parent's thread count keeps CPU arithmetic, hence the weights, the same as in a sequential run)."""
+    import torch
+
+    from vireid.retrieval.embed import config_from_yaml
+
+    torch.set_num_threads(threads)
+    cfg = config_from_yaml(config_yaml, "trial config")
+    started = (Path(cfg.output_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT).exists()
+    return run_training(cfg, resume=resume and started)
+
+
+def run_all_trials(cfg: Any, *, resume: bool = False, parallel: int = 1) -> dict[str, Any] | None:
     """RegDB: train and test every trial ``t`` in ``output_dir/trial<t>`` (trial ``t``'s model on
     trial ``t``'s test split) and write the per-trial rows and their mean to ``output_dir/results.json``.
 
     With ``resume``, finished trials (``results.json`` present) are read back, an interrupted one
-    resumes from its ``last.pt`` and the rest start fresh. Returns the results on rank 0.
+    resumes from its ``last.pt`` and the rest start fresh. ``parallel``: trials trained at once, each in
+    its own process with its own model and seed (several small trainings fill one GPU better than one);
+    every trial's training is the same as alone, so the results equal a sequential run's (tested on the
+    CPU). Returns the results on rank 0.
     """
+    from vireid.config import config_to_yaml
     from vireid.data import build_dataset
-    from vireid.evaluation.evaluator import mean_of_trials
 
+    if parallel < 1:
+        raise ConfigError(f"--parallel must be >= 1, got {parallel}")
     dataset = build_dataset(cfg.data.name, cfg.data.root)
     if not trains_per_trial(dataset):
         raise ConfigError(f"--all-trials trains one model per trial, which only datasets with per-trial "
@@ -227,16 +252,39 @@ def run_all_trials(cfg: Any, *, resume: bool = False) -> dict[str, Any] | None:
                           "test.trials trials of one model instead")
     protocol = build_protocol(dataset, cfg)
     base = Path(cfg.output_dir)
+    if parallel > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        base.mkdir(parents=True, exist_ok=True)
+        _save_config(cfg, base / CONFIG_FILE)
+        results_by_trial: dict[int, dict[str, Any]] = {}
+        todo = []
+        for trial in protocol.trials:
+            cfg_t = _trial_config(cfg, base, trial)
+            done = Path(cfg_t.output_dir) / RESULTS_FILE
+            if resume and done.exists():
+                results_by_trial[trial] = json.loads(done.read_text(encoding="utf-8"))
+            else:
+                todo.append((trial, config_to_yaml(cfg_t)))
+        logger.info("training %d trials, %d at a time", len(todo), parallel)
+        with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+            import torch
+
+            threads = torch.get_num_threads()
+            futures = {trial: pool.submit(_train_one_trial, text, resume, threads) for trial, text in todo}
+            for trial, future in futures.items():
+                results_by_trial[trial] = future.result()
+        rows = [row for trial in protocol.trials for row in results_by_trial[trial]["trials"]]
+        return _write_all_trials(dataset, protocol, rows, base)
     ctx = init_distributed(str(cfg.train.device))
-    rows: list[dict[str, Any]] = []
+    rows = []
     try:
         if ctx.is_main:
             base.mkdir(parents=True, exist_ok=True)
             _save_config(cfg, base / CONFIG_FILE)
         for trial in protocol.trials:
-            cfg_t = copy.deepcopy(cfg)
-            cfg_t.data.trial = int(trial)
-            cfg_t.output_dir = str(base / f"trial{trial}")
+            cfg_t = _trial_config(cfg, base, trial)
             done = Path(cfg_t.output_dir) / RESULTS_FILE
             if resume and done.exists():
                 result = json.loads(done.read_text(encoding="utf-8"))
@@ -249,12 +297,18 @@ def run_all_trials(cfg: Any, *, resume: bool = False) -> dict[str, Any] | None:
                 rows.extend(result["trials"])
         if not ctx.is_main:
             return None
-        results = {"dataset": dataset.name, "protocol": protocol.describe(), "trials": rows,
-                   "mean": mean_of_trials(rows), "note": "trial t: a model trained on trial t's training split"}
-        write_json(results, base / RESULTS_FILE)
-        return results
+        return _write_all_trials(dataset, protocol, rows, base)
     finally:
         cleanup()
+
+
+def _write_all_trials(dataset: Any, protocol: Any, rows: list[dict[str, Any]], base: Path) -> dict[str, Any]:
+    from vireid.evaluation.evaluator import mean_of_trials
+
+    results = {"dataset": dataset.name, "protocol": protocol.describe(), "trials": rows,
+               "mean": mean_of_trials(rows), "note": "trial t: a model trained on trial t's training split"}
+    write_json(results, base / RESULTS_FILE)
+    return results
 
 
 # -- testing -------------------------------------------------------------------------------------
