@@ -225,10 +225,23 @@ def test_evaluate_subset_of_trials_and_flip(records, transform) -> None:
         Evaluator(protocol, transform=transform, progress=False).evaluate(model, trials=[7])
 
 
+@pytest.mark.parametrize("metric", ["sysu", "regdb", "llcm"])
+def test_ranking_on_the_features_device_gives_the_same_results(records, transform, metric) -> None:
+    """The GPU path (features kept where they were extracted, ranked by rank_metrics_from_features with
+    torch) run on CPU tensors: the same numbers as the default NumPy distance-matrix path."""
+    protocol = FakeProtocol(records, metric)
+    default = Evaluator(protocol, transform=transform, progress=False).evaluate(FakeModel())
+    evaluator = Evaluator(protocol, transform=transform, progress=False, rank_on_device=True)
+    assert evaluator.rank_on_device and not Evaluator(protocol, transform=transform).rank_on_device  # CPU default
+    on_device = evaluator.evaluate(FakeModel())
+    assert on_device["trials"] == default["trials"] and on_device["mean"] == default["mean"]
+
+
 def test_from_config(records) -> None:
     cfg = load_config(None, [f"data.height={H}", f"data.width={W}", "test.batch_size=3", "test.flip=true"])
     evaluator = Evaluator.from_config(cfg, FakeProtocol(records, "regdb"), progress=False)
     assert evaluator.batch_size == 3 and evaluator.flip is True
+    assert evaluator.workers >= 0  # data.workers=-1 (the default) is resolved from the CPU count
     img = Image.new("RGB", (20, 40))
     assert evaluator.transform(img).shape == (3, H, W)
 

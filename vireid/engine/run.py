@@ -456,7 +456,7 @@ def run_test(
         from vireid.retrieval.rerank import k_reciprocal_rerank, rerank_params
 
         def distance(q, g):
-            return k_reciprocal_rerank(q.numpy(), g.numpy(), **rerank)
+            return k_reciprocal_rerank(q.cpu().numpy(), g.cpu().numpy(), **rerank)
 
     results = evaluator.evaluate(model, trial_list, distance=distance)
     if rerank is not None:

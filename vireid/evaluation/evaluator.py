@@ -28,9 +28,9 @@ from tqdm import tqdm
 
 from vireid.data.base import EvalProtocol
 from vireid.data.records import MODALITY_CODES, ImageRecord
-from vireid.data.training import load_rgb
+from vireid.data.training import default_workers, load_rgb
 from vireid.data.transforms import build_test_transform
-from vireid.evaluation.metrics import rank_metrics
+from vireid.evaluation.metrics import rank_metrics, rank_metrics_from_features
 
 #: The metrics of each trial and of the mean, in percent, in table order.
 METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
@@ -61,13 +61,14 @@ def extract_features(
     flip: bool = False,
     progress: bool = True,
     workers: int = 0,
+    to_cpu: bool = True,
 ) -> torch.Tensor:
     """Test features ``[len(records), D]`` (float32, on the CPU) of ``model.extract`` in eval mode.
 
     Each record's image goes through its own modality's branch (``modality`` codes from the records,
     mixed batches allowed). ``flip``: mean of the features of the image and its horizontal flip.
-    ``workers`` loads images in that many worker processes (0: in this process). The model's
-    training/eval mode is restored afterwards.
+    ``workers`` loads images in that many worker processes (0: in this process); ``to_cpu=False`` keeps
+    the features on the model's device. The model's training/eval mode is restored afterwards.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -95,7 +96,7 @@ def extract_features(
                             f"{type(model).__name__}.extract must return [N, D] features, got "
                             f"{tuple(feats.shape)} for {images.shape[0]} images"
                         )
-                    chunks.append(feats.cpu())
+                    chunks.append(feats.cpu() if to_cpu else feats)
                     bar.update(images.shape[0])
     finally:
         model.train(was_training)
@@ -126,8 +127,12 @@ class Evaluator:
         flip: bool = False,
         progress: bool = True,
         workers: int = 0,
+        rank_on_device: bool | None = None,
     ):
         self.protocol = protocol
+        #: keep the features where they were extracted and rank them there (torch, chunked; never the
+        #: full Q x G matrix); default: on CUDA. The CPU default builds the distance matrix with NumPy.
+        self.rank_on_device = torch.device(device).type == "cuda" if rank_on_device is None else bool(rank_on_device)
         self.transform = transform
         self.batch_size = batch_size
         self.device = device
@@ -152,7 +157,7 @@ class Evaluator:
             device=device,
             flip=bool(cfg.test.flip),
             progress=progress,
-            workers=int(cfg.data.workers),
+            workers=default_workers(int(cfg.data.workers)),
         )
 
     @property
@@ -176,6 +181,7 @@ class Evaluator:
             flip=self.flip,
             progress=self.progress,
             workers=self.workers,
+            to_cpu=not self.rank_on_device,
         )
         feats = F.normalize(feats, dim=1)
         return {key: feats[i] for i, key in enumerate(unique)}
@@ -211,18 +217,18 @@ class Evaluator:
         default is the negative dot product of the L2-normalised features (k-reciprocal re-ranking
         passes its own, :mod:`vireid.retrieval.rerank`).
         """
-        distance = distance or (lambda q, g: (-(q @ g.T)).numpy())
+        on_device = distance is None and self.rank_on_device
+        distance = distance or (lambda q, g: (-(q @ g.T)).cpu().numpy())
         rows = []
         for t, query, gallery, q_feats, g_feats in self.trial_features(model, trials):
-            metrics = rank_metrics(
-                distance(q_feats, g_feats),
-                [r.pid for r in query],
-                [r.pid for r in gallery],
-                [r.camera for r in query],
-                [r.camera for r in gallery],
-                protocol=self.protocol.metric,
-                max_rank=max(RANKS),
-            )
+            labels = ([r.pid for r in query], [r.pid for r in gallery], [r.camera for r in query],
+                      [r.camera for r in gallery])
+            if on_device:  # distances with torch where the features are, chunk by chunk
+                metrics = rank_metrics_from_features(q_feats, g_feats, *labels, protocol=self.protocol.metric,
+                                                     max_rank=max(RANKS))
+            else:
+                metrics = rank_metrics(distance(q_feats, g_feats), *labels, protocol=self.protocol.metric,
+                                       max_rank=max(RANKS))
             rows.append({"trial": t, **percentages(metrics), "cmc": [100.0 * float(c) for c in metrics["cmc"]]})
         return {
             "dataset": self.dataset_name,

@@ -172,7 +172,7 @@ def ranked_list_picture(evaluator, model, out: str | Path, *, trial: int | None 
     protocol = evaluator.protocol
     trial = protocol.trials[0] if trial is None else trial
     _, queries, gallery, q, g = next(evaluator.trial_features(model, [trial]))
-    distmat = (-(q @ g.T)).numpy()
+    distmat = (-(q @ g.T)).cpu().numpy()
     if rows is None:
         rows = pick_queries(distmat, queries, gallery, protocol=protocol.metric, how=how, count=count)
     else:
