@@ -17,6 +17,18 @@ TEST_MODES = ("all", "indoor")
 TEST_SHOTS = (1, 10)
 TEST_SAMPLERS = ("community", "official")
 TEST_DIRECTIONS = ("visible_to_infrared", "infrared_to_visible")
+#: The other enumerated keys' values; the modules that act on them import these (one definition each).
+RESIZES = ("lanczos", "bilinear")
+WRT_VARIANTS = ("reference", "softmax")
+TRIPLET_MODES = ("hinge", "softplus")
+OPTIMIZERS = ("sgd", "adam")
+BEST_METRICS = ("mAP", "rank1")
+SPEED_SWITCHES = ("auto", "true", "false")
+AMP_DTYPES = ("auto", "bfloat16", "float16")
+POOLS = ("gem", "avg", "max")
+NECK_FEATS = ("after", "before")
+TEST_FEATURES = ("global", "local", "both")
+COMBINES = ("concat", "sum")
 
 #: key -> valid values.
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -24,17 +36,17 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "test.shots": TEST_SHOTS,
     "test.sampler": TEST_SAMPLERS,
     "test.direction": TEST_DIRECTIONS,
-    "data.resize": ("lanczos", "bilinear"),
-    "loss.wrt_variant": ("reference", "softmax"),
-    "loss.adaptive_mode": ("hinge", "softplus"),
-    "optim.name": ("sgd", "adam"),
-    "train.best_metric": ("mAP", "rank1"),
-    "train.channels_last": ("auto", "true", "false"),
-    "train.amp_dtype": ("auto", "bfloat16", "float16"),
-    "model.pool": ("gem", "avg", "max"),
-    "model.neck_feat": ("after", "before"),
-    "model.test_feature": ("global", "local", "both"),
-    "model.csa_combine": ("concat", "sum"),
+    "data.resize": RESIZES,
+    "loss.wrt_variant": WRT_VARIANTS,
+    "loss.adaptive_mode": TRIPLET_MODES,
+    "optim.name": OPTIMIZERS,
+    "train.best_metric": BEST_METRICS,
+    "train.channels_last": SPEED_SWITCHES,
+    "train.amp_dtype": AMP_DTYPES,
+    "model.pool": POOLS,
+    "model.neck_feat": NECK_FEATS,
+    "model.test_feature": TEST_FEATURES,
+    "model.csa_combine": COMBINES,
 }
 
 

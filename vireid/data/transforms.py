@@ -44,6 +44,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision import transforms as T
 
+from vireid.config.checks import RESIZES
 from vireid.errors import ConfigError, check_choice
 
 #: ImageNet mean and standard deviation of the R, G, B channels in [0, 1]: the model's normalisation.
@@ -60,7 +61,7 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 REFERENCE_GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
 
 #: ``data.resize`` values and their PIL filters.
-RESIZE_FILTERS = {"lanczos": T.InterpolationMode.LANCZOS, "bilinear": T.InterpolationMode.BILINEAR}
+RESIZE_FILTERS = dict(zip(RESIZES, (T.InterpolationMode.LANCZOS, T.InterpolationMode.BILINEAR)))
 
 Transform = Callable[..., torch.Tensor]
 

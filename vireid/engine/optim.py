@@ -28,9 +28,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from vireid.config.checks import OPTIMIZERS
 from vireid.errors import ConfigError
-
-OPTIMIZERS = ("sgd", "adam")
 
 
 class WarmupMultiStepFactor:

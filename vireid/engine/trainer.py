@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vireid.config.checks import AMP_DTYPES, BEST_METRICS, SPEED_SWITCHES
 from vireid.engine.checkpoint import (
     apply_model_state,
     load_checkpoint,
@@ -55,21 +56,12 @@ from vireid.errors import CheckpointError, ConfigError, check_choice
 
 logger = logging.getLogger("vireid.engine")
 
-#: ``train.channels_last``: auto (CUDA only) | true | false.
-SPEED_SWITCHES = ("auto", "true", "false")
-#: ``train.amp_dtype``: auto (bfloat16 where supported, else float16) | bfloat16 | float16.
-AMP_DTYPES = ("auto", "bfloat16", "float16")
-
 
 def amp_dtype(name: str, device: torch.device) -> torch.dtype:
     """The autocast dtype of ``train.amp_dtype`` on ``device``."""
     if name == "bfloat16" or (name == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
-
-
-#: ``train.best_metric``: the mean metric of the evaluation trial that selects ``best.pt``.
-BEST_METRICS = ("mAP", "rank1")
 
 
 def seed_everything(seed: int) -> None:

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vireid.config.checks import TRIPLET_MODES, WRT_VARIANTS
 from vireid.errors import ConfigError
 from vireid.losses.distance import (
     INFRARED_CODE,
@@ -53,9 +54,6 @@ from vireid.losses.distance import (
     zero_loss,
 )
 
-TRIPLET_MODES = ("hinge", "softplus")
-#: ``loss.wrt_variant`` values: the AGW reference code's arithmetic, or exact softmax weights.
-WRT_VARIANTS = ("reference", "softmax")
 #: The reference code's constant added to the weights' normaliser ("avoid division by zero").
 WRT_NORMALISER_EPS = 1e-6
 

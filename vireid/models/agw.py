@@ -18,14 +18,13 @@ from typing import Any
 
 import torch
 
+from vireid.config.checks import NECK_FEATS
 from vireid.errors import ConfigError, check_choice
 from vireid.losses import CrossEntropyLabelSmooth, apply_metric_loss, metric_loss
 from vireid.models.backbones import TwoStreamResNet
 from vireid.models.base import ReIDModel, modality_codes
 from vireid.models.layers import POOLS, BNNeck, build_pool, l2_normalize
 from vireid.models.registry import register_model
-
-NECK_FEATS = ("after", "before")
 
 
 def unpack_batch(batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

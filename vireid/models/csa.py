@@ -25,9 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vireid.config.checks import COMBINES
 from vireid.errors import ConfigError, check_choice
-
-COMBINES = ("concat", "sum")
 
 
 class ChannelAttention(nn.Module):

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vireid.config.checks import TEST_FEATURES
 from vireid.errors import ConfigError, check_choice
 from vireid.losses import HeteroCenterLoss, HeteroCenterTripletLoss, ModalityMeanMSELoss
 from vireid.models.agw import AGW, unpack_batch
@@ -41,8 +42,6 @@ from vireid.models.mca import MultiScaleCrossAttention
 from vireid.models.pca import PartChannelAttention
 from vireid.models.pcb import PCBHead
 from vireid.models.registry import register_model
-
-TEST_FEATURES = ("global", "local", "both")
 
 
 @register_model("dam")

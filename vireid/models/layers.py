@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-POOLS = ("gem", "avg", "max")
+from vireid.config.checks import POOLS
 
 
 class NonLocalBlock(nn.Module):
