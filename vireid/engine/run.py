@@ -389,8 +389,8 @@ def convert_checkpoint(cfg: Any, source: str | Path, out: str | Path) -> tuple[P
     from vireid.engine.checkpoint import save_checkpoint
 
     ckpt = load_model_checkpoint(source)
-    model, _ = load_trained_model(cfg, source, ckpt=ckpt)
-    model_cfg = checkpoint_model_config(cfg, ckpt, source)
+    model_cfg = checkpoint_model_config(cfg, ckpt, source)  # the weights' geometry, warned about once
+    model, _ = load_trained_model(model_cfg, source, ckpt=ckpt)
     extra = {"converted_from": str(source), "source_format": ckpt.get("source_format") or "vireid"}
     if ckpt.get("reference") is not None:
         extra["reference"] = ckpt["reference"].summary()

@@ -145,8 +145,8 @@ def load_model(cfg: Any | None = None, checkpoint: str | Path | None = None, *, 
             raise CheckpointError(f"{path}: checkpoint records no config; give the config file (a checkpoint of "
                                   "the reference code needs an AGW or CAJ config)")
         cfg = config_from_yaml(ckpt["config"], f"{path} (recorded config)")
+    cfg = checkpoint_model_config(cfg, ckpt, path)  # what the model is built from (pretrained none)
     model, _ = load_trained_model(cfg, path, ckpt=ckpt)  # strict; warns on changed model.* settings
-    cfg = checkpoint_model_config(cfg, ckpt, path)  # what the model was built from (pretrained none)
     model.eval()
     fingerprint = model_fingerprint(model, cfg)
     model.to(device)
