@@ -83,16 +83,22 @@ class VIReIDDataset(abc.ABC):
 
         Returns the number of images checked.
         """
-        from PIL import Image
-        from tqdm import tqdm
-
         recs: Sequence[ImageRecord] = list(records if records is not None else self.all_records())
-        for rec in tqdm(recs, desc=f"checking {self.name} images", unit="img", disable=not progress):
-            if not rec.path.is_file():
-                raise DatasetError("image file is missing", path=rec.path)
-            try:
-                with Image.open(rec.path) as im:
-                    im.load()
-            except Exception as exc:  # PIL raises many types for corrupt files
-                raise DatasetError(f"image cannot be read ({type(exc).__name__}: {exc})", path=rec.path) from exc
-        return len(recs)
+        return check_image_files(recs, desc=f"checking {self.name} images", progress=progress)
+
+
+def check_image_files(records: Sequence[ImageRecord], *, desc: str = "checking images", progress: bool = True) -> int:
+    """Decode every image of ``records``; a missing or unreadable one is a :class:`DatasetError` naming it.
+    Returns the number of images decoded."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    for rec in tqdm(records, desc=desc, unit="img", disable=not progress):
+        if not rec.path.is_file():
+            raise DatasetError("image file is missing", path=rec.path)
+        try:
+            with Image.open(rec.path) as im:
+                im.load()
+        except Exception as exc:  # PIL raises many types for corrupt files
+            raise DatasetError(f"image cannot be read ({type(exc).__name__}: {exc})", path=rec.path) from exc
+    return len(records)

@@ -30,8 +30,28 @@ logger = logging.getLogger(__name__)
 RESAMPLE = {"lanczos": Image.LANCZOS, "bilinear": Image.BILINEAR}
 
 
+def vireid_cache_dir() -> Path:
+    """vireid's cache folder: ``$VIREID_CACHE``, default ``~/.cache/vireid``."""
+    return Path(os.environ.get("VIREID_CACHE", Path.home() / ".cache" / "vireid"))
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("VIREID_CACHE", Path.home() / ".cache" / "vireid")) / "decoded"
+    return vireid_cache_dir() / "decoded"
+
+
+def files_digest(paths: Sequence[str | Path], *extra: str) -> str:
+    """A SHA-256 of ``extra`` and each file's path, size and modification time: the key of what is
+    computed from those files (a changed file changes it). A missing file is a :class:`DatasetError`."""
+    from vireid.errors import DatasetError
+
+    digest = hashlib.sha256("\0".join(extra).encode() + b"\n")
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            raise DatasetError("image file is missing", path=p) from None
+        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 class DecodedImages:
@@ -68,23 +88,23 @@ class DecodedImages:
 
         paths = sorted({str(r.path) for r in records})
         h, w = int(size[0]), int(size[1])
-        digest = hashlib.sha256(f"{h}x{w}\0{resize}\n".encode())
-        for p in paths:
-            st = os.stat(p)
-            digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         folder = cache_dir() if folder is None else Path(folder)
-        key = digest.hexdigest()[:32]
+        key = files_digest(paths, f"{h}x{w}", resize)[:32]
         data, index = folder / f"{key}.u8", folder / f"{key}.json"
         shape = (len(paths), h, w, 3)
         if not (data.is_file() and index.is_file() and data.stat().st_size == int(np.prod(shape))):
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / f".{key}.{os.getpid()}.u8.tmp"
-            out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
-            for i, p in enumerate(tqdm(paths, desc="decoding training images once", unit="img", disable=not progress)):
-                out[i] = np.asarray(load_rgb(p).resize((w, h), RESAMPLE[resize]), dtype=np.uint8)
-            out.flush()
-            del out
-            os.replace(tmp, data)
+            try:
+                out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
+                for i, p in enumerate(tqdm(paths, desc="decoding training images once", unit="img",
+                                           disable=not progress)):
+                    out[i] = np.asarray(load_rgb(p).resize((w, h), RESAMPLE[resize]), dtype=np.uint8)
+                out.flush()
+                del out
+                os.replace(tmp, data)
+            finally:
+                tmp.unlink(missing_ok=True)  # an unreadable image (DatasetError) leaves no half cache
             tmp_index = folder / f".{key}.{os.getpid()}.json.tmp"
             tmp_index.write_text(json.dumps({"size": [h, w], "resize": resize, "paths": paths}), encoding="utf-8")
             os.replace(tmp_index, index)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -177,40 +176,19 @@ class TrainSet(Dataset):
         return views
 
 
-def _cache_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("VIREID_CACHE", Path.home() / ".cache" / "vireid")) / "checked-images"
-
-
 def verify_images(records: Sequence[ImageRecord], *, progress: bool = False) -> int:
     """Decode every image of ``records`` once and raise :class:`DatasetError` naming the first that is
     missing or unreadable, before a training starts (one bad image would otherwise stop the run midway).
-    A set that passed is remembered (a marker keyed by the files' paths, sizes and modification times
-    under ``$VIREID_CACHE``, default ``~/.cache/vireid``), so later runs on unchanged files skip the
-    check. Returns the number of images decoded (0 on a remembered set)."""
-    import hashlib
+    A set that passed is remembered (a marker keyed by :func:`vireid.data.cache.files_digest` under
+    ``$VIREID_CACHE``), so later runs on unchanged files skip the check. Returns the number of images
+    decoded (0 on a remembered set)."""
+    from vireid.data.base import check_image_files
+    from vireid.data.cache import files_digest, vireid_cache_dir
 
-    from PIL import Image
-    from tqdm import tqdm
-
-    digest = hashlib.sha256()
-    for rec in records:
-        try:
-            st = Path(rec.path).stat()
-        except OSError:
-            raise DatasetError("image file is missing", path=rec.path) from None
-        digest.update(f"{rec.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    marker = _cache_dir() / f"{digest.hexdigest()}.ok"
+    marker = vireid_cache_dir() / "checked-images" / f"{files_digest([r.path for r in records])}.ok"
     if marker.is_file():
         return 0
-    for rec in tqdm(records, desc="checking training images", unit="img", disable=not progress):
-        try:
-            with Image.open(rec.path) as im:
-                im.load()
-        except Exception as exc:  # PIL raises many types for corrupt files
-            raise DatasetError(f"image cannot be read ({type(exc).__name__}: {exc}); remove it from the dataset "
-                               "or replace it", path=rec.path) from None
+    check_image_files(records, desc="checking training images", progress=progress)
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"{len(records)} images\n", encoding="utf-8")

@@ -112,13 +112,15 @@ def _save_config(cfg: Any, path: Path) -> None:
 
 
 # -- training ------------------------------------------------------------------------------------
-def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Sequence[Any] = ()) -> Trainer:
+def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Sequence[Any] = (),
+                  dataset: Any = None) -> Trainer:
     """A :class:`Trainer` built from the config: the dataset (``data.name``, ``data.root``; RegDB's
     ``data.trial`` split), the training loader of this rank, the model (``model.*``, seeded with
     ``train.seed + rank``) and the evaluator of the test protocol (``test.*``).
 
     The trainer evaluates ``final_test_trials[0]`` during training; its ``final_test_trials``
-    attribute lists the trials of the final test.
+    attribute lists the trials of the final test. ``dataset``: the dataset already read (by
+    :func:`preflight`), else it is read from the config.
     """
     from vireid.data import build_dataset
     from vireid.data.training import build_train_loader
@@ -128,7 +130,7 @@ def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Se
     ctx = dist if dist is not None else init_distributed(str(cfg.train.device))
     configure_determinism(bool(cfg.train.deterministic))
     seed_everything(int(cfg.train.seed) + ctx.rank)
-    dataset = build_dataset(cfg.data.name, cfg.data.root)
+    dataset = build_dataset(cfg.data.name, cfg.data.root) if dataset is None else dataset
     loader = build_train_loader(cfg, _train_records(dataset, cfg), rank=ctx.rank, world_size=ctx.world_size)
     if cfg.train.init_checkpoint:
         from vireid.engine.checkpoint import initialise_from_checkpoint
@@ -147,16 +149,26 @@ def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Se
     return trainer
 
 
-def preflight(cfg: Any) -> None:
-    """Check what a run needs before anything is written: the dataset reads (``data.name``,
-    ``data.root``), its protocol takes the ``test.*`` options and the test trials exist. Errors are
-    :class:`ConfigError` / :class:`~vireid.errors.DatasetError` naming the key or file."""
+def preflight(cfg: Any) -> Any:
+    """Check what a run needs before anything is written, and return the dataset: it reads
+    (``data.name``, ``data.root``), its protocol takes the ``test.*`` options, the test trials exist and
+    every training image decodes: with ``data.cache`` by building the decoded-image cache (which decodes
+    each image once, and which the training loader then opens), otherwise by a remembered check. Errors
+    are :class:`ConfigError` / :class:`~vireid.errors.DatasetError` naming the key or file."""
     from vireid.data import build_dataset
     from vireid.data.training import verify_images
 
     dataset = build_dataset(cfg.data.name, cfg.data.root)
     final_test_trials(dataset, build_protocol(dataset, cfg), cfg)
-    verify_images(_train_records(dataset, cfg), progress=_progress())
+    records = _train_records(dataset, cfg)
+    if cfg.data.cache:
+        from vireid.data.cache import DecodedImages
+
+        DecodedImages.build(records, (int(cfg.data.height), int(cfg.data.width)), str(cfg.data.resize),
+                            progress=_progress())
+    else:
+        verify_images(records, progress=_progress())
+    return dataset
 
 
 def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | None = None) -> dict[str, Any] | None:
@@ -172,7 +184,7 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
         raise CheckpointError(f"{last}: checkpoint file does not exist; nothing to resume in output_dir="
                               f"{str(output_dir)!r} (run without --resume to start it)")
     configure_determinism(bool(cfg.train.deterministic))  # before CUDA starts (CUBLAS_WORKSPACE_CONFIG)
-    preflight(cfg)  # a config that cannot run fails here, before the run folder exists
+    dataset = preflight(cfg)  # a config that cannot run fails here, before the run folder exists
     owns_group = dist is None
     ctx = dist if dist is not None else init_distributed(str(cfg.train.device))
     log_handler = None
@@ -182,7 +194,7 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
             log_handler = attach_log_file(output_dir / LOG_FILE)
             _save_config(cfg, output_dir / CONFIG_FILE)
             logger.info("run folder %s (config.yaml written)%s", output_dir, "; resuming" if resume else "")
-        trainer = build_trainer(cfg, dist=ctx)
+        trainer = build_trainer(cfg, dist=ctx, dataset=dataset)
         if resume:
             trainer.resume(last)
         try:
