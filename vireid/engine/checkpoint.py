@@ -298,26 +298,22 @@ def initialise_from_checkpoint(model: nn.Module, path: str | Path) -> dict[str, 
     :class:`CheckpointError` naming the file and the keys."""
     ckpt = load_model_checkpoint(path)
     state = ckpt["model"]
-    target = unwrap_model(model)
-    own = target.state_dict()
+    own = unwrap_model(model).state_dict()
     skipped = sorted(k for k in state if k in own and "classifier" in k and state[k].dim() >= 1
                      and state[k].shape[1:] == own[k].shape[1:] and state[k].shape[0] != own[k].shape[0])
-    unexpected = sorted(k for k in state if k not in own)
-    mismatched = sorted(f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})" for k in state
-                        if k in own and k not in skipped and state[k].shape != own[k].shape)
-    if unexpected or mismatched:
-        problems = ([f"{len(unexpected)} keys the model lacks: {_list_keys(unexpected)}"] if unexpected else []) + (
-            [f"{len(mismatched)} shape mismatches: {_list_keys(mismatched)}"] if mismatched else [])
-        raise CheckpointError(f"{path}: train.init_checkpoint does not fit {type(target).__name__}: "
-                              + "; ".join(problems))
     used = {k: v for k, v in state.items() if k not in skipped}
     counted = [k for k in own if not k.endswith("num_batches_tracked")]
-    missing = sorted(k for k in counted if k not in state)
     loaded = sum(1 for k in counted if k in used)
     if loaded < 0.5 * len(counted):
         raise CheckpointError(f"{path}: train.init_checkpoint holds only {loaded} of the model's {len(counted)} "
-                              f"tensors (missing e.g. {_list_keys(missing[:3])})")
-    target.load_state_dict(used, strict=False)
+                              f"tensors (missing e.g. {_list_keys([k for k in counted if k not in used][:3])})")
+    unexpected = sorted(k for k in used if k not in own)
+    if unexpected:  # a tensor the model lacks: another network, refused by name (not dropped)
+        raise CheckpointError(f"{path}: train.init_checkpoint does not fit {type(unwrap_model(model)).__name__}: "
+                              f"{len(unexpected)} keys the model lacks: {_list_keys(unexpected)}")
+    # shapes are checked (and the tensors copied) by the one loader of model weights
+    apply_model_state(model, used, source=f"{path} (train.init_checkpoint)", strict=False)
+    missing = sorted(k for k in counted if k not in state)
     logger.info("initialised %d of %d tensors from %s", loaded, len(counted), path)
     if skipped:
         logger.info("%s: classifiers skipped (class count differs): %s", path, _list_keys(skipped))
