@@ -72,16 +72,6 @@ def same_modality_ceiling(model: Any, cfg: Any, dataset: Any, protocol: Any) -> 
     return {"rank1": 100 * float(m["cmc"][0]), "mAP": 100 * float(m["mAP"]), "images": len(visible)}
 
 
-def learning_curve(run_dir: Path) -> list[dict[str, float]]:
-    curve = []
-    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if rec.get("type") == "epoch" and rec.get("eval"):
-            mean = rec["eval"]["mean"]
-            curve.append({"epoch": rec["epoch"], "step": rec["step"], "rank1": mean["rank1"], "mAP": mean["mAP"]})
-    return curve
-
-
 def last_epoch_losses(run_dir: Path) -> dict[str, float]:
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     epochs = [r for r in epochs if r.get("type") == "epoch"]
@@ -92,6 +82,7 @@ def bench_model(model: str, data_root: Path, dataset_name: str, out: Path, overr
     from vireid.config import load_config
     from vireid.data import build_dataset
     from vireid.engine.run import build_protocol, load_trained_model, run_test, run_training
+    from vireid.visualization.learning import evaluation_points
 
     config = REPO / "configs" / "sysu" / f"{model}_tiny.yaml"
     run_dir = out / model
@@ -122,7 +113,7 @@ def bench_model(model: str, data_root: Path, dataset_name: str, out: Path, overr
         "train_id_accuracy": 100 * losses.get("acc", float("nan")),
         "train_local_accuracy": 100 * losses["acc_local"] if "acc_local" in losses else None,
         "visible_to_visible": same_modality_ceiling(net, cfg, dataset, protocol),
-        "curve": learning_curve(run_dir),
+        "curve": evaluation_points(run_dir / "metrics.jsonl"),
         "steps": int(cfg.train.epochs) * int(cfg.train.iters_per_epoch),
         "wall_s": round(wall, 1),
     }

@@ -94,6 +94,7 @@ def run_demo(
                                  test_ids=test_ids)
     dataset = build_dataset("sysu", data_root)
     protocol = dataset.protocol(mode="all", shots=1, sampler="community")
+    people = len({r.pid for r in protocol.gallery(0)})  # gallery identities: chance Rank-1 is 1 / people
     dataset.check_images(progress=True)
     print(format_summary(summarize(dataset, protocol=protocol, trial=0), title=summary_title(dataset, protocol, 0)))
     sheet = contact_sheet(dataset, out / "contact_sheet.png")
@@ -117,7 +118,6 @@ def run_demo(
     untrained = run_test(copy.deepcopy(cfg), untrained=True)
     write_json(untrained, out / "untrained_results.json")
     _say("untrained (same architecture and seed, no training):\n" + format_results_table(untrained))
-    people = len({r.pid for r in protocol.gallery(0)})
     chance = 100.0 / people
     _say("\n10-trial means (percent):\n" + comparison_table(trained, untrained)
          + f"\nchance Rank-1 is {chance:.1f}% ({people} gallery identities): trained Rank-1 "
@@ -127,11 +127,10 @@ def run_demo(
     _say("[4/4] learning curve and ranked lists: infrared queries against the visible gallery (trial 0)")
     from vireid.visualization.learning import plot_learning_curve
 
-    gallery_ids = len({r.pid for r in build_protocol(dataset, cfg).gallery(0)})
     untrained_trial0 = {k: untrained["trials"][0][k] for k in ("rank1", "mAP")}
     curve = plot_learning_curve(run_dir / "metrics.jsonl", out / "learning_curve.png", untrained=untrained_trial0,
-                                chance_rank1=100.0 / gallery_ids,
-                                title=f"tiny DAM on synthetic SYSU-MM01 ({gallery_ids} test identities), "
+                                chance_rank1=chance,
+                                title=f"tiny DAM on synthetic SYSU-MM01 ({people} test identities), "
                                 "infrared -> visible")
     _say(f"learning curve: {curve}")
     model, _ = load_trained_model(cfg, last)
