@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from vireid.io import atomic_path
 from vireid.models.base import ReIDModel
+from vireid.visualization.fonts import slide_font
 
 LABEL_HEIGHT = 40  # two text lines above each tile
 FONT_SIZE = 14
@@ -96,13 +97,6 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
     return path
 
 
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=FONT_SIZE)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
 def colour_bar(height: int, *, cmap: str = "jet") -> np.ndarray:
     """A vertical colour bar ``[height, COLOUR_BAR_WIDTH, 3]``: the map's scale from high (top) to low,
     labelled (each map is normalised per image, so the scale is relative)."""
@@ -113,7 +107,7 @@ def colour_bar(height: int, *, cmap: str = "jet") -> np.ndarray:
     tile = Image.new("RGB", (COLOUR_BAR_WIDTH, height), BACKGROUND)
     tile.paste(Image.fromarray(bar), (0, 0))
     draw = ImageDraw.Draw(tile)
-    font = _font()
+    font = slide_font(FONT_SIZE)
     draw.text((20, 0), "high", fill=TEXT, font=font)
     draw.text((20, height - FONT_SIZE - 4), "low", fill=TEXT, font=font)
     return np.asarray(tile)
@@ -124,7 +118,7 @@ def _labelled_row(tiles: Sequence[np.ndarray], labels: Sequence[str]) -> Image.I
     widths = [t.shape[1] for t in tiles]
     row = Image.new("RGB", (sum(widths) + (len(tiles) - 1) * GAP, h + LABEL_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(row)
-    font = _font()
+    font = slide_font(FONT_SIZE)
     x = 0
     for tile, label, w in zip(tiles, labels, widths):
         row.paste(Image.fromarray(tile), (x, LABEL_HEIGHT))

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from vireid.data.records import ImageRecord
 from vireid.errors import VireidError
 from vireid.evaluation.metrics import gallery_exclusion_mask
 from vireid.io import atomic_path
+from vireid.visualization.fonts import slide_font
 
 GREEN = (22, 163, 74)
 RED = (220, 38, 38)
@@ -57,13 +58,6 @@ def _thumb(path: Path, size: tuple[int, int]) -> Image.Image:
         return im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the bitmap font only
-        return ImageFont.load_default()
-
-
 def draw_ranked_lists(
     distmat: np.ndarray,
     queries: Sequence[ImageRecord],
@@ -86,7 +80,7 @@ def draw_ranked_lists(
     first = first_match_ranks(distmat, queries, gallery, protocol=protocol)
     th, tw = thumb
     pad, frame = 8, 4
-    font, small, big = _font(14), _font(12), _font(18)
+    font, small, big = slide_font(14), slide_font(12), slide_font(18)
     label_h = 34
     title_h = 34 if title else 0
     legend_h = 30

@@ -1,7 +1,7 @@
 """The synthetic generator's model of infrared appearance, as a picture: one row per garment material,
 the same person in a colour camera, a near-infrared camera and a thermal camera (docs/synthetic-data.md).
 
-    python -m vireid.data.synthetic.sheet docs/img/synthetic_materials.png
+    python -m vireid.visualization.materials docs/img/synthetic_materials.png
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from vireid.data.synthetic.person import MATERIALS, STYLE_LAYER_THERMAL, sample_identity
 from vireid.data.synthetic.render import CameraSpec, render_shot, sample_shot
 from vireid.io import atomic_path
+from vireid.visualization.fonts import slide_font
 
 #: (material, upper style, lower style, lower material) of each row.
 ROWS = (
@@ -55,15 +56,15 @@ def material_sheet(path: str | Path, *, colours: int = 2) -> Path:
     titles = [f"colour {i + 1}" for i in range(colours)] + ["near infrared", "thermal"]
     h, w = CELL
     label_w, head = 150, 30
-    font = ImageFont.load_default(size=15) if hasattr(ImageFont, "load_default") else None
+    text = slide_font(15)
     sheet = Image.new("RGB", (label_w + w * len(cams), head + h * len(ROWS)), "white")
     draw = ImageDraw.Draw(sheet)
     for j, title in enumerate(titles):
-        draw.text((label_w + j * w + 8, 6), title, fill="black", font=font)
+        draw.text((label_w + j * w + 8, 6), title, fill="black", font=text)
     for i, row in enumerate(ROWS):
         m = MATERIALS[row[0]]
         draw.text((8, head + i * h + h // 2 - 30), f"{row[0]} {row[1]}\n({m.texture})\nthermal {m.thermal:.2f}\n"
-                  f"NIR {m.nir:.2f}", fill="black", font=font)
+                  f"NIR {m.nir:.2f}", fill="black", font=text)
         for j, cam in enumerate(cams):
             ident = _dressed(row, j if j < colours else 0)
             shot = dataclasses.replace(sample_shot(cam, np.random.default_rng(0)), dx=0.0, dy=0.0, shading=0.4,
