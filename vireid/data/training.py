@@ -302,7 +302,7 @@ class TrainLoader:
     def _loader(self) -> DataLoader:
         """The DataLoader, built once: with workers, they persist across epochs (no re-fork, no re-import
         per epoch). Its batch sampler reads the sampler's current epoch when an epoch starts."""
-        if getattr(self, "_dataloader", None) is None:
+        if self._dataloader is None:
             generator = torch.Generator()
             # seeds the workers' base seed (Python/NumPy RNGs of the workers) from the run's seed; the
             # augmentations draw from per-sample torch seeds, not from these

@@ -37,6 +37,7 @@ to a tensor.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -77,10 +78,17 @@ def _check_probability(p: float, name: str) -> None:
         raise ValueError(f"{name}: probability must be in [0, 1], got {p}")
 
 
-def _stats(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = torch.tensor(IMAGENET_MEAN, dtype=img.dtype, device=img.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=img.dtype, device=img.device).view(3, 1, 1)
+@functools.lru_cache(maxsize=8)
+def _stats_of(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype, device=device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=dtype, device=device).view(3, 1, 1)
     return mean, std
+
+
+def _stats(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std ``[3, 1, 1]`` of ``img``'s dtype and device (made once per dtype and device,
+    not per call: these run for every view of every training sample)."""
+    return _stats_of(img.dtype, img.device)
 
 
 def normalise(img: torch.Tensor) -> torch.Tensor:
