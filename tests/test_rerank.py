@@ -20,6 +20,23 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
+def expanded_set(ranking: list[list[int]], i: int, k1: int, half: int, accept) -> set[int]:
+    """R*(i, k1) from ranking lists, with Python sets (Eqs. 4-7): R(i, k) = the first k + 1 entries of i's
+    list that have i among their own first k + 1; each R(j, half) of j in R(i, k1) joins it when
+    ``accept(|R(i, k1) & R(j, half)|, |R(j, half)|)`` (the two variants differ in that test)."""
+
+    def reciprocal(a: int, k: int) -> set[int]:
+        return {j for j in ranking[a][: k + 1] if a in ranking[j][: k + 1]}
+
+    r = reciprocal(i, k1)
+    out = set(r)
+    for j in r:
+        rj = reciprocal(j, half)
+        if accept(len(r & rj), len(rj)):
+            out |= rj
+    return out
+
+
 def reference_rerank(q: np.ndarray, g: np.ndarray, k1: int, k2: int, lam: float) -> np.ndarray:
     """Zhong et al. (CVPR 2017), Eqs. 3-12, with Python sets and loops, straight from the definitions."""
     x = np.concatenate([q, g]).astype(np.float32)
@@ -30,20 +47,9 @@ def reference_rerank(q: np.ndarray, g: np.ndarray, k1: int, k2: int, lam: float)
     k1 = min(k1, n - 1)
     half = (k1 + 1) // 2
 
-    def neighbours(i: int, k: int) -> set[int]:  # N(i, k): i and its k nearest others
-        return set(ranking[i][: k + 1])
-
-    def reciprocal(i: int, k: int) -> set[int]:  # R(i, k)
-        return {j for j in neighbours(i, k) if i in neighbours(j, k)}
-
     v = np.zeros((n, n))
-    for i in range(n):
-        r = reciprocal(i, k1)
-        r_star = set(r)
-        for j in r:
-            rj = reciprocal(j, half)
-            if len(r & rj) >= 2 / 3 * len(rj) - 1e-12:
-                r_star |= rj
+    for i in range(n):  # N(i, k): i first, then its k nearest others; Eq 7 as printed (>=)
+        r_star = expanded_set(ranking, i, k1, half, lambda overlap, size: overlap >= 2 / 3 * size - 1e-12)
         for j in r_star:
             v[i, j] = math.exp(-d[i, j])
     k2 = min(k2, n)
@@ -67,18 +73,10 @@ def reference_code_rerank(q: np.ndarray, g: np.ndarray, k1: int, k2: int, lam: f
     c = (d2 / col_max[None, :]).T
     ranking = [sorted(range(n), key=lambda j: (c[i, j], j)) for i in range(n)]
 
-    def recip(i: int, k: int) -> set[int]:
-        return {j for j in ranking[i][: k + 1] if i in ranking[j][: k + 1]}
-
     half = int(round(k1 / 2))  # Python's round is half-to-even, as NumPy's around
     v = np.zeros((n, n))
-    for i in range(n):
-        r = recip(i, k1)
-        expanded = set(r)
-        for j in r:
-            rj = recip(j, half)
-            if len(rj & r) > 2.0 / 3 * len(rj):
-                expanded |= rj
+    for i in range(n):  # the code's strict float test
+        expanded = expanded_set(ranking, i, k1, half, lambda overlap, size: overlap > 2.0 / 3 * size)
         cols = sorted(expanded)
         w = np.exp(-c[i, cols])
         v[i, cols] = w / w.sum()

@@ -243,13 +243,10 @@ def is_loopback(host: str) -> bool:
 def gallery_roots(index: Any) -> list[Path]:
     """The folders the service may serve gallery images from: the image roots the index records, or,
     for an index that records none, the common folder of its indexed images."""
-    import os
+    from vireid.retrieval.index import resolve_image_roots
 
-    recorded = index.image_roots()
-    if recorded:
-        return [Path(r) for r in recorded]
-    paths = [str(Path(row["path"]).parent) for row in index.metadata()]
-    return [Path(os.path.commonpath(paths)).resolve()] if paths else []
+    recorded = index.image_roots() or resolve_image_roots([row["path"] for row in index.metadata()], None)
+    return [Path(r) for r in recorded]
 
 
 def safe_image_file(path: Path, roots: list[Path]) -> tuple[Path, str]:
