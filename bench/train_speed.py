@@ -103,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     p.add_argument("--end-to-end", type=Path, default=None, metavar="CONFIG",
                    help="time the real training loop of CONFIG on synthetic data on disk (bench/end_to_end.py)")
+    p.add_argument("--bare", action="store_true", help="end-to-end: also time a bare ResNet-50 step (same images, precision)")
     p.add_argument("--e2e-ids", type=int, default=132, help="end-to-end: identities of the synthetic set")
     p.add_argument("--e2e-work", type=Path, default=REPO / "out" / "bench" / "end_to_end", help="end-to-end: folder")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="end-to-end: config overrides")
@@ -395,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         from end_to_end import end_to_end, format_end_to_end
 
         result = end_to_end(args.end_to_end, overrides=list(args.overrides), work=args.e2e_work, ids=args.e2e_ids,
-                            size=(128, 64), steps=args.steps, warmup=max(args.warmup, 1), device=str(args.device))
+                            size=(128, 64), steps=args.steps, warmup=max(args.warmup, 1), device=str(args.device),
+                            bare=args.bare)
         result["threads"] = torch.get_num_threads()
         print(format_end_to_end(result))
         if args.json is not None:

@@ -212,3 +212,14 @@ def test_unknown_dataset_name_is_a_config_error_naming_the_key() -> None:
 
     with pytest.raises(ConfigError, match="data.name: unknown dataset 'sysuu'.*Did you mean 'sysu'"):
         build_dataset("sysuu", "anywhere")
+
+
+def test_switches_accept_yaml_booleans(tmp_path: Path) -> None:
+    """train.channels_last=false (a YAML boolean on the command line or in a file) means the "false" switch;
+    train.compile is a plain boolean."""
+    cfg = load_config(None, ["train.channels_last=false", "train.compile=true"])
+    assert cfg.train.channels_last == "false" and cfg.train.compile is True
+    (tmp_path / "c.yaml").write_text("train:\n  channels_last: true\n")
+    assert load_config(tmp_path / "c.yaml").train.channels_last == "true"
+    with pytest.raises(ConfigError, match="train.channels_last='sometimes' is not valid"):
+        load_config(None, ["train.channels_last=sometimes"])

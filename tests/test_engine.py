@@ -85,7 +85,7 @@ class FakeLoader:
             g = torch.Generator().manual_seed(self.sampler.seed * 100_003 + self.sampler.epoch * 1009 + b)
             pids = torch.randint(0, self.num_classes, (self.batch_size,), generator=g)
             images = torch.rand(self.batch_size, 3, 8, 4, generator=g) * 0.5 + pids.view(-1, 1, 1, 1) / 10
-            self.seen.append(pids.tolist())
+            self.seen.append(pids.numpy().tolist())  # numpy: not a tensor read (the read-counting tests)
             yield {"images": images, "pids": pids, "modality": torch.arange(self.batch_size) % 2,
                    "camera": torch.zeros(self.batch_size, dtype=torch.long)}
 
@@ -229,8 +229,9 @@ def test_nonfinite_loss_and_missing_losses_raise(tmp_path):
             return {"acc": torch.tensor(1.0)}
 
     batch = next(iter(FakeLoader()))
-    with pytest.raises(FloatingPointError, match="non-finite loss"):
-        Trainer(make_cfg(tmp_path), NaNModel(), FakeLoader(), default_hooks=False).run_step(batch)
+    out = Trainer(make_cfg(tmp_path), NaNModel(), FakeLoader(), default_hooks=False).run_step(batch)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at epoch 0 iteration 0 \(step 0\)"):
+        out["total_loss"]  # the step itself reads nothing; its first read reports the non-finite objective
     with pytest.raises(ValueError, match="no 'loss\\*' keys"):
         Trainer(make_cfg(tmp_path), NoLossModel(), FakeLoader(), default_hooks=False).run_step(batch)
 
@@ -511,24 +512,75 @@ def test_resuming_a_finished_run_says_it_is_complete(tmp_path, caplog):
     assert "resuming at" not in caplog.text
 
 
-def test_run_step_reads_the_device_once(tmp_path, monkeypatch):
-    """All scalar outputs of a step reach the host in one copy: no float()/item()/bool() per output."""
+def _count_host_reads(monkeypatch):
+    """Counts of the tensor methods that read a value back to the host (a device synchronisation on an
+    accelerator)."""
+    counts = {"tolist": 0, "item": 0, "float": 0, "bool": 0, "int": 0}
+    for name, attr in (("tolist", "tolist"), ("item", "item"), ("float", "__float__"), ("bool", "__bool__"),
+                       ("int", "__int__")):
+        real = getattr(torch.Tensor, attr)
+
+        def wrapper(self, *args, _name=name, _real=real, **kwargs):
+            counts[_name] += 1
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, attr, wrapper)
+    return counts
+
+
+def test_run_step_reads_nothing_and_its_outputs_in_one_copy(tmp_path, monkeypatch):
+    """A step reads no value back from the device; its scalar outputs reach the host in one copy on the
+    first read, then come from that copy."""
     trainer = Trainer(make_cfg(tmp_path), TinyReIDModel(), FakeLoader(), default_hooks=False)
     batch = next(iter(FakeLoader()))
     trainer.run_step(batch)  # warm-up (lazy initialisation outside the count)
-    counts = {"tolist": 0, "item": 0, "float": 0, "bool": 0}
-    real = {name: getattr(torch.Tensor, attr) for name, attr in
-            (("tolist", "tolist"), ("item", "item"), ("float", "__float__"), ("bool", "__bool__"))}
-
-    def counting(name):
-        def wrapper(self, *args, **kwargs):
-            counts[name] += 1
-            return real[name](self, *args, **kwargs)
-        return wrapper
-
-    for name, attr in (("tolist", "tolist"), ("item", "item"), ("float", "__float__"), ("bool", "__bool__")):
-        monkeypatch.setattr(torch.Tensor, attr, counting(name))
+    counts = _count_host_reads(monkeypatch)
     out = trainer.run_step(batch)
+    assert counts == {"tolist": 0, "item": 0, "float": 0, "bool": 0, "int": 0}, counts
+    assert set(out) == {"total_loss", "loss_id", "loss_norm", "acc"}
+    assert all(isinstance(v, float) for v in out.values()) and out["total_loss"] == out["total_loss"]
     monkeypatch.undo()
-    assert set(out) == {"total_loss", "loss_id", "loss_norm", "acc"} and all(isinstance(v, float) for v in out.values())
-    assert counts == {"tolist": 1, "item": 0, "float": 0, "bool": 0}, counts
+    assert counts["tolist"] == 1 and counts["item"] + counts["float"] + counts["bool"] + counts["int"] == 0, counts
+
+
+@pytest.mark.parametrize("log_every, reads", [(0, 1), (3, 3), (2, 4)])
+def test_an_epoch_reads_the_device_once_per_log_interval(tmp_path, monkeypatch, log_every, reads):
+    """6 steps: one read per log interval (shared by every logging hook) and one at the end of the epoch,
+    with the same epoch means as the step outputs averaged on the host."""
+    cfg = make_cfg(tmp_path, epochs=1, log_every=log_every)
+    seed_everything(0)
+    trainer = Trainer(cfg, TinyReIDModel(), FakeLoader(num_batches=6), tensorboard=False)
+    trainer.start_epoch, trainer.epoch = 0, 0
+    counts = _count_host_reads(monkeypatch)
+    trainer.train_epoch(0)
+    monkeypatch.undo()
+    assert counts == {"tolist": reads, "item": 0, "float": 0, "bool": 0, "int": 0}, counts
+    seed_everything(0)
+    again = Trainer(cfg, TinyReIDModel(), FakeLoader(num_batches=6), default_hooks=False)
+    again.train_loader.set_epoch(0)
+    steps = [dict(again.run_step(b)) for b in again.train_loader]
+    for k, v in trainer.epoch_losses.items():
+        assert v == pytest.approx(sum(s[k] for s in steps) / 6, rel=1e-5)
+    if log_every:
+        lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+        train = [r for r in lines if r["type"] == "train"]
+        assert [r["step"] for r in train] == list(range(log_every, 7, log_every))
+        first = train[0]["losses"]["total_loss"]
+        assert first == pytest.approx(sum(s["total_loss"] for s in steps[:log_every]) / log_every, rel=1e-5)
+
+
+def test_a_nonfinite_loss_stops_the_epoch_before_its_checkpoint(tmp_path):
+    """Without AMP a non-finite objective is found at the next read (the end of the epoch here) and names
+    its step; no checkpoint of the broken weights is written."""
+    class NaNOnSecondStep(TinyReIDModel):
+        calls = 0
+
+        def forward(self, batch):
+            out = super().forward(batch)
+            NaNOnSecondStep.calls += 1
+            out["loss_bad"] = out["loss_id"] * (float("nan") if NaNOnSecondStep.calls == 2 else 0.0)
+            return out
+
+    trainer = Trainer(make_cfg(tmp_path, epochs=1, log_every=0), NaNOnSecondStep(), FakeLoader(num_batches=3))
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at epoch 0 iteration 2 \(step 1\)"):
+        trainer.train()
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()

@@ -657,3 +657,43 @@ def test_imagenet_uses_the_hub_cache(tmp_path, monkeypatch):
     net = TwoStreamResNet(arch="resnet18", pretrained="imagenet")
     assert torch.equal(net.infrared["stem"][0].weight, state["conv1.weight"])
     assert torch.equal(net.shared["layer3"][0].conv2.weight, state["layer3.0.conv2.weight"])
+
+
+# --------------------------------------------------------------------------------------------------
+# no host reads in a training forward (the step an accelerator runs without synchronising)
+# --------------------------------------------------------------------------------------------------
+#: torch functions whose output shape depends on tensor values (a device synchronisation on an accelerator)
+VALUE_SHAPED = ("nonzero", "unique", "bincount", "masked_select", "argwhere")
+
+
+@pytest.mark.parametrize("name", ["agw", "caj", "dam", "fafe", "fafe_crossvit"])
+def test_training_forward_reads_nothing_back(name, monkeypatch):
+    """A training forward and its losses neither read a tensor's value on the host (item, tolist, bool,
+    int, float) nor call an op whose output shape depends on values: with the modality codes given on the
+    host (``modality_host``, as the training loop does), routing and loss masks stay on the device."""
+    overrides = MODEL_OVERRIDES.get(name, [])
+    if name == "fafe_crossvit":
+        name, overrides = "fafe", ["model.arch=crossvit_micro", "data.height=64", "data.width=32"]
+    model = build_model(tiny_cfg([f"model.name={name}", *overrides]), NUM_CLASSES).train()
+    batch = make_batch()
+    batch["modality_host"] = batch["modality"].clone()
+    model(batch)  # warm-up: lazy initialisation outside the count
+    counts: dict[str, int] = {}
+
+    def counting(label, real):
+        def wrapper(*args, **kwargs):
+            counts[label] = counts.get(label, 0) + 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    for attr in ("item", "tolist", "__bool__", "__int__", "__float__", *VALUE_SHAPED):
+        if hasattr(torch.Tensor, attr):
+            monkeypatch.setattr(torch.Tensor, attr, counting(f"Tensor.{attr}", getattr(torch.Tensor, attr)))
+    for fn in VALUE_SHAPED:
+        monkeypatch.setattr(torch, fn, counting(f"torch.{fn}", getattr(torch, fn)))
+    out = model(batch)
+    total = sum(v for k, v in out.items() if k.startswith("loss"))
+    total.backward()
+    monkeypatch.undo()
+    assert counts == {}, counts
+    assert torch.isfinite(total)

@@ -51,9 +51,14 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 
 
 def check_config(cfg: Any) -> None:
-    """Raise :class:`ConfigError` for the first enumerated key (:data:`CHOICES`) whose value is not valid."""
+    """Raise :class:`ConfigError` for the first enumerated key (:data:`CHOICES`) whose value is not valid.
+
+    An auto/true/false switch written as a YAML boolean (``train.channels_last=false`` reaches the string
+    field as ``"False"``) is normalised to its lower-case spelling in ``cfg``."""
     for key, choices in CHOICES.items():
         section, name = key.split(".")
         value = cfg[section][name]
+        if choices is SPEED_SWITCHES and value in ("True", "False"):
+            value = cfg[section][name] = value.lower()
         if value not in choices:
             raise ConfigError(f"{key}={value!r} is not valid; expected one of: {', '.join(map(str, choices))}")

@@ -112,6 +112,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     amp_dtype: str = "auto"  # auto (bfloat16 where the GPU supports it, no loss scaling; else float16 + GradScaler) | bfloat16 | float16
     channels_last: str = "auto"  # channels-last memory format: auto (CUDA only: slower for the tiny CNNs on CPU, measured) | true | false
+    compile: bool = False  # torch.compile the model for training (module.compile(): checkpoints keep their keys); first steps slower while it compiles
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 10  # evaluate trial 0 every N epochs (0 disables); the reference code: every 2
     best_metric: str = "mAP"  # mAP | rank1 (the reference code's): the metric that picks checkpoints/best.pt on test trial 0 (model selection on the test set; the final test uses the last weights)

@@ -35,7 +35,9 @@ class Hook:
     """Base class: override any of the call points (each a no-op here).
 
     - ``before_train``: after a possible resume, before the first epoch;
-    - ``after_step(trainer, outputs)``: after each optimiser step with the step's float outputs;
+    - ``after_step(trainer, outputs)``: after each optimiser step with the step's
+      :class:`~vireid.engine.trainer.StepOutputs` (reading them copies them from the device: a hook that
+      logs every few steps reads ``trainer.window_losses()``, the means since its previous log, instead);
     - ``after_epoch``: after each epoch (the scheduler has already stepped to the next epoch);
     - ``after_train``: after the last epoch (not called when training raised);
     - ``teardown``: always, last, to close files (also when training raised).
@@ -141,8 +143,6 @@ class MetricsLogHook(Hook):
     def __init__(self, path: str | Path, log_every: int):
         self.path = Path(path)
         self.log_every = max(int(log_every), 0)
-        self._window: dict[str, float] = {}
-        self._count = 0
 
     def _write(self, record: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,19 +175,12 @@ class MetricsLogHook(Hook):
             write_text_atomic(self.path, "".join(f"{line}\n" for line in kept))
 
     def after_step(self, trainer: Trainer, outputs: dict[str, float]) -> None:
-        if not trainer.is_main or self.log_every == 0:
+        if not trainer.is_main or self.log_every == 0 or trainer.global_step % self.log_every:
             return
-        for k, v in outputs.items():
-            self._window[k] = self._window.get(k, 0.0) + v
-        self._count += 1
-        if trainer.global_step % self.log_every == 0:
-            losses = {k: v / self._count for k, v in self._window.items()}
-            self._write({"type": "train", "epoch": trainer.epoch, "step": trainer.global_step,
-                         "iter": trainer.iter_in_epoch, "lr": trainer.epoch_lrs, "losses": losses})
-            self._window, self._count = {}, 0
+        self._write({"type": "train", "epoch": trainer.epoch, "step": trainer.global_step,
+                     "iter": trainer.iter_in_epoch, "lr": trainer.epoch_lrs, "losses": trainer.window_losses()})
 
     def after_epoch(self, trainer: Trainer) -> None:
-        self._window, self._count = {}, 0
         if trainer.is_main:
             self._write({"type": "epoch", "epoch": trainer.epoch, "step": trainer.global_step,
                          "lr": trainer.epoch_lrs, "losses": trainer.epoch_losses,
@@ -216,7 +209,7 @@ class TensorBoardHook(Hook):
     def after_step(self, trainer: Trainer, outputs: dict[str, float]) -> None:
         if self.writer is None or self.log_every == 0 or trainer.global_step % self.log_every:
             return
-        for k, v in outputs.items():
+        for k, v in trainer.window_losses().items():
             self.writer.add_scalar(f"train/{k}", v, trainer.global_step)
 
     def after_epoch(self, trainer: Trainer) -> None:
@@ -312,7 +305,7 @@ class TextLogHook(Hook):
     def after_step(self, trainer: Trainer, outputs: dict[str, float]) -> None:
         if not self.active or self.log_every == 0 or trainer.global_step % self.log_every:
             return
-        losses = " ".join(f"{k} {v:.4f}" for k, v in outputs.items())
+        losses = " ".join(f"{k} {v:.4f}" for k, v in trainer.window_losses().items())
         lrs = " ".join(f"{k} {v:.3g}" for k, v in trainer.epoch_lrs.items())
         logger.info("epoch %d iter %d/%d step %d | %s | lr %s | eta %s", trainer.epoch, trainer.iter_in_epoch,
                     trainer.steps_per_epoch, trainer.global_step, losses, lrs, self._eta(trainer))

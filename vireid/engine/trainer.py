@@ -21,7 +21,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from vireid.engine.hooks import (
 )
 from vireid.engine.optim import build_optimizer, build_scheduler, current_lrs
 from vireid.errors import CheckpointError, ConfigError, check_choice
+from vireid.models.base import HOST_MODALITY_KEY
 
 logger = logging.getLogger("vireid.engine")
 
@@ -86,10 +87,156 @@ def configure_determinism(deterministic: bool) -> None:
 
 
 def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The batch with every tensor on ``device`` (other values unchanged)."""
+    """The batch with every tensor on ``device`` (other values unchanged). The modality codes also stay on
+    the host under :data:`~vireid.models.base.HOST_MODALITY_KEY`, so that a two-stream model routes the
+    batch without reading the device."""
     non_blocking = device.type == "cuda"
-    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()}
+    moved = {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) and k != HOST_MODALITY_KEY
+             else v for k, v in batch.items()}
+    modality = batch.get("modality")
+    if isinstance(modality, torch.Tensor) and modality.device.type == "cpu" and device.type != "cpu":
+        moved.setdefault(HOST_MODALITY_KEY, modality)
+    return moved
+
+
+def check_batch_codes(batch: dict[str, Any], num_classes: int | None) -> None:
+    """Check a batch's identity labels and modality codes while they are still on the host, where reading
+    them is free: models and losses on an accelerator then need not read them back.
+
+    Raises:
+        ValueError: a label outside ``0..num_classes-1`` or a modality code outside 0, 1, 2.
+    """
+    for key, high in (("pids", num_classes), ("modality", 3)):
+        value = batch.get(key)
+        if high is None or not isinstance(value, torch.Tensor) or value.device.type != "cpu" or not value.numel():
+            continue
+        codes = value.numpy()
+        bad = sorted(set(codes[(codes < 0) | (codes >= high)].tolist()))
+        if bad:
+            raise ValueError(f"batch[{key!r}] has values outside 0..{high - 1}: {bad[:10]}")
+
+
+class StepOutputs(MutableMapping):
+    """The scalar outputs of one training step, as floats by name.
+
+    The values the model computed stay on the device until the first read, which copies all of them in
+    one transfer (``total_loss`` first, ``"skipped": 1.0`` when the AMP scaler skipped the update); the
+    training loop itself never reads them (it sums them on the device, see :meth:`Trainer.train_epoch`).
+    Values set from the host (``outputs[k] = v`` in an overriding :meth:`Trainer.run_step`) are plain floats.
+    Reading the outputs of a step whose objective was not finite, without AMP, raises
+    :class:`FloatingPointError`.
+    """
+
+    def __init__(self, names: list[str], values: torch.Tensor, skipped: torch.Tensor | None,
+                 on_nonfinite: Callable[[dict[str, float]], None] | None = None):
+        self.names = names
+        self.tensor = values  # [len(names)] float32 on the device; values[0] is the objective
+        self.skipped = skipped  # 0-dim float (1.0 skipped) on the device, None without a scaler
+        self.host: dict[str, float] = {}  # values set on the host
+        self._read: dict[str, float] | None = None
+        self._on_nonfinite = on_nonfinite
+
+    def device_values(self) -> dict[str, float]:
+        """The device values as floats (one transfer, done once)."""
+        if self._read is None:
+            row = self.tensor if self.skipped is None else torch.cat([self.tensor, self.skipped.reshape(1)])
+            floats = row.tolist()
+            read = dict(zip(self.names, floats))
+            if self.skipped is not None and floats[-1]:
+                read["skipped"] = 1.0
+            self._read = read
+            if self._on_nonfinite is not None and not math.isfinite(read[self.names[0]]):
+                self._on_nonfinite(read)
+        return self._read
+
+    @classmethod
+    def from_floats(cls, floats: dict[str, float]) -> StepOutputs:
+        """Outputs already on the host (``total_loss`` first when present)."""
+        names = sorted(floats, key=lambda k: k != "total_loss")
+        skipped = torch.tensor(float(floats["skipped"])) if "skipped" in floats else None
+        names = [k for k in names if k != "skipped"]
+        return cls(names, torch.tensor([float(floats[k]) for k in names]), skipped)
+
+    def _all(self) -> dict[str, float]:
+        return {**self.device_values(), **self.host}
+
+    def __getitem__(self, key: str) -> float:
+        if key in self.host:
+            return self.host[key]
+        return self.device_values()[key]
+
+    def __setitem__(self, key: str, value: float) -> None:
+        self.host[key] = float(value)
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("a step's outputs cannot be deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+class _DeviceSums:
+    """Sums of the steps' outputs kept on the device between two reads: per output name, the sum over the
+    steps that were not skipped and their count; the skipped steps; the first step whose objective was not
+    finite (-1: none). Reading (:meth:`read`) is the one device-to-host transfer of a log interval."""
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[str, ...], list[torch.Tensor]] = {}
+        self.host: dict[str, list[float]] = {}
+        self.skipped: torch.Tensor | None = None
+        self.first_bad: torch.Tensor | None = None
+        self.steps = 0
+
+    def add(self, out: StepOutputs, step: int) -> None:
+        self.steps += 1
+        kept = torch.ones((), device=out.tensor.device) if out.skipped is None else 1.0 - out.skipped
+        values = torch.where(kept > 0, out.tensor, torch.zeros_like(out.tensor))
+        key = tuple(out.names)
+        if key in self.groups:
+            acc = self.groups[key]
+            acc[0] = acc[0] + values
+            acc[1] = acc[1] + kept
+        else:
+            self.groups[key] = [values, kept]
+        if out.skipped is not None:
+            self.skipped = out.skipped if self.skipped is None else self.skipped + out.skipped
+        bad = ~torch.isfinite(out.tensor[0])
+        if out.skipped is None:
+            mark = torch.where(bad, torch.full_like(out.tensor[0], float(step)), torch.full_like(out.tensor[0], -1.0))
+            self.first_bad = mark if self.first_bad is None else torch.where(self.first_bad >= 0, self.first_bad, mark)
+        for k, v in out.host.items():
+            total = self.host.setdefault(k, [0.0, 0.0])
+            total[0] += v
+            total[1] += 1
+
+    def read(self) -> tuple[dict[str, float], int, int]:
+        """``(means, skipped steps, first non-finite step or -1)``, in one transfer."""
+        parts, layout = [], []
+        for names, (values, kept) in self.groups.items():
+            parts += [values.float(), kept.float().reshape(1)]
+            layout.append(names)
+        device = parts[0].device if parts else torch.device("cpu")
+        skipped = self.skipped if self.skipped is not None else torch.zeros((), device=device)
+        first_bad = self.first_bad if self.first_bad is not None else torch.full((), -1.0, device=device)
+        parts += [skipped.float().reshape(1), first_bad.float().reshape(1)]
+        floats = torch.cat(parts).tolist()
+        sums: dict[str, list[float]] = {}
+        i = 0
+        for names in layout:
+            chunk, count = floats[i:i + len(names)], floats[i + len(names)]
+            i += len(names) + 1
+            for name, v in zip(names, chunk):
+                total = sums.setdefault(name, [0.0, 0.0])
+                total[0] += v
+                total[1] += count
+        skipped, first_bad = floats[-2], floats[-1]
+        for k, (v, c) in self.host.items():
+            sums[k] = [v, c]
+        means = {k: v / c for k, (v, c) in sums.items() if c > 0}
+        return means, int(skipped), int(first_bad)
 
 
 def _config_yaml(cfg: Any) -> str:
@@ -156,6 +303,11 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.model = wrap_model(model, self.dist,
                                 find_unused_parameters=bool(t.find_unused_parameters))
+        #: train.compile: the (DDP-wrapped) model compiled in place by torch.compile; its state_dict keys
+        #: are unchanged, so checkpoints load into an uncompiled model and back
+        self.compiled = bool(t.compile)
+        if self.compiled:
+            self.model.compile()
         self.train_loader = train_loader
         self.num_classes: int | None = getattr(train_loader, "num_classes", None)
         self.optimizer = build_optimizer(cfg, self.model)
@@ -193,6 +345,10 @@ class Trainer:
         self.nonfinite_steps = 0  # steps skipped for a non-finite loss or gradient (AMP), whole run
         self.epoch_skipped_steps = 0  # the same, this epoch (metrics.jsonl "skipped_steps", log.txt)
         self.final_test_trials: list[int] = list(self.eval_trials)  # set by build_trainer
+        self._window = _DeviceSums()  # outputs since the last window_losses() read
+        self._window_step = 0
+        self._window_means: dict[str, float] = {}
+        self._bar: Any = None
 
         self.hooks: list[Hook] = []
         if default_hooks:
@@ -249,15 +405,18 @@ class Trainer:
         return (epoch + 1) % self.checkpoint_every == 0 or epoch == self.max_epochs - 1
 
     # -- the one override point ------------------------------------------------------------
-    def run_step(self, batch: dict[str, Any]) -> dict[str, float]:
+    def run_step(self, batch: dict[str, Any]) -> StepOutputs:
         """One optimisation step: forward, sum of the ``loss*`` outputs, backward (AMP-scaled on CUDA
         when ``train.amp``), optional gradient clipping (``optim.clip_grad_norm``), optimiser step.
 
-        Returns the step's scalar outputs as floats, with the objective as ``total_loss``, and
-        ``"skipped": 1.0`` when the AMP scaler skipped the update (a non-finite loss or gradient; without
-        AMP a non-finite loss is a :class:`FloatingPointError`). Skipped steps are counted in
-        :attr:`nonfinite_steps` and :attr:`epoch_skipped_steps`.
+        Nothing is read back from the device: the batch's labels are checked on the host before they move
+        (:func:`check_batch_codes`), and the step's scalar outputs come back as :class:`StepOutputs`, whose
+        first read copies them all at once (``total_loss`` is the objective; ``"skipped": 1.0`` when the
+        AMP scaler skipped the update for a non-finite loss or gradient). Without AMP a non-finite objective
+        is a :class:`FloatingPointError` when its outputs are read (the training loop reads once per log
+        interval and at the end of each epoch, before any checkpoint).
         """
+        check_batch_codes(batch, self.num_classes)
         batch = move_batch(batch, self.device)
         if self.channels_last:
             batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
@@ -271,18 +430,8 @@ class Trainer:
                 f"{type(self.model_without_ddp).__name__}.forward returned no 'loss*' keys (got {sorted(outputs)})"
             )
         total = sum(v.float() for v in losses.values())
-        # every scalar output reaches the host in ONE copy (one synchronisation per step, not one per
-        # output); the finiteness check reads the same copy
         names = ["total_loss"] + [k for k, v in outputs.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
-        stacked = torch.stack([total.detach()] + [outputs[k].detach().float().reshape(()) for k in names[1:]])
-        values = dict(zip(names, stacked.tolist()))
-        # a non-finite loss: without AMP an error; under AMP the scaler skips the step and lowers its scale
-        if not math.isfinite(values["total_loss"]) and not self.amp:
-            shown = {k: v for k, v in values.items() if k.startswith("loss")}
-            raise FloatingPointError(
-                f"non-finite loss at epoch {self.epoch} iteration {self.iter_in_epoch} (step {self.global_step}): "
-                f"{shown}; lower optim.lr / optim.backbone_lr or set optim.clip_grad_norm"
-            )
+        values = torch.stack([total.detach()] + [outputs[k].detach().float().reshape(()) for k in names[1:]])
         self.optimizer.zero_grad(set_to_none=True)
         self.grad_scaler.scale(total).backward()
         if self.clip_grad_norm > 0:
@@ -290,24 +439,50 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(
                 [p for g in self.optimizer.param_groups for p in g["params"]], self.clip_grad_norm
             )
-        scaling = self.grad_scaler.is_enabled()
-        scale_before = self.grad_scaler.get_scale() if scaling else None
-        self.grad_scaler.step(self.optimizer)
-        self.grad_scaler.update()
-        # GradScaler skips optimizer.step and lowers its scale when a gradient is inf/NaN
-        skipped = scaling and self.grad_scaler.get_scale() < scale_before
-        if skipped:
-            self.nonfinite_steps += 1
-            self.epoch_skipped_steps += 1
-            logger.debug("step %d skipped by the AMP scaler (non-finite loss or gradient)", self.global_step)
-
-        result = dict(values)
-        if skipped:
-            result["skipped"] = 1.0
+        skipped = None
+        if self.grad_scaler.is_enabled():
+            # GradScaler lowers its scale exactly when it skips optimizer.step for an inf/NaN gradient;
+            # comparing the scale tensors on the device keeps the step free of a host read
+            scale_before = self.grad_scaler._scale.detach().clone()
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+            skipped = (self.grad_scaler._scale < scale_before).float().reshape(())
+        else:
+            self.optimizer.step()
+        where = (self.epoch, self.iter_in_epoch, self.global_step)
+        result = StepOutputs(names, values, skipped,
+                             None if self.amp else lambda read: self._nonfinite_error(*where, read))
         for k, v in outputs.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 result[k] = float(v)
         return result
+
+    def _nonfinite_error(self, epoch: int, iteration: int, step: int, losses: dict[str, float]) -> None:
+        shown = {k: v for k, v in losses.items() if k.startswith("loss") or k == "total_loss"}
+        raise FloatingPointError(
+            f"non-finite loss at epoch {epoch} iteration {iteration} (step {step}): {shown}; lower optim.lr / "
+            f"optim.backbone_lr or set optim.clip_grad_norm"
+        )
+
+    def window_losses(self) -> dict[str, float]:
+        """The outputs averaged over the steps since the previous call (steps the AMP scaler skipped left
+        out): the one device-to-host read of a log interval. Hooks call it at their log steps; calls at the
+        same step share one read. Raises :class:`FloatingPointError` for a non-finite objective without AMP."""
+        if self._window_step != self.global_step:
+            means, _, first_bad = self._window.read()
+            self._window = _DeviceSums()
+            self._window_step = self.global_step
+            self._window_means = means
+            self._check_finite(first_bad, means)
+            if self._bar is not None and "total_loss" in means:
+                self._bar.set_postfix(loss=f"{means['total_loss']:.4f}", refresh=False)
+        return self._window_means
+
+    def _check_finite(self, first_bad: int, means: dict[str, float]) -> None:
+        if first_bad >= 0:
+            steps_before = self.global_step - self.iter_in_epoch
+            self._nonfinite_error(self.epoch, first_bad - steps_before, first_bad - 1,
+                                  {k: v for k, v in means.items() if not math.isfinite(v)} or means)
 
     # -- loop --------------------------------------------------------------------------------
     def _call(self, name: str, *args: Any) -> None:
@@ -337,29 +512,36 @@ class Trainer:
         self.epoch_lrs = current_lrs(self.optimizer)
         self.model.train()
         t0 = time.perf_counter()
-        sums: dict[str, float] = {}
-        count = 0
+        sums = _DeviceSums()  # the epoch's outputs, summed on the device, read once at its end
+        self._window = _DeviceSums()
+        self._window_step = self.global_step
         self.iter_in_epoch = 0
         self.epoch_skipped_steps = 0
-        bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch}/{self.max_epochs - 1}", unit="step",
-                   dynamic_ncols=True, leave=False, disable=None if self.is_main else True)
+        self._bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch}/{self.max_epochs - 1}", unit="step",
+                         dynamic_ncols=True, leave=False, disable=None if self.is_main else True)
         try:
             for batch in self.train_loader:
                 self.iter_in_epoch += 1
                 outputs = self.run_step(batch)
+                if not isinstance(outputs, StepOutputs):  # an overriding run_step that returns plain floats
+                    outputs = StepOutputs.from_floats(outputs)
                 self.global_step += 1
-                if not outputs.get("skipped"):  # a skipped step's non-finite losses stay out of the means
-                    count += 1
-                    for k, v in outputs.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                bar.set_postfix(loss=f"{outputs['total_loss']:.4f}", refresh=False)
-                bar.update()
+                sums.add(outputs, self.global_step)
+                self._window.add(outputs, self.global_step)
+                self._bar.update()
                 self._call("after_step", outputs)
         finally:
-            bar.close()
+            self._bar.close()
+            self._bar = None
         if self.iter_in_epoch == 0:
             raise ValueError(f"the training loader yielded no batch in epoch {epoch}")
-        self.epoch_losses = {k: v / count for k, v in sums.items()} if count else {}
+        means, skipped, first_bad = sums.read()
+        self._check_finite(first_bad, means)
+        self.epoch_skipped_steps = skipped
+        self.nonfinite_steps += skipped
+        if skipped:
+            logger.debug("epoch %d: %d steps skipped by the AMP scaler", epoch, skipped)
+        self.epoch_losses = means
         self.epoch_time = time.perf_counter() - t0
         return self.epoch_losses
 

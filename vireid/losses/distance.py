@@ -39,6 +39,17 @@ def zero_loss(features: torch.Tensor) -> torch.Tensor:
     return features.sum() * 0.0
 
 
+def masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the entries where ``valid`` is true, 0 (attached to the graph) when none is.
+
+    Equal to ``values[valid].mean()`` without reading ``valid`` on the host: no device synchronisation,
+    no data-dependent shape. The entries outside ``valid`` must be finite-gradient (callers keep their
+    inputs harmless, e.g. a mask widened on invalid rows), since they take part in the graph with weight 0.
+    """
+    kept = torch.where(valid, values, torch.zeros_like(values))
+    return kept.sum() / valid.sum().clamp(min=1).to(values.dtype)
+
+
 def check_features(features: torch.Tensor, pids: torch.Tensor, *, loss: str) -> torch.Tensor:
     """Check ``features`` ``[N, D]`` floating and ``pids`` long ``[N]``; return features in float32."""
     if not isinstance(features, torch.Tensor) or features.dim() != 2 or not features.is_floating_point():
@@ -68,9 +79,13 @@ def check_modality(modality: torch.Tensor | None, n: int, *, loss: str) -> torch
             f"2 visible-derived view), got None"
         )
     check_labels(modality, n, name="modality", loss=loss)
-    if n and (int(modality.min()) < 0 or int(modality.max()) >= NUM_MODALITY_CODES):
-        bad = sorted({int(v) for v in modality.unique().tolist()} - set(range(NUM_MODALITY_CODES)))
-        raise ValueError(
-            f"{loss}: modality codes must be 0 (visible), 1 (infrared) or 2 (visible-derived view), got {bad}"
-        )
+    # the values are read on the host only where that is free (a CPU tensor); on an accelerator the training
+    # loop checked the batch's codes on the host before moving it (vireid.engine.trainer.check_batch_codes)
+    if n and modality.device.type == "cpu":
+        codes = modality.detach().numpy()
+        bad = sorted(set(codes[(codes < 0) | (codes >= NUM_MODALITY_CODES)].tolist()))
+        if bad:
+            raise ValueError(
+                f"{loss}: modality codes must be 0 (visible), 1 (infrared) or 2 (visible-derived view), got {bad}"
+            )
     return modality.long()

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vireid.losses.distance import pairwise_euclidean
+from vireid.losses.distance import masked_mean, pairwise_euclidean
 from vireid.losses.triplet import WRT_VARIANTS, reference_weighted_distances
 
 
@@ -60,13 +60,11 @@ class EnhancedSquaredDifferenceLoss(nn.Module):
         eye = torch.eye(len(pids), dtype=torch.bool, device=pids.device)
         pos, neg = same & ~eye, ~same
         valid = pos.any(1) & neg.any(1)
-        if not bool(valid.any()):
-            return x.sum() * 0.0
-        dist = pairwise_euclidean(x, x)[valid]
-        pos, neg = pos[valid], neg[valid]
-        w_pos = torch.softmax((self.alpha * dist).masked_fill(~pos, float("-inf")), dim=1)
-        w_neg = torch.softmax((-self.alpha * dist).masked_fill(~neg, float("-inf")), dim=1)
-        return self._objective((w_pos * dist).sum(1) - (w_neg * dist).sum(1)).mean()
+        invalid = ~valid.unsqueeze(1)  # widened masks keep the unused rows' softmax finite
+        dist = pairwise_euclidean(x, x)
+        w_pos = torch.softmax((self.alpha * dist).masked_fill(~(pos | invalid), float("-inf")), dim=1)
+        w_neg = torch.softmax((-self.alpha * dist).masked_fill(~(neg | invalid), float("-inf")), dim=1)
+        return masked_mean(self._objective((w_pos * dist).sum(1) - (w_neg * dist).sum(1)), valid)
 
     def _objective(self, diff: torch.Tensor) -> torch.Tensor:
         signed_square = (self.gamma * diff * diff.abs()).clamp(-self.max_squared, self.max_squared)

@@ -47,9 +47,9 @@ from vireid.losses.distance import (
     VISIBLE_CODE,
     check_features,
     check_modality,
+    masked_mean,
     pairwise_euclidean,
     rowwise_euclidean,
-    zero_loss,
 )
 
 #: (anchor code, positive code) of the three lines of DAM eq 11: v->t, t->v, m->t.
@@ -63,19 +63,22 @@ EQ11_TERMS = (
 def modality_centers(
     features: torch.Tensor, pids: torch.Tensor, modality: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-(identity, modality code) mean features of a batch.
+    """Per-(identity, modality code) mean features of a batch of ``N`` samples.
 
-    Returns ``(ids, centers, present)``: ``ids`` ``[U]`` the sorted identities of the batch,
-    ``centers`` ``[U, 3, D]`` (rows of absent pairs are 0), ``present`` bool ``[U, 3]``.
+    Identity ``i`` owns the row of its first sample in the batch, so every shape is fixed by ``N`` and
+    nothing is read back from the device. Returns ``(owner, centers, present)``: ``owner`` ``[N]`` the
+    identity of each row, ``centers`` ``[N, 3, D]`` (rows of absent pairs are 0), ``present`` bool
+    ``[N, 3]`` (all false on the rows no identity owns).
     """
-    ids, inverse = torch.unique(pids, sorted=True, return_inverse=True)
-    slot = inverse * NUM_MODALITY_CODES + modality
-    num_slots = ids.shape[0] * NUM_MODALITY_CODES
+    n = pids.shape[0]
+    first = (pids.unsqueeze(1) == pids.unsqueeze(0)).int().argmax(1)  # each sample's first same-id sample
+    slot = first * NUM_MODALITY_CODES + modality
+    num_slots = n * NUM_MODALITY_CODES
     sums = features.new_zeros(num_slots, features.shape[1]).index_add(0, slot, features)
-    counts = torch.bincount(slot, minlength=num_slots)
-    centers = sums / counts.clamp(min=1).unsqueeze(1).to(features.dtype)
-    shape = (ids.shape[0], NUM_MODALITY_CODES)
-    return ids, centers.view(*shape, features.shape[1]), (counts > 0).view(shape)
+    counts = features.new_zeros(num_slots).index_add(0, slot, torch.ones_like(features[:, 0]))
+    centers = sums / counts.clamp(min=1).unsqueeze(1)
+    shape = (n, NUM_MODALITY_CODES)
+    return pids, centers.view(*shape, features.shape[1]), (counts > 0).view(shape)
 
 
 def _centers_of(features, pids, modality, loss: str):
@@ -104,27 +107,23 @@ class HeteroCenterTripletLoss(nn.Module):
             raise ConfigError(f"loss.margin: expected a value >= 0, got {cfg.loss.margin!r}") from err
 
     def forward(self, features: torch.Tensor, pids: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
-        x, (ids, centers, present) = _centers_of(features, pids, modality, "HeteroCenterTripletLoss")
-        num_ids = ids.shape[0]
-        flat = centers.reshape(num_ids * NUM_MODALITY_CODES, -1)
-        owner = torch.arange(num_ids, device=x.device).repeat_interleave(NUM_MODALITY_CODES)
-        # negatives of identity i: every present centre of every other identity
-        negative = (
-            owner.unsqueeze(0) != torch.arange(num_ids, device=x.device).unsqueeze(1)
-        ) & present.reshape(1, -1)
+        x, (_, centers, present) = _centers_of(features, pids, modality, "HeteroCenterTripletLoss")
+        rows = centers.shape[0]
+        flat = centers.reshape(rows * NUM_MODALITY_CODES, -1)
+        owner = torch.arange(rows, device=x.device).repeat_interleave(NUM_MODALITY_CODES)
+        # negatives of identity row i: every present centre of every other identity row
+        negative = (owner.unsqueeze(0) != torch.arange(rows, device=x.device).unsqueeze(1)) & present.reshape(1, -1)
         has_negative = negative.any(1)
-        terms = []
+        terms, valids = [], []
         for anchor_code, positive_code in EQ11_TERMS:
             valid = present[:, anchor_code] & present[:, positive_code] & has_negative
-            if not bool(valid.any()):
-                continue
-            anchor = centers[valid, anchor_code]
-            d_pos = rowwise_euclidean(anchor, centers[valid, positive_code])
-            d_neg = pairwise_euclidean(anchor, flat).masked_fill(~negative[valid], float("inf")).amin(1)
-            terms.append(F.relu(self.margin + d_pos - d_neg))
-        if not terms:
-            return zero_loss(x)
-        return torch.cat(terms).mean()
+            anchor = centers[:, anchor_code]
+            d_pos = rowwise_euclidean(anchor, centers[:, positive_code])
+            d_neg = pairwise_euclidean(anchor, flat).masked_fill(~negative, float("inf")).amin(1)
+            # rows without a term (absent centres, no negative) reach -inf here; masked_mean drops them
+            terms.append(F.relu(torch.where(valid, self.margin + d_pos - d_neg, torch.zeros_like(d_pos))))
+            valids.append(valid)
+        return masked_mean(torch.cat(terms), torch.cat(valids))
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
@@ -137,10 +136,8 @@ class HeteroCenterLoss(nn.Module):
     def forward(self, features: torch.Tensor, pids: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
         x, (_, centers, present) = _centers_of(features, pids, modality, "HeteroCenterLoss")
         both = present[:, VISIBLE_CODE] & present[:, INFRARED_CODE]
-        if not bool(both.any()):
-            return zero_loss(x)
-        diff = centers[both, VISIBLE_CODE] - centers[both, INFRARED_CODE]
-        return (diff * diff).sum()
+        diff = centers[:, VISIBLE_CODE] - centers[:, INFRARED_CODE]
+        return torch.where(both, (diff * diff).sum(1), torch.zeros_like(diff[:, 0])).sum()
 
 
 class ModalityMeanMSELoss(nn.Module):
@@ -150,6 +147,6 @@ class ModalityMeanMSELoss(nn.Module):
     def forward(self, features: torch.Tensor, pids: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
         x, (_, centers, present) = _centers_of(features, pids, modality, "ModalityMeanMSELoss")
         both = present[:, VISIBLE_CODE] & present[:, INFRARED_CODE]
-        if not bool(both.any()):
-            return zero_loss(x)
-        return F.mse_loss(centers[both, VISIBLE_CODE], centers[both, INFRARED_CODE])
+        diff = centers[:, VISIBLE_CODE] - centers[:, INFRARED_CODE]
+        # F.mse_loss over the identities with both centres: their squared differences / (count * D)
+        return masked_mean((diff * diff).mean(1), both)

@@ -50,8 +50,8 @@ from vireid.losses.distance import (
     INFRARED_CODE,
     check_features,
     check_modality,
+    masked_mean,
     pairwise_euclidean,
-    zero_loss,
 )
 
 #: The reference code's constant added to the weights' normaliser ("avoid division by zero").
@@ -101,16 +101,15 @@ class AdaptiveWeightTripletLoss(nn.Module):
         x = check_features(features, pids, loss=type(self).__name__)
         pos, neg = positive_negative_masks(pids)
         valid = pos.any(1) & neg.any(1)
-        if not bool(valid.any()):
-            return zero_loss(x)
-        dist = pairwise_euclidean(x, x)[valid]
-        pos, neg = pos[valid], neg[valid]
-        w_pos = _masked_softmax(dist, pos)
-        w_neg = _masked_softmax(-dist, neg)
+        # rows without a positive or a negative are averaged out; their masks are widened so that their
+        # (unused) softmax stays finite
+        invalid = ~valid.unsqueeze(1)
+        dist = pairwise_euclidean(x, x)
+        w_pos = _masked_softmax(dist, pos | invalid)
+        w_neg = _masked_softmax(-dist, neg | invalid)
         term = (w_pos * dist).sum(1) - (w_neg * dist).sum(1)
-        if self.mode == "hinge":
-            return F.relu(term + self.margin).mean()
-        return F.softplus(term).mean()
+        per_anchor = F.relu(term + self.margin) if self.mode == "hinge" else F.softplus(term)
+        return masked_mean(per_anchor, valid)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, mode={self.mode!r}"
@@ -199,13 +198,12 @@ class BatchHardTripletLoss(nn.Module):
             other_side = infrared.unsqueeze(1) != infrared.unsqueeze(0)
             pos, neg = pos & other_side, neg & other_side
         valid = pos.any(1) & neg.any(1)
-        if not bool(valid.any()):
-            return zero_loss(x)
-        dist = pairwise_euclidean(x, x)[valid]
-        pos, neg = pos[valid], neg[valid]
+        dist = pairwise_euclidean(x, x)
+        # rows without a positive or a negative reach +-inf here and are averaged out by masked_mean
         hardest_pos = dist.masked_fill(~pos, float("-inf")).amax(1)
         hardest_neg = dist.masked_fill(~neg, float("inf")).amin(1)
-        return F.relu(hardest_pos - hardest_neg + self.margin).mean()
+        per_anchor = torch.where(valid, hardest_pos - hardest_neg + self.margin, torch.zeros_like(hardest_pos))
+        return masked_mean(F.relu(per_anchor), valid)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, cross_modality={self.cross_modality}"

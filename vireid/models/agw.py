@@ -22,7 +22,7 @@ from vireid.config.checks import NECK_FEATS
 from vireid.errors import ConfigError, check_choice
 from vireid.losses import CrossEntropyLabelSmooth, apply_metric_loss, metric_loss
 from vireid.models.backbones import TwoStreamResNet
-from vireid.models.base import ReIDModel, modality_codes
+from vireid.models.base import ReIDModel, routing_modality
 from vireid.models.layers import POOLS, BNNeck, build_pool, l2_normalize
 from vireid.models.registry import register_model
 
@@ -137,7 +137,7 @@ class AGW(ReIDModel):
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, pids, modality = unpack_batch(batch)
-        fmap = self.feature_map(images, modality)
+        fmap = self.feature_map(images, routing_modality(batch))
         return self.global_losses(fmap, pids, modality)
 
     def global_feature(self, fmap: torch.Tensor) -> torch.Tensor:
@@ -146,5 +146,4 @@ class AGW(ReIDModel):
         return self.neck.bn(pooled) if self.neck_feat == "after" else pooled
 
     def extract(self, images: torch.Tensor, modality: torch.Tensor | str) -> torch.Tensor:
-        codes = modality_codes(modality, images.shape[0], images.device)
-        return l2_normalize(self.global_feature(self.feature_map(images, codes)))
+        return l2_normalize(self.global_feature(self.feature_map(images, modality)))

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 import torchvision
 from torch import nn
 
 from vireid.errors import CheckpointError, ConfigError
-from vireid.models.base import modality_codes
+from vireid.models.base import host_codes
 from vireid.models.layers import NonLocalBlock
 from vireid.models.weights import WeightLoadReport, load_fitting_weights, read_state_dict
 
@@ -196,6 +197,33 @@ class TwoStreamResNet(nn.Module):
             x = self._run_stage(name, module, x)
         return x
 
+    def _route(self, images: torch.Tensor, modality: torch.Tensor | str) -> torch.Tensor:
+        """The modality-specific stages: infrared images (code 1) through the infrared stream, the rest
+        (visible 0, derived views 2) through the visible one, outputs in the input order. Planned on the
+        host when the codes are there (a string or CPU tensor: no device synchronisation); codes on an
+        accelerator are read back once."""
+        if isinstance(modality, str):  # one modality for the whole batch (evaluation, exported graphs)
+            host_codes(modality, 0)  # checks the name
+            return self._run_stream(self.infrared if modality == "infrared" else self.visible, images)
+        n = images.shape[0]
+        codes = host_codes(modality, n)
+        if codes is None:  # codes only on the device: one read
+            codes = host_codes(modality.detach().cpu(), n)
+        infrared = codes == 1
+        if infrared.all():
+            return self._run_stream(self.infrared, images)
+        if not infrared.any():
+            return self._run_stream(self.visible, images)
+        vis_idx, ir_idx = np.flatnonzero(~infrared), np.flatnonzero(infrared)
+        order = np.argsort(np.concatenate([vis_idx, ir_idx]), kind="stable")
+
+        def index(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a).to(images.device, non_blocking=True)
+
+        merged = torch.cat([self._run_stream(self.visible, images[index(vis_idx)]),
+                            self._run_stream(self.infrared, images[index(ir_idx)])])
+        return merged[index(order)]
+
     def forward(
         self,
         images: torch.Tensor,
@@ -209,22 +237,7 @@ class TwoStreamResNet(nn.Module):
                     f"a module after stage {stage} needs a shared stage; valid stages are "
                     f"{max(1, self.specific_stages)}..4 with specific_stages={self.specific_stages}"
                 )
-        n = images.shape[0]
-        codes = modality_codes(modality, n, images.device)
-        if n and not bool(((codes >= 0) & (codes <= 2)).all()):
-            raise ValueError(f"modality codes must be 0 (visible), 1 (infrared) or 2 (derived view), got {codes.unique().tolist()}")
-        infrared = codes == 1
-        if bool(infrared.all()):
-            x = self._run_stream(self.infrared, images)
-        elif not bool(infrared.any()):
-            x = self._run_stream(self.visible, images)
-        else:
-            vis_idx = torch.nonzero(~infrared).squeeze(1)
-            ir_idx = torch.nonzero(infrared).squeeze(1)
-            merged = torch.cat(
-                [self._run_stream(self.visible, images[vis_idx]), self._run_stream(self.infrared, images[ir_idx])]
-            )
-            x = merged[torch.argsort(torch.cat([vis_idx, ir_idx]))]
+        x = self._route(images, modality)
         if self.specific_stages in hooks:
             x = hooks[self.specific_stages](x)
         for name, module in self.shared.items():

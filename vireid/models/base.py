@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +23,34 @@ def modality_codes(modality: torch.Tensor | str, n: int, device: torch.device) -
     if modality.shape != (n,):
         raise ValueError(f"modality codes must have shape ({n},), got {tuple(modality.shape)}")
     return modality.to(device=device, dtype=torch.long)
+
+
+#: Batch key of the modality codes kept on the host (a CPU copy the training loop adds beside the device
+#: tensor), so that routing a mixed batch through two streams needs no device synchronisation.
+HOST_MODALITY_KEY = "modality_host"
+
+
+def routing_modality(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The modality codes a model routes ``batch`` by: the host copy when the batch has one, else
+    ``batch["modality"]``."""
+    return batch.get(HOST_MODALITY_KEY, batch["modality"])
+
+
+@torch.compiler.disable
+def host_codes(modality: torch.Tensor | str, n: int, *, allowed: int = 3) -> np.ndarray | None:
+    """``modality`` as a NumPy array of ``n`` codes when it can be read without a device synchronisation
+    (a string or a CPU tensor), checked to lie in ``0..allowed-1``; ``None`` for a tensor on an accelerator."""
+    if isinstance(modality, str):
+        return modality_codes(modality, n, torch.device("cpu")).numpy()
+    if modality.device.type != "cpu":
+        return None
+    if modality.shape != (n,):
+        raise ValueError(f"modality codes must have shape ({n},), got {tuple(modality.shape)}")
+    codes = modality.detach().numpy().astype(np.int64, copy=False)
+    bad = sorted(set(np.unique(codes[(codes < 0) | (codes >= allowed)]).tolist()))
+    if bad:
+        raise ValueError(f"modality codes must be 0 (visible), 1 (infrared) or 2 (derived view), got {bad}")
+    return codes
 
 
 class ReIDModel(nn.Module, abc.ABC):

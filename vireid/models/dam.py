@@ -36,7 +36,7 @@ from vireid.errors import ConfigError, check_choice
 from vireid.losses import HeteroCenterLoss, HeteroCenterTripletLoss, ModalityMeanMSELoss
 from vireid.models.agw import AGW, unpack_batch
 from vireid.models.backbones import stage_list
-from vireid.models.base import modality_codes
+from vireid.models.base import routing_modality
 from vireid.models.layers import l2_normalize
 from vireid.models.mca import MultiScaleCrossAttention
 from vireid.models.pca import PartChannelAttention
@@ -166,7 +166,7 @@ class DAM(AGW):
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, pids, modality = unpack_batch(batch)
-        fmap = self.feature_map(images, modality)
+        fmap = self.feature_map(images, routing_modality(batch))
         out = self.global_losses(fmap, pids, modality)
         if self.mse_weight > 0:
             out["loss_mse"] = self.mse_weight * self.mse_loss(self.pool(fmap), pids, modality)
@@ -186,8 +186,7 @@ class DAM(AGW):
         return out
 
     def extract(self, images: torch.Tensor, modality: torch.Tensor | str) -> torch.Tensor:
-        codes = modality_codes(modality, images.shape[0], images.device)
-        fmap = self.feature_map(images, codes)
+        fmap = self.feature_map(images, modality)
         if self.test_feature == "global":
             return l2_normalize(self.global_feature(fmap))
         local = self.local.stripe_features(fmap).flatten(1)

@@ -41,7 +41,7 @@ from vireid.errors import ConfigError, check_choice
 from vireid.losses import CenterLoss, CrossEntropyLabelSmooth, apply_metric_loss, metric_loss
 from vireid.models.agw import NECK_FEATS, unpack_batch
 from vireid.models.backbones import ARCHS, TwoStreamResNet
-from vireid.models.base import ReIDModel, modality_codes
+from vireid.models.base import ReIDModel, host_codes, routing_modality
 from vireid.models.crossvit import TIMM_COARSE_SCALE, CrossViTEncoder, crossvit_names, is_crossvit
 from vireid.models.csa import ChannelSpatialAttention
 from vireid.models.layers import POOLS, BNNeck, build_pool, l2_normalize
@@ -172,12 +172,10 @@ class FAFE(ReIDModel):
     # ---------------------------------------------------------------------------------------------
     def _encode(self, images: torch.Tensor, modality: torch.Tensor | str) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(M, cls_tokens)``: the CSA input map ``[N, C, h, w]`` and the CLS tokens (CrossViT only)."""
-        codes = modality_codes(modality, images.shape[0], images.device)
-        if codes.numel() and not bool(((codes >= 0) & (codes <= 2)).all()):
-            raise ValueError(f"modality codes must be 0 (visible), 1 (infrared) or 2 (grayscale view), got {codes.unique().tolist()}")
         x = self.normalize(images)
         if not self.uses_crossvit:
-            return self.backbone(x, codes), []
+            return self.backbone(x, modality), []  # the two-stream backbone checks and routes the codes
+        host_codes(modality, images.shape[0])  # checked where that is free (a string or CPU tensor)
         tokens = self.backbone(x)  # one encoder shared by all modalities
         fmap = self.backbone.patch_map(tokens[self.csa_branch], self.csa_branch)
         return fmap, [t[:, 0] for t in tokens]
@@ -202,7 +200,7 @@ class FAFE(ReIDModel):
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, pids, modality = unpack_batch(batch)
-        feat = self.features(images, modality)
+        feat = self.features(images, routing_modality(batch))
         _, logits = self.neck(feat)
         out = {"loss_id": self.id_loss(logits, pids)}
         if isinstance(self.metric_loss, CenterLoss):
