@@ -171,9 +171,9 @@ def end_to_end(config: Path, *, overrides: list[str], work: Path, ids: int, size
     first_step_s = time.perf_counter() - t_first
     for _ in range(warmup - 1):
         trainer.run_step(next(it))
+    batches = it
     with _UtilisationSampler(dev) as sampler:
-        e2e = _timed_steps(lambda: trainer.run_step(next(it)), steps, dev)
-    del it
+        e2e = _timed_steps(lambda: trainer.run_step(next(batches)), steps, dev)
 
     # model only: the same step on one batch already on the device
     on_device = move_batch(batch0, dev)
