@@ -11,14 +11,14 @@ from torch import nn
 
 from vireid import __version__
 from vireid.engine import checkpoint as ckpt_mod
-from vireid.engine.checkpoint import (
+from vireid.errors import CheckpointError
+from vireid.models.checkpoint import (
     load_checkpoint,
     load_model_weights,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from vireid.errors import CheckpointError
 
 
 class Net(nn.Module):

@@ -14,7 +14,7 @@ from tests.layouts import SMALL_BATCH, write_tiny_config
 from vireid.config import load_config
 from vireid.data.synthetic import generate
 from vireid.engine import run as run_module
-from vireid.engine.checkpoint import load_checkpoint
+from vireid.models.checkpoint import load_checkpoint
 
 
 def write_dam_config(path: Path, name: str, root: Path) -> Path:

@@ -17,10 +17,11 @@ from tests.layouts import write_tiny_config
 from vireid.config import config_to_yaml, load_config
 from vireid.data.synthetic import generate
 from vireid.data.transforms import build_test_transform
-from vireid.engine.checkpoint import save_checkpoint
 from vireid.errors import VireidError
 from vireid.evaluation.evaluator import extract_features
 from vireid.models import build_model, model_names
+from vireid.models.checkpoint import save_checkpoint
+from vireid.models.onnx_model import ExportError, read_onnx_metadata, resolve_onnx_paths
 from vireid.retrieval.embed import (
     FeatureFileError,
     OnnxExtractor,
@@ -31,7 +32,7 @@ from vireid.retrieval.embed import (
     load_model,
     parse_camera,
 )
-from vireid.retrieval.export import ExportError, export_onnx, read_onnx_metadata, resolve_onnx_paths
+from vireid.retrieval.export import export_onnx
 from vireid.retrieval.index import ModelMismatchError
 
 

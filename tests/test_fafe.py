@@ -542,7 +542,7 @@ def test_visualize_attention(tiny_run, synthetic_roots, tmp_path, monkeypatch, c
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["train", "test", "visualize"])
     images = sorted((synthetic_roots["sysu"] / "cam3").rglob("*.jpg"))[:2]
     # a tiny AGW baseline checkpoint of the same input size, built directly
-    from vireid.engine.checkpoint import save_checkpoint
+    from vireid.models.checkpoint import save_checkpoint
 
     agw_cfg = tmp_path / "agw.yaml"
     agw_cfg.write_text("_base_: " + str(REPO / "configs/sysu/agw_tiny.yaml") + "\ndata:\n  height: 64\n  width: 32\n")

@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 
 from tests.layouts import make_sysu, sysu_name
-from vireid.data.records import INFRARED, VISIBLE, ImageRecord
-from vireid.data.sysu import SYSUMM01
-from vireid.errors import DatasetError
-from vireid.evaluation.protocols import (
+from vireid.data.protocols import (
     LlcmProtocol,
     ManifestProtocol,
     RegdbProtocol,
@@ -22,6 +19,9 @@ from vireid.evaluation.protocols import (
     sample_gallery_community,
     sample_gallery_official,
 )
+from vireid.data.records import INFRARED, VISIBLE, ImageRecord
+from vireid.data.sysu import SYSUMM01
+from vireid.errors import DatasetError
 
 OFFICIAL = Path("/work/shared/data/sysu-mm01-official")
 

@@ -12,9 +12,9 @@ import torch
 from tests.layouts import write_tiny_config
 from tests.reference_net import randomised_reference, reference_features
 from vireid.config import load_config
-from vireid.engine.checkpoint import initialise_from_checkpoint, load_model_checkpoint
 from vireid.errors import CheckpointError, ConfigError
 from vireid.models import build_model
+from vireid.models.checkpoint import initialise_from_checkpoint, load_model_checkpoint
 from vireid.retrieval.embed import load_model
 
 H, W = 48, 24

@@ -12,8 +12,8 @@ import pytest
 
 from tests.layouts import write_tiny_config
 from vireid.evaluation.metrics import rank_metrics
+from vireid.evaluation.rerank import k_reciprocal_rerank
 from vireid.retrieval import rerank as rerank_module
-from vireid.retrieval.rerank import k_reciprocal_rerank
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -217,10 +217,10 @@ def test_vireid_test_rerank(tmp_path, monkeypatch, capsys):
     from vireid.data import build_dataset
     from vireid.data.synthetic import generate
     from vireid.data.transforms import build_test_transform
-    from vireid.engine.checkpoint import save_checkpoint
     from vireid.engine.run import build_protocol
     from vireid.evaluation.evaluator import extract_features
     from vireid.models import build_model
+    from vireid.models.checkpoint import save_checkpoint
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["test"])
     generate("sysu", tmp_path / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1,

@@ -17,13 +17,13 @@ from vireid.config import config_to_yaml, load_config
 from vireid.data import build_dataset
 from vireid.data.synthetic import generate
 from vireid.data.transforms import build_test_transform
-from vireid.engine.checkpoint import apply_model_state, load_checkpoint, save_checkpoint
 from vireid.errors import CheckpointError
 from vireid.evaluation.evaluator import extract_features
+from vireid.evaluation.rerank import k_reciprocal_rerank
 from vireid.models import build_model
+from vireid.models.checkpoint import apply_model_state, load_checkpoint, save_checkpoint
 from vireid.retrieval.embed import TorchExtractor, embed, list_images, load_model
 from vireid.retrieval.index import Embeddings, GalleryIndex, ModelMismatchError
-from vireid.retrieval.rerank import k_reciprocal_rerank
 from vireid.retrieval.search import Searcher
 
 

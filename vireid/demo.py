@@ -84,8 +84,9 @@ def run_demo(
     from vireid.data import build_dataset
     from vireid.data.preview import contact_sheet
     from vireid.data.summary import format_summary, summarize, summary_title
-    from vireid.engine.run import build_protocol, load_trained_model, run_test, run_training, write_json
+    from vireid.engine.run import build_protocol, run_test, run_training, write_json
     from vireid.evaluation.evaluator import Evaluator, format_results_table
+    from vireid.models.loading import load_trained_model
     from vireid.visualization.ranks import ranked_list_picture
 
     started = time.perf_counter()

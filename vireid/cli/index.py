@@ -145,10 +145,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> Any:
     """CONFIG with its overrides, else the checkpoint's recorded config, else the defaults (onnx backend)."""
-    from vireid.config import load_config
-    from vireid.engine.checkpoint import load_checkpoint
+    from vireid.config import config_from_yaml, load_config
     from vireid.errors import CheckpointError, ConfigError
-    from vireid.retrieval.embed import config_from_yaml
+    from vireid.models.checkpoint import load_checkpoint
 
     if args.config is not None:
         return load_config(args.config, args.overrides)

@@ -67,7 +67,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     else:
         print(f"model: {cfg.model.name} from {args.checkpoint} (epoch {results.get('epoch')})")
     if args.rerank:
-        from vireid.retrieval.rerank import format_reranked_table
+        from vireid.evaluation.rerank import format_reranked_table
 
         print(format_reranked_table(results))
     else:

@@ -44,9 +44,9 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 def load_trained_model(config: str | Path, overrides: list[str], checkpoint: str | Path, device: Any = "cpu"):
     """``(cfg, model)``: the model of ``config`` (with overrides) holding the weights of ``checkpoint``
-    (strict, :func:`vireid.engine.run.load_trained_model`), in eval mode on ``device``."""
+    (strict, :func:`vireid.models.loading.load_trained_model`), in eval mode on ``device``."""
     from vireid.config import load_config
-    from vireid.engine.run import load_trained_model as load
+    from vireid.models.loading import load_trained_model as load
 
     cfg = load_config(config, overrides)
     model, _ = load(cfg, checkpoint)
@@ -159,7 +159,7 @@ def cmd_ranks(args: argparse.Namespace) -> int:
     protocol = build_protocol(build_dataset(cfg.data.name, cfg.data.root), cfg)
     trial = protocol.trials[0] if args.trial is None else args.trial
     evaluator = Evaluator.from_config(cfg, protocol, device=args.device, progress=True)
-    from vireid.evaluation.protocols import describe_protocol
+    from vireid.data.protocols import describe_protocol
 
     title = f"{cfg.model.name.upper()} ({Path(args.checkpoint).name}) on {describe_protocol(protocol)}, trial {trial}"
     print(ranked_list_picture(evaluator, model, args.out, trial=trial, how="worst" if args.worst else "per_identity",

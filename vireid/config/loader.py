@@ -239,3 +239,14 @@ def save_config(cfg: DictConfig, path: str | Path) -> Path:
     from vireid.io import write_text_atomic
 
     return write_text_atomic(path, config_to_yaml(cfg))
+
+
+def config_from_yaml(text: str, source: str = "recorded config") -> DictConfig:
+    """A struct-mode config typed by the defaults, from resolved YAML text (as checkpoints, gallery indexes
+    and ``--all-trials`` runs record it); ``source`` names it in the error."""
+    cfg = OmegaConf.structured(VireidConfig)
+    OmegaConf.set_struct(cfg, True)
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.create(text))
+    except (OmegaConfBaseException, ValueError) as exc:
+        raise ConfigError(f"{source}: cannot be read as a vireid config ({str(exc).splitlines()[0]})") from None

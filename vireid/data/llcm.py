@@ -25,10 +25,10 @@ from vireid.data.parsing import (
     read_id_list,
     read_label_file,
 )
+from vireid.data.protocols import LlcmProtocol
 from vireid.data.records import INFRARED, VISIBLE, ImageRecord
 from vireid.data.registry import register_dataset
 from vireid.errors import DatasetError
-from vireid.evaluation.protocols import LlcmProtocol
 
 #: Test cameras of each modality, in the authors' order (ascending).
 LLCM_CAMERAS = {VISIBLE: (1, 2, 3, 4, 5, 6, 7, 8, 9), INFRARED: (1, 2, 4, 5, 6, 7, 8, 9)}

@@ -23,10 +23,10 @@ import re
 from pathlib import Path
 
 from vireid.data.base import VIReIDDataset
+from vireid.data.protocols import ManifestProtocol
 from vireid.data.records import MODALITIES, ImageRecord
 from vireid.data.registry import register_dataset
 from vireid.errors import DatasetError
-from vireid.evaluation.protocols import ManifestProtocol
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_HEADER = ("path", "pid", "camera", "modality", "split")

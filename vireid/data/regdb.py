@@ -20,10 +20,10 @@ from pathlib import Path
 
 from vireid.data.base import VIReIDDataset
 from vireid.data.parsing import check_label_consistency, list_id_folders, list_images, read_label_file
+from vireid.data.protocols import RegdbProtocol
 from vireid.data.records import INFRARED, VISIBLE, ImageRecord
 from vireid.data.registry import register_dataset
 from vireid.errors import DatasetError
-from vireid.evaluation.protocols import RegdbProtocol
 
 REGDB_TRIALS = tuple(range(1, 11))
 #: Camera number of each modality (RegDB has one camera per modality).

@@ -20,10 +20,10 @@ import numpy as np
 
 from vireid.data.base import VIReIDDataset
 from vireid.data.parsing import list_id_folders, list_images, read_id_list
+from vireid.data.protocols import SYSU_GALLERY_CAMERAS, SysuProtocol
 from vireid.data.records import INFRARED, VISIBLE, ImageRecord
 from vireid.data.registry import register_dataset
 from vireid.errors import DatasetError
-from vireid.evaluation.protocols import SYSU_GALLERY_CAMERAS, SysuProtocol
 
 #: Camera number -> modality.
 SYSU_CAMERAS = {1: VISIBLE, 2: VISIBLE, 3: INFRARED, 4: VISIBLE, 5: VISIBLE, 6: INFRARED}

@@ -12,12 +12,12 @@ Quick start (library)::
 ``vireid train`` and ``vireid test`` call.
 """
 
-from vireid.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from vireid.engine.distributed import DistributedContext, init_distributed
 from vireid.engine.hooks import Hook
 from vireid.engine.optim import WarmupMultiStepFactor, build_optimizer, build_scheduler
 from vireid.engine.run import run_all_trials, run_test, run_training
 from vireid.engine.trainer import Trainer, configure_determinism, seed_everything
+from vireid.models.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 
 __all__ = [
     "DistributedContext",

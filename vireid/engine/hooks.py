@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vireid.engine.checkpoint import rng_state
 from vireid.engine.distributed import all_gather_objects
+from vireid.models.checkpoint import rng_state
 
 if TYPE_CHECKING:
     from vireid.engine.trainer import Trainer

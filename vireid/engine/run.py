@@ -26,11 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vireid.engine.checkpoint import apply_model_state, load_model_checkpoint
 from vireid.engine.distributed import DistributedContext, barrier, cleanup, init_distributed, resolve_device
 from vireid.engine.hooks import CHECKPOINT_DIR, LAST_CHECKPOINT, LOG_FILE, attach_log_file, detach_log_file
 from vireid.engine.trainer import Trainer, configure_determinism, seed_everything
 from vireid.errors import CheckpointError, ConfigError, VireidError
+from vireid.models.checkpoint import load_model_checkpoint
+from vireid.models.loading import checkpoint_model_config, load_trained_model
 
 logger = logging.getLogger("vireid.engine")
 
@@ -133,7 +134,7 @@ def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Se
     dataset = build_dataset(cfg.data.name, cfg.data.root) if dataset is None else dataset
     loader = build_train_loader(cfg, _train_records(dataset, cfg), rank=ctx.rank, world_size=ctx.world_size)
     if cfg.train.init_checkpoint:
-        from vireid.engine.checkpoint import initialise_from_checkpoint
+        from vireid.models.checkpoint import initialise_from_checkpoint
 
         model_cfg = copy.deepcopy(cfg)
         model_cfg.model.pretrained = "none"  # the checkpoint replaces the ImageNet start
@@ -234,7 +235,7 @@ def _train_one_trial(config_yaml: str, resume: bool, threads: int) -> dict[str, 
     parent's thread count keeps CPU arithmetic, hence the weights, the same as in a sequential run)."""
     import torch
 
-    from vireid.retrieval.embed import config_from_yaml
+    from vireid.config import config_from_yaml
 
     torch.set_num_threads(threads)
     cfg = config_from_yaml(config_yaml, "trial config")
@@ -324,81 +325,12 @@ def _write_all_trials(dataset: Any, protocol: Any, rows: list[dict[str, Any]], b
 
 
 # -- testing -------------------------------------------------------------------------------------
-def _warn_model_config_changes(path: str | Path, saved_yaml: str | None, cfg: Any) -> None:
-    """Warn when the checkpoint's ``model.*`` settings differ from the config's (the weights may still
-    fit, e.g. AGW and DAM without attention share their keys)."""
-    if not saved_yaml:
-        return
-    import yaml
-    from omegaconf import OmegaConf
-
-    try:
-        saved = (yaml.safe_load(saved_yaml) or {}).get("model", {})
-    except yaml.YAMLError:
-        return
-    current = OmegaConf.to_container(cfg.model, resolve=True)
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k != "pretrained")
-    if changed:
-        logger.warning("%s was trained with %s; the config says %s", path,
-                       ", ".join(f"model.{k}={saved.get(k)!r}" for k in changed),
-                       ", ".join(f"model.{k}={current.get(k)!r}" for k in changed))
-
-
-def checkpoint_model_config(cfg: Any, ckpt: dict[str, Any], source: str | Path) -> Any:
-    """A copy of ``cfg`` that builds the network of ``ckpt``: ``model.pretrained=none`` (every weight comes
-    from the checkpoint) and, for a reference-code checkpoint, the geometry read from its weights
-    (ResNet-50, stem-only modality streams, non-local blocks and their ``inter_channels``); a setting of
-    the config that the file contradicts is logged. A reference file needs ``model.name`` agw or caj."""
-    from vireid.models.reference import REFERENCE_FORMAT, REFERENCE_GEOMETRY_KEYS, REFERENCE_MODELS
-
-    model_cfg = copy.deepcopy(cfg)
-    model_cfg.model.pretrained = "none"
-    if ckpt.get("source_format") == REFERENCE_FORMAT:
-        overrides = ckpt["reference"].model_overrides()
-    elif (ckpt.get("extra") or {}).get("source_format") == REFERENCE_FORMAT and ckpt.get("config"):
-        import yaml  # written by `vireid convert`: the recorded config holds the weights' geometry
-
-        saved = (yaml.safe_load(ckpt["config"]) or {}).get("model", {})
-        overrides = {k: saved[k] for k in REFERENCE_GEOMETRY_KEYS if k in saved}
-    else:
-        return model_cfg
-    if cfg.model.name not in REFERENCE_MODELS:
-        raise ConfigError(f"{source} holds the network of the AGW/CAJ reference code (embed_net); it fits "
-                          f"model.name agw or caj, not {cfg.model.name!r} (give an AGW or CAJ config)")
-    for key, value in overrides.items():
-        if model_cfg.model[key] != value:
-            logger.warning("%s: the weights say model.%s=%r (the config said %r); using the weights' value",
-                           source, key, value, model_cfg.model[key])
-            model_cfg.model[key] = value
-    return model_cfg
-
-
-def load_trained_model(
-    cfg: Any, checkpoint: str | Path, *, ckpt: dict[str, Any] | None = None
-) -> tuple[Any, dict[str, Any]]:
-    """``(model, checkpoint_dict)``: the model of ``cfg`` holding the weights of a vireid checkpoint or of
-    a reference-code checkpoint (:func:`vireid.engine.checkpoint.load_model_checkpoint`), strictly (a
-    missing, unreadable or non-fitting file is a :class:`~vireid.errors.CheckpointError`; nothing is
-    silently left at its initial value). ``ckpt``: the file's contents when the caller has already read
-    them."""
-    from vireid.models import build_model
-
-    ckpt = load_model_checkpoint(checkpoint) if ckpt is None else ckpt
-    num_classes = ckpt.get("num_classes")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise CheckpointError(f"{checkpoint}: checkpoint does not record num_classes")
-    _warn_model_config_changes(checkpoint, ckpt.get("config"), cfg)
-    model = build_model(checkpoint_model_config(cfg, ckpt, checkpoint), num_classes)
-    apply_model_state(model, ckpt["model"], source=str(checkpoint), strict=True)
-    return model, ckpt
-
-
 def convert_checkpoint(cfg: Any, source: str | Path, out: str | Path) -> tuple[Path, dict[str, Any]]:
     """Write the weights of ``source`` (a reference-code checkpoint, or a vireid one) as a vireid
     checkpoint ``out`` with the config that builds them recorded, so that every command takes it without
     a config. Returns ``(out, checkpoint dict read from source)``; the write is atomic."""
     from vireid.config import config_to_yaml
-    from vireid.engine.checkpoint import save_checkpoint
+    from vireid.models.checkpoint import save_checkpoint
 
     ckpt = load_model_checkpoint(source)
     model_cfg = checkpoint_model_config(cfg, ckpt, source)  # the weights' geometry, warned about once
@@ -430,7 +362,7 @@ def run_test(
     :class:`~vireid.errors.CheckpointError`; the results say which weights were tested
     (``"checkpoint"``, ``"untrained"``, ``"onnx"``). ``onnx``: graphs written by ``vireid export``,
     run with ONNX Runtime instead of a checkpoint. ``rerank``: k-reciprocal re-ranking with these keyword
-    arguments of :func:`vireid.retrieval.rerank.k_reciprocal_rerank` (``{}`` for its defaults); the
+    arguments of :func:`vireid.evaluation.rerank.k_reciprocal_rerank` (``{}`` for its defaults); the
     results then carry ``"rerank": true`` and the parameters.
     """
     from vireid.data import build_dataset
@@ -453,7 +385,7 @@ def run_test(
     if checkpoint is not None:
         model, _ = load_trained_model(cfg, checkpoint, ckpt=ckpt)
     elif onnx is not None:
-        from vireid.retrieval.onnx_model import OnnxReIDModel
+        from vireid.models.onnx_model import OnnxReIDModel
 
         model = OnnxReIDModel.from_paths(onnx if isinstance(onnx, list) else [onnx], device=str(device))
         device = resolve_device("cpu")  # ONNX Runtime takes host arrays
@@ -465,7 +397,7 @@ def run_test(
                                       progress=_progress() if progress is None else progress)
     distance = None
     if rerank is not None:
-        from vireid.retrieval.rerank import k_reciprocal_rerank, rerank_params
+        from vireid.evaluation.rerank import k_reciprocal_rerank, rerank_params
 
         def distance(q, g):
             return k_reciprocal_rerank(q.cpu().numpy(), g.cpu().numpy(), **rerank)

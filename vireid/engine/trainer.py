@@ -31,13 +31,6 @@ from torch import nn
 from tqdm import tqdm
 
 from vireid.config.checks import AMP_DTYPES, BEST_METRICS, SPEED_SWITCHES
-from vireid.engine.checkpoint import (
-    apply_model_state,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-    unwrap_model,
-)
 from vireid.engine.distributed import DistributedContext, resolve_device, wrap_model
 from vireid.engine.hooks import (
     CHECKPOINT_DIR,
@@ -54,6 +47,13 @@ from vireid.engine.hooks import (
 from vireid.engine.optim import build_optimizer, build_scheduler, current_lrs
 from vireid.errors import CheckpointError, ConfigError, check_choice
 from vireid.models.base import HOST_MODALITY_KEY
+from vireid.models.checkpoint import (
+    apply_model_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+    unwrap_model,
+)
 
 logger = logging.getLogger("vireid.engine")
 
@@ -564,7 +564,7 @@ class Trainer:
     def save_checkpoint(self, path: str | Path, *, rng: list[dict[str, Any]] | None = None,
                         extra: dict[str, Any] | None = None) -> Path:
         """Write the full training state after epoch ``self.epoch`` (see
-        :mod:`vireid.engine.checkpoint`)."""
+        :mod:`vireid.models.checkpoint`)."""
         return save_checkpoint(
             path,
             model=self.model,

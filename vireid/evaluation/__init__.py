@@ -1,7 +1,9 @@
-"""Evaluation: the field's metrics (CMC, mAP, mINP) under the SYSU-MM01, RegDB and LLCM protocols."""
+"""Evaluation: the field's metrics (CMC, mAP, mINP) under the SYSU-MM01, RegDB and LLCM protocols, the
+evaluator, and k-reciprocal re-ranking. The protocols are part of each dataset's definition and live in
+:mod:`vireid.data.protocols`; they are re-exported here."""
 
+from vireid.data.protocols import LlcmProtocol, ManifestProtocol, RegdbProtocol, SysuProtocol
 from vireid.evaluation.metrics import pairwise_distances, rank_metrics, rank_metrics_from_features
-from vireid.evaluation.protocols import LlcmProtocol, ManifestProtocol, RegdbProtocol, SysuProtocol
 
 __all__ = [
     "LlcmProtocol",

@@ -215,7 +215,7 @@ class Evaluator:
 
         ``distance(query_features, gallery_features)`` gives the ``[Q, G]`` distance matrix; the
         default is the negative dot product of the L2-normalised features (k-reciprocal re-ranking
-        passes its own, :mod:`vireid.retrieval.rerank`).
+        passes its own, :mod:`vireid.evaluation.rerank`).
         """
         on_device = distance is None and self.rank_on_device
         distance = distance or (lambda q, g: (-(q @ g.T)).cpu().numpy())

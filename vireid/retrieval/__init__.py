@@ -5,7 +5,8 @@
   ``OnnxExtractor``, ``list_images``, ``save_features`` / ``load_features``;
 - :mod:`vireid.retrieval.index` -- ``GalleryIndex`` (FAISS + SQLite, crash-safe ``add``), ``SearchHit``;
 - :mod:`vireid.retrieval.search` -- ``Searcher`` (query images in, ranked gallery images out);
-- :mod:`vireid.retrieval.rerank` -- k-reciprocal re-ranking (Zhong et al. CVPR 2017).
+- ``k_reciprocal_rerank`` -- k-reciprocal re-ranking (Zhong et al. CVPR 2017), from
+  :mod:`vireid.evaluation.rerank` (an evaluation post-process that search uses too).
 
 Names are imported lazily (``from vireid.retrieval import Searcher``), so importing the package loads
 neither torch nor FAISS.
@@ -34,7 +35,7 @@ _EXPORTS = {
     "list_images": "embed",
     "embed": "embed",
     "export_onnx": "export",
-    "k_reciprocal_rerank": "rerank",
+    "k_reciprocal_rerank": "vireid.evaluation.rerank",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -42,5 +43,6 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f"vireid.retrieval.{_EXPORTS[name]}"), name)
+        module = _EXPORTS[name]
+        return getattr(importlib.import_module(module if "." in module else f"vireid.retrieval.{module}"), name)
     raise AttributeError(f"module 'vireid.retrieval' has no attribute {name!r}")

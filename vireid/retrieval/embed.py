@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from vireid.data.records import MODALITIES
-from vireid.errors import CheckpointError, ConfigError, DatasetError, VireidError
+from vireid.errors import CheckpointError, DatasetError, VireidError
 from vireid.io import write_bytes_atomic
 
 logger = logging.getLogger("vireid.retrieval")
@@ -85,23 +85,6 @@ def model_fingerprint(model: Any, cfg: Any) -> str:
     return h.hexdigest()
 
 
-def config_from_yaml(text: str, source: str = "recorded config") -> Any:
-    """A struct-mode config typed by the defaults, from resolved YAML text (as stored in checkpoints
-    and gallery indexes)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from vireid.config import VireidConfig
-
-    cfg = OmegaConf.structured(VireidConfig)
-    OmegaConf.set_struct(cfg, True)
-    try:
-        return OmegaConf.merge(cfg, OmegaConf.create(text))
-    except (OmegaConfBaseException, ValueError) as exc:
-        raise ConfigError(f"{source}: cannot be read as a vireid config ({str(exc).splitlines()[0]})") from None
-
-
-@dataclass
 class LoadedModel:
     """A model with trained weights, the config it was built from and its fingerprint."""
 
@@ -133,8 +116,9 @@ def load_model(cfg: Any | None = None, checkpoint: str | Path | None = None, *, 
     of ``checkpoint`` (a vireid checkpoint, or a checkpoint of the AGW/CAJ reference code with an AGW or
     CAJ config), strictly: a missing or mismatching weight is a CheckpointError. The model is in eval mode
     on ``device``."""
-    from vireid.engine.checkpoint import load_model_checkpoint
-    from vireid.engine.run import checkpoint_model_config, load_trained_model
+    from vireid.config import config_from_yaml
+    from vireid.models.checkpoint import load_model_checkpoint
+    from vireid.models.loading import checkpoint_model_config, load_trained_model
 
     if checkpoint is None:
         raise ValueError("load_model needs a checkpoint: load_model(checkpoint='last.pt') or load_model(cfg, 'last.pt')")
@@ -347,57 +331,34 @@ class OnnxExtractor(FeatureExtractor):
 
     def __init__(self, graphs: Mapping[str, str | Path], *, batch_size: int = 64, flip: bool = False,
                  device: str = "cpu"):
-        from vireid.retrieval.export import read_onnx_metadata
+        from vireid.models.onnx_model import OnnxGraphs
 
-        if not graphs:
-            raise ValueError("no ONNX graph given")
-        metas = {m: read_onnx_metadata(p) for m, p in graphs.items()}
-        fingerprints = {meta["fingerprint"] for meta in metas.values()}
-        if len(fingerprints) != 1:
-            raise VireidError("the ONNX graphs were exported from different models: "
-                              + ", ".join(f"{graphs[m]} ({meta['fingerprint'][:12]})" for m, meta in metas.items()))
-        first = next(iter(metas.values()))
-        super().__init__(fingerprint=first["fingerprint"], input_size=tuple(first["input_size"]),  # type: ignore[arg-type]
+        self.onnx = OnnxGraphs(graphs, device=device)
+        super().__init__(fingerprint=self.onnx.fingerprint, input_size=self.onnx.input_size,
                          batch_size=batch_size, flip=flip)
-        self.graphs = {m: Path(p) for m, p in graphs.items()}
-        self.metadata = metas
-        self.sessions = {m: _ort_session(p, device) for m, p in self.graphs.items()}
+        self.graphs = self.onnx.graphs
+        self.metadata = self.onnx.metadata
+        self.sessions = self.onnx.sessions
 
     @classmethod
     def from_paths(cls, paths: str | Path | Sequence[str | Path], **kwargs: Any) -> OnnxExtractor:
-        """Graphs named by ``paths`` (see :func:`vireid.retrieval.export.resolve_onnx_paths`)."""
-        from vireid.retrieval.export import resolve_onnx_paths
+        """Graphs named by ``paths`` (see :func:`vireid.models.onnx_model.resolve_onnx_paths`)."""
+        from vireid.models.onnx_model import resolve_onnx_paths
 
         return cls(resolve_onnx_paths(paths), **kwargs)
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        return tuple(m for m in MODALITIES if m in self.sessions)
+        return self.onnx.modalities
 
     def _run(self, images: np.ndarray, modality: str) -> np.ndarray:
-        session = self.sessions[modality]
-        name = session.get_inputs()[0].name
-        return session.run(None, {name: images})[0]
+        return self.onnx.run(images, modality)
 
     def model_info(self, **extra: Any) -> dict[str, Any]:
         meta = next(iter(self.metadata.values()))
         info = {k: meta.get(k) for k in ("fingerprint", "model", "arch", "input_size", "checkpoint", "config",
                                          "vireid_version")}
         return {**info, "onnx": {m: str(p.resolve()) for m, p in self.graphs.items()}, "flip": self.flip, **extra}
-
-
-def _ort_session(path: Path, device: str) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    providers = ["CPUExecutionProvider"]
-    if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise VireidError(f"{path}: ONNX Runtime cannot load the graph ({type(exc).__name__}: {exc})") from exc
 
 
 def build_extractor(

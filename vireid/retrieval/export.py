@@ -33,22 +33,19 @@ import numpy as np
 import torch
 
 from vireid.data.records import MODALITIES
-from vireid.errors import VireidError
 from vireid.io import write_bytes_atomic
+from vireid.models.onnx_model import (  # the read side of the graph format (models floor: the engine's tests use it)
+    GRAPH_FORMAT,
+    ExportError,
+    onnx_output_paths,
+    read_onnx_metadata,
+)
 
 ONNX_INPUT = "images"
 ONNX_OUTPUT = "features"
 DEFAULT_OPSET = 17
 #: Largest accepted |PyTorch - ONNX Runtime| over the features of the parity check.
 PARITY_TOLERANCE = 1e-4
-GRAPH_FORMAT = "vireid-onnx-features"
-EXPORT_MODALITIES = (*MODALITIES, "both")
-
-
-class ExportError(VireidError):
-    """An export failed, or the exported graph does not reproduce the PyTorch features."""
-
-
 @dataclass
 class ExportResult:
     """Written graphs by modality and the parity check's max abs difference of each (None: not checked)."""
@@ -69,67 +66,6 @@ class FixedModalityExtractor(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.extract(images, self.modality)
-
-
-def onnx_output_paths(out: str | Path, modality: str) -> dict[str, Path]:
-    """Where :func:`export_onnx` writes: ``out`` itself for one modality; ``<stem>_visible<suffix>`` and
-    ``<stem>_infrared<suffix>`` next to it for ``both``."""
-    if modality not in EXPORT_MODALITIES:
-        raise ValueError(f"modality must be one of {'|'.join(EXPORT_MODALITIES)}, got {modality!r}")
-    p = Path(out).expanduser()
-    if modality != "both":
-        return {modality: p}
-    suffix = p.suffix or ".onnx"
-    return {m: p.with_name(f"{p.stem}_{m}{suffix}") for m in MODALITIES}
-
-
-def resolve_onnx_paths(paths: str | Path | Sequence[str | Path]) -> dict[str, Path]:
-    """Graphs by modality from one or more paths. A path that does not exist but whose
-    ``<stem>_visible`` / ``<stem>_infrared`` siblings do (``--modality both`` output) stands for them;
-    each graph's modality is read from its metadata."""
-    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    out: dict[str, Path] = {}
-    for item in items:
-        p = Path(item).expanduser()
-        candidates = [p] if p.is_file() else [q for q in onnx_output_paths(p, "both").values() if q.is_file()]
-        if not candidates:
-            raise ExportError(f"{p}: ONNX graph does not exist (nor {p.stem}_visible / {p.stem}_infrared next to it); "
-                              "write it with 'vireid export'")
-        for c in candidates:
-            modality = read_onnx_metadata(c)["modality"]
-            if modality in out and out[modality] != c:
-                raise ExportError(f"two {modality} graphs given: {out[modality]} and {c}")
-            out[modality] = c
-    return out
-
-
-def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """The vireid metadata of an exported graph: ``modality``, ``fingerprint``, ``input_size`` [H, W],
-    ``feature_dim``, ``model``, ``arch``, ``checkpoint``, ``config`` and ``vireid_version``."""
-    import onnx
-
-    p = Path(path)
-    try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as exc:  # protobuf decode errors, missing files
-        raise ExportError(f"{p}: cannot be read as an ONNX graph ({type(exc).__name__}: {exc})") from None
-    props = {prop.key: prop.value for prop in model.metadata_props}
-    if props.get("vireid_format") != GRAPH_FORMAT:
-        raise ExportError(f"{p}: not a vireid feature graph (no vireid metadata; export it with 'vireid export')")
-    try:
-        return {
-            "modality": props["vireid_modality"],
-            "fingerprint": props["vireid_fingerprint"],
-            "input_size": [int(props["vireid_input_height"]), int(props["vireid_input_width"])],
-            "feature_dim": int(props["vireid_feature_dim"]),
-            "model": props.get("vireid_model"),
-            "arch": props.get("vireid_arch"),
-            "checkpoint": props.get("vireid_checkpoint") or None,
-            "config": props.get("vireid_config"),
-            "vireid_version": props.get("vireid_version"),
-        }
-    except (KeyError, ValueError) as exc:
-        raise ExportError(f"{p}: incomplete vireid metadata ({exc})") from None
 
 
 def _trace_to_bytes(module: Any, dummy: Any, opset: int) -> bytes:

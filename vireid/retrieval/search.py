@@ -8,7 +8,7 @@ by default through the **other** modality's branch than the gallery's (an infrar
 visible gallery; any modality can be given explicitly).
 
 With ``rerank=True`` the results are re-ranked with k-reciprocal encoding
-(:mod:`vireid.retrieval.rerank`, Zhong et al. CVPR 2017) among the ``rerank_candidates`` best gallery
+(:mod:`vireid.evaluation.rerank`, Zhong et al. CVPR 2017) among the ``rerank_candidates`` best gallery
 images of each query (the union over the queries of one call): the neighbourhood structure is
 computed on the queries and those candidates, since a large gallery's full pairwise distances would not
 fit in memory. For an IVF-PQ index the candidates' features are the product-quantised reconstructions.
@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from vireid.config import config_from_yaml
 from vireid.data.records import INFRARED, MODALITIES, VISIBLE
 from vireid.errors import CheckpointError
 from vireid.retrieval.embed import (
     FeatureExtractor,
     OnnxExtractor,
     TorchExtractor,
-    config_from_yaml,
     load_model,
 )
 from vireid.retrieval.index import Embeddings, GalleryIndex, ModelMismatchError, SearchHit
@@ -59,7 +59,7 @@ class Searcher:
         lambda_value: float = 0.3,
         rerank_variant: str = "code",
     ):
-        from vireid.retrieval.rerank import check_variant
+        from vireid.evaluation.rerank import check_variant
 
         if extractor.fingerprint != index.fingerprint:
             mi = index.model_info
@@ -161,7 +161,7 @@ class Searcher:
         return self.search_features(self.embed_paths(paths, modality), topk, rerank)
 
     def _search_reranked(self, emb: Embeddings, topk: int) -> list[list[SearchHit]]:
-        from vireid.retrieval.rerank import k_reciprocal_rerank
+        from vireid.evaluation.rerank import k_reciprocal_rerank
 
         if int(topk) < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")

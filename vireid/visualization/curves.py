@@ -55,7 +55,7 @@ def plot_curves(results_files: Sequence[str | Path], out: str | Path, *, labels:
     names = list(labels) if labels is not None else [_label(p, r) for p, r in zip(paths, runs)]
     from matplotlib.ticker import MaxNLocator
 
-    from vireid.evaluation.protocols import protocol_title
+    from vireid.data.protocols import protocol_title
 
     fig, (ax_cmc, ax_trials) = plt.subplots(1, 2, figsize=(13, 5))
     for name, path, res in zip(names, paths, runs):
