@@ -133,7 +133,7 @@ def end_to_end(config: Path, *, overrides: list[str], work: Path, ids: int, size
     from vireid.config import load_config
     from vireid.data.synthetic import generate
     from vireid.engine.run import build_trainer
-    from vireid.engine.trainer import move_batch
+    from vireid.engine.step import move_batch
 
     root = work / f"sysu_{ids}_{size[0]}x{size[1]}"
     if not (root / "vireid_synthetic.json").is_file():

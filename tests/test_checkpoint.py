@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from vireid import __version__
-from vireid.engine import checkpoint as ckpt_mod
 from vireid.errors import CheckpointError
+from vireid.models import checkpoint as ckpt_mod
 from vireid.models.checkpoint import (
     load_checkpoint,
     load_model_weights,

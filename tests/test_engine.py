@@ -12,12 +12,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from vireid.config.defaults import VireidConfig
-from vireid.engine import checkpoint as checkpoint_module
 from vireid.engine import trainer as trainer_module
 from vireid.engine.hooks import Hook
 from vireid.engine.optim import build_optimizer, build_scheduler, current_lrs
 from vireid.engine.trainer import Trainer, seed_everything
 from vireid.errors import CheckpointError, ConfigError
+from vireid.models import checkpoint as checkpoint_module
 from vireid.models.base import ReIDModel
 
 NUM_CLASSES = 5

@@ -22,17 +22,10 @@ from vireid.evaluation.evaluator import extract_features
 from vireid.models import build_model, model_names
 from vireid.models.checkpoint import save_checkpoint
 from vireid.models.onnx_model import ExportError, read_onnx_metadata, resolve_onnx_paths
-from vireid.retrieval.embed import (
-    FeatureFileError,
-    OnnxExtractor,
-    TorchExtractor,
-    build_extractor,
-    list_images,
-    load_features,
-    load_model,
-    parse_camera,
-)
+from vireid.retrieval.embed import OnnxExtractor, TorchExtractor, build_extractor, load_model
 from vireid.retrieval.export import export_onnx
+from vireid.retrieval.feature_files import FeatureFileError, load_features
+from vireid.retrieval.image_lists import list_images, parse_camera
 from vireid.retrieval.index import ModelMismatchError
 
 

@@ -12,7 +12,7 @@ import pytest
 import vireid.cli as cli
 from vireid.errors import VireidError
 from vireid.retrieval import index as index_module
-from vireid.retrieval.embed import FeatureSet, save_features
+from vireid.retrieval.feature_files import FeatureSet, save_features
 from vireid.retrieval.index import Embeddings, GalleryIndex, GalleryIndexError, ModelMismatchError, SearchHit
 
 FP = "f" * 64

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from tests.layouts import write_tiny_config
+from vireid.evaluation import rerank as rerank_module
 from vireid.evaluation.metrics import rank_metrics
 from vireid.evaluation.rerank import k_reciprocal_rerank
-from vireid.retrieval import rerank as rerank_module
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ from vireid.evaluation.evaluator import extract_features
 from vireid.evaluation.rerank import k_reciprocal_rerank
 from vireid.models import build_model
 from vireid.models.checkpoint import apply_model_state, load_checkpoint, save_checkpoint
-from vireid.retrieval.embed import TorchExtractor, embed, list_images, load_model
+from vireid.retrieval.embed import TorchExtractor, embed, load_model
+from vireid.retrieval.image_lists import list_images
 from vireid.retrieval.index import Embeddings, GalleryIndex, ModelMismatchError
 from vireid.retrieval.search import Searcher
 

@@ -106,7 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from vireid.config import load_config
-    from vireid.retrieval.embed import embed, list_images, save_features
+    from vireid.retrieval.embed import embed
+    from vireid.retrieval.feature_files import save_features
+    from vireid.retrieval.image_lists import list_images
 
     problem = check_backend_args(args)
     if problem:

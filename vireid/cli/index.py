@@ -109,7 +109,9 @@ def _fail(message: str) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from vireid.retrieval.embed import embed, list_images, load_features
+    from vireid.retrieval.embed import embed
+    from vireid.retrieval.feature_files import load_features
+    from vireid.retrieval.image_lists import list_images
     from vireid.retrieval.index import GalleryIndex
 
     if (args.images is None) == (args.features is None):
@@ -162,7 +164,8 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from vireid.retrieval.embed import list_images, load_features
+    from vireid.retrieval.feature_files import load_features
+    from vireid.retrieval.image_lists import list_images
     from vireid.retrieval.index import Embeddings, GalleryIndex
     from vireid.retrieval.search import Searcher
 

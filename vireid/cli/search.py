@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _query_paths(items: list[Path]) -> list[Path]:
-    from vireid.retrieval.embed import list_images
+    from vireid.retrieval.image_lists import list_images
 
     out: list[Path] = []
     for item in items:

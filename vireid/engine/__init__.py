@@ -1,4 +1,5 @@
-"""Training: the trainer and its hooks, optimiser and schedule, checkpoints, distributed training.
+"""Training: the trainer and its hooks, optimiser and schedule, distributed training (checkpoint files are
+:mod:`vireid.models.checkpoint`, re-exported here).
 
 Quick start (library)::
 

@@ -2,7 +2,9 @@
 
 - :mod:`vireid.retrieval.export` -- ``export_onnx``: one ONNX graph per modality, parity-checked;
 - :mod:`vireid.retrieval.embed` -- ``load_model``, ``model_fingerprint``, ``TorchExtractor`` /
-  ``OnnxExtractor``, ``list_images``, ``save_features`` / ``load_features``;
+  ``OnnxExtractor``, ``embed``;
+- :mod:`vireid.retrieval.image_lists` -- ``list_images`` (a folder or a manifest);
+- :mod:`vireid.retrieval.feature_files` -- ``FeatureSet``, ``save_features`` / ``load_features``;
 - :mod:`vireid.retrieval.index` -- ``GalleryIndex`` (FAISS + SQLite, crash-safe ``add``), ``SearchHit``;
 - :mod:`vireid.retrieval.search` -- ``Searcher`` (query images in, ranked gallery images out);
 - ``k_reciprocal_rerank`` -- k-reciprocal re-ranking (Zhong et al. CVPR 2017), from
@@ -24,15 +26,15 @@ _EXPORTS = {
     "GalleryIndexError": "index",
     "ModelMismatchError": "index",
     "Searcher": "search",
-    "FeatureSet": "embed",
-    "load_features": "embed",
-    "save_features": "embed",
+    "FeatureSet": "feature_files",
+    "load_features": "feature_files",
+    "save_features": "feature_files",
     "load_model": "embed",
     "model_fingerprint": "embed",
     "TorchExtractor": "embed",
     "OnnxExtractor": "embed",
     "build_extractor": "embed",
-    "list_images": "embed",
+    "list_images": "image_lists",
     "embed": "embed",
     "export_onnx": "export",
     "k_reciprocal_rerank": "vireid.evaluation.rerank",

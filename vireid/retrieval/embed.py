@@ -1,5 +1,5 @@
-"""Features of images for search: a trained model (PyTorch or ONNX Runtime), its fingerprint, image
-lists, and feature files.
+"""Features of images for search: a trained model (PyTorch or ONNX Runtime), its fingerprint, and the
+extractors that turn images into L2-normalised features.
 
 - :func:`load_model` builds the model of a config and loads a vireid checkpoint into it (every weight
   from the checkpoint, ``model.pretrained`` ignored), as ``vireid test`` does.
@@ -12,51 +12,31 @@ lists, and feature files.
   channels), the test transform (resize to the input size, [0, 1] tensor), the branch of the images'
   modality, and with ``flip`` the mean of the features of the image and its horizontal flip. Unlike
   the evaluator, they return **L2-normalised** float32 NumPy arrays (what a gallery index stores).
-- :func:`list_images`: the images of a folder (recursively; ``camera`` parsed from the path below the
-  folder, the folder's own name included, when it follows the SYSU-MM01 ``cam<N>/`` layout or a
-  Market-1501/DukeMTMC-style ``_c<N>`` file name, else 0; no ``pid``, no ``timestamp``) or of a ``manifest.csv`` (``pid``, ``camera`` and ``modality`` from
-  its rows; no ``timestamp``).
-- :func:`save_features` / :func:`load_features`: ``OUT.npz`` (``features`` float32 ``[N, D]``, ``info``:
-  JSON with the model info, the fingerprint and the SHA-256 of the metadata file) and ``OUT.jsonl``
-  (one JSON object per row: path, pid, camera, modality, timestamp). Each file is written to a
-  temporary name and renamed; the metadata file is written first and the ``.npz`` records its hash,
-  so a pair from two different runs is detected on loading.
+- :func:`embed`: the features of image rows (:func:`vireid.retrieval.image_lists.list_images`) as a
+  :class:`~vireid.retrieval.feature_files.FeatureSet` (saved by :mod:`vireid.retrieval.feature_files`).
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
-import io
 import json
 import logging
-import os
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vireid.data.records import MODALITIES
-from vireid.errors import CheckpointError, DatasetError, VireidError
-from vireid.io import write_bytes_atomic
+from vireid.errors import CheckpointError, VireidError
+from vireid.retrieval.feature_files import FeatureSet
 
 logger = logging.getLogger("vireid.retrieval")
 
-FEATURES_FORMAT = "vireid-features"
-FEATURES_FORMAT_VERSION = 1
 FINGERPRINT_VERSION = "vireid-model-fingerprint-v1"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BACKENDS = ("torch", "onnx")
-
-_CAM_DIR = re.compile(r"^cam(\d+)$", re.IGNORECASE)
-_CAM_FILE = re.compile(r"(?:^|_)c(\d+)(?=s\d|_|\.)", re.IGNORECASE)
-
-
-class FeatureFileError(VireidError):
-    """A feature file (``.npz`` + ``.jsonl``) is missing, malformed or inconsistent."""
 
 
 # -- model --------------------------------------------------------------------------------------------
@@ -85,6 +65,7 @@ def model_fingerprint(model: Any, cfg: Any) -> str:
     return h.hexdigest()
 
 
+@dataclass
 class LoadedModel:
     """A model with trained weights, the config it was built from and its fingerprint."""
 
@@ -393,160 +374,6 @@ def build_extractor(
                 "export them again with 'vireid export'"
             )
     return extractor
-
-
-# -- image lists ----------------------------------------------------------------------------------------
-def parse_camera(path: str | Path) -> int:
-    """Camera number of an image path: a ``cam<N>`` folder (SYSU-MM01 layout), else a ``_c<N>`` /
-    ``c<N>s`` token of the file name (Market-1501, DukeMTMC-reID), else 0 (unknown)."""
-    p = Path(path)
-    for part in reversed(p.parent.parts):
-        m = _CAM_DIR.match(part)
-        if m:
-            return int(m.group(1))
-    m = _CAM_FILE.search(p.name)
-    return int(m.group(1)) if m else 0
-
-
-def list_images(
-    source: str | Path, *, modality: str | None = None, split: str | None = None
-) -> list[dict[str, Any]]:
-    """Metadata rows (``path`` absolute, ``pid``, ``camera``, ``modality``, ``timestamp``) of the images
-    of a folder or a ``manifest.csv`` (see the module docstring).
-
-    A folder needs ``modality`` (all its images have it); a manifest keeps its rows' modalities, or only
-    the rows of ``modality`` when given, and only the rows of ``split`` (train, query, gallery) when
-    given; an image listed in several splits appears once.
-    """
-    src = Path(source).expanduser()
-    if modality is not None:
-        _check_modality(modality)
-    if src.is_file():
-        if src.suffix.lower() != ".csv":
-            raise DatasetError("expected a folder of images or a manifest .csv file", path=src)
-        from vireid.data.manifest import MANIFEST_SPLITS, ManifestDataset
-
-        dataset = ManifestDataset(src)
-        if split is not None and split not in MANIFEST_SPLITS:
-            raise ValueError(f"split must be one of {MANIFEST_SPLITS}, got {split!r}")
-        records = dataset.splits[split] if split is not None else dataset.all_records()
-        seen: set[Path] = set()
-        rows = []
-        for rec in records:
-            if rec.path in seen or (modality is not None and rec.modality != modality):
-                continue
-            seen.add(rec.path)
-            rows.append({"path": str(rec.path), "pid": rec.pid, "camera": rec.camera, "modality": rec.modality,
-                         "timestamp": None})
-        if not rows:
-            what = " ".join(x for x in (split, modality) if x)
-            raise DatasetError(f"the manifest lists no {what + ' ' if what else ''}images", path=src)
-        return rows
-    if not src.is_dir():
-        raise DatasetError("no such folder or manifest file", path=src)
-    if split is not None:
-        raise ValueError("split selects manifest rows; a folder of images has no splits")
-    if modality is None:
-        raise ValueError(f"the modality of the images in {src} is needed (visible or infrared)")
-    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the folder or its subfolders", path=src)
-    # the camera is parsed below the folder given (its own name included): cam<N> folders above it are not
-    # about its images
-    return [{"path": os.path.abspath(f), "pid": None, "camera": parse_camera(Path(src.resolve().name) / f.relative_to(src)),
-             "modality": modality, "timestamp": None} for f in files]
-
-
-# -- feature files -----------------------------------------------------------------------------------------
-@dataclass
-class FeatureSet:
-    """Features ``[N, D]`` (float32, L2-normalised), one metadata dict per row, and the model info
-    (with its ``fingerprint``) of the model that produced them."""
-
-    features: np.ndarray
-    metadata: list[dict[str, Any]]
-    model_info: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.features.ndim != 2 or self.features.shape[0] != len(self.metadata):
-            raise ValueError(f"features {self.features.shape} and {len(self.metadata)} metadata rows do not match")
-
-    def __len__(self) -> int:
-        return len(self.metadata)
-
-    @property
-    def fingerprint(self) -> str:
-        return str(self.model_info["fingerprint"])
-
-    def embeddings(self) -> Any:
-        from vireid.retrieval.index import Embeddings
-
-        return Embeddings(self.features, self.fingerprint)
-
-
-def feature_paths(out: str | Path) -> tuple[Path, Path]:
-    """``(OUT.npz, OUT.jsonl)`` of an output name given with or without the ``.npz`` suffix."""
-    p = Path(out).expanduser()
-    if p.suffix in (".npz", ".jsonl"):
-        p = p.with_suffix("")
-    return p.with_name(p.name + ".npz"), p.with_name(p.name + ".jsonl")
-
-
-def save_features(out: str | Path, features: FeatureSet) -> tuple[Path, Path]:
-    """Write ``OUT.jsonl`` then ``OUT.npz`` (each atomically; see the module docstring)."""
-    npz_path, jsonl_path = feature_paths(out)
-    feats = np.ascontiguousarray(features.features, dtype=np.float32)
-    if "fingerprint" not in features.model_info:
-        raise ValueError("model_info must hold the model's fingerprint")
-    lines = "".join(json.dumps(dict(row), sort_keys=True) + "\n" for row in features.metadata).encode()
-    info = {
-        "format": FEATURES_FORMAT,
-        "format_version": FEATURES_FORMAT_VERSION,
-        "count": int(feats.shape[0]),
-        "dim": int(feats.shape[1]),
-        "model_info": features.model_info,
-        "metadata_file": jsonl_path.name,
-        "metadata_sha256": hashlib.sha256(lines).hexdigest(),
-    }
-    write_bytes_atomic(jsonl_path, lines)
-    buf = io.BytesIO()
-    np.savez(buf, features=feats, info=np.array(json.dumps(info, sort_keys=True)))
-    write_bytes_atomic(npz_path, buf.getvalue())
-    return npz_path, jsonl_path
-
-
-def load_features(path: str | Path) -> FeatureSet:
-    """Read a feature file written by :func:`save_features` (``OUT``, ``OUT.npz`` or ``OUT.jsonl``)."""
-    npz_path, _ = feature_paths(path)
-    if not npz_path.is_file():
-        raise FeatureFileError(f"{npz_path}: feature file does not exist")
-    try:
-        with np.load(npz_path, allow_pickle=False) as data:
-            feats = np.asarray(data["features"], dtype=np.float32)
-            info = json.loads(str(data["info"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise FeatureFileError(f"{npz_path}: not a vireid feature file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(info, dict) or info.get("format") != FEATURES_FORMAT:
-        raise FeatureFileError(f"{npz_path}: not a vireid feature file (info.format != {FEATURES_FORMAT!r})")
-    if int(info.get("format_version", 0)) > FEATURES_FORMAT_VERSION:
-        raise FeatureFileError(f"{npz_path}: format_version {info.get('format_version')} is newer than this vireid reads")
-    jsonl_path = npz_path.with_name(str(info["metadata_file"]))
-    try:
-        raw = jsonl_path.read_bytes()
-    except OSError as exc:
-        raise FeatureFileError(f"{jsonl_path}: metadata file of {npz_path.name} cannot be read ({exc})") from None
-    if hashlib.sha256(raw).hexdigest() != info["metadata_sha256"]:
-        raise FeatureFileError(f"{jsonl_path}: does not belong to {npz_path.name} (its SHA-256 differs from the one "
-                               "recorded; the pair was written by different runs)")
-    metadata = []
-    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
-        try:
-            metadata.append(json.loads(line))
-        except ValueError as exc:
-            raise FeatureFileError(f"{jsonl_path}:{lineno}: not JSON ({exc})") from None
-    if len(metadata) != feats.shape[0] or feats.ndim != 2:
-        raise FeatureFileError(f"{npz_path}: {feats.shape} features but {len(metadata)} metadata rows")
-    return FeatureSet(features=feats, metadata=metadata, model_info=dict(info["model_info"]))
 
 
 def embed(

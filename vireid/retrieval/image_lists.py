@@ -1,0 +1,86 @@
+"""Image lists for embedding and indexing: the images of a folder (recursively, with the camera parsed from
+the path) or of a ``manifest.csv`` (pid, camera and modality from its rows).
+
+A folder's ``camera`` comes from the path below the folder, the folder's own name included: a SYSU-MM01
+``cam<N>/`` folder, else a Market-1501/DukeMTMC-style ``_c<N>`` / ``c<N>s`` file-name token, else 0; such
+rows have no ``pid`` and no ``timestamp``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from vireid.data.records import MODALITIES
+from vireid.errors import DatasetError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+_CAM_DIR = re.compile(r"^cam(\d+)$", re.IGNORECASE)
+
+
+_CAM_FILE = re.compile(r"(?:^|_)c(\d+)(?=s\d|_|\.)", re.IGNORECASE)
+
+
+def parse_camera(path: str | Path) -> int:
+    """Camera number of an image path: a ``cam<N>`` folder (SYSU-MM01 layout), else a ``_c<N>`` /
+    ``c<N>s`` token of the file name (Market-1501, DukeMTMC-reID), else 0 (unknown)."""
+    p = Path(path)
+    for part in reversed(p.parent.parts):
+        m = _CAM_DIR.match(part)
+        if m:
+            return int(m.group(1))
+    m = _CAM_FILE.search(p.name)
+    return int(m.group(1)) if m else 0
+
+
+def list_images(
+    source: str | Path, *, modality: str | None = None, split: str | None = None
+) -> list[dict[str, Any]]:
+    """Metadata rows (``path`` absolute, ``pid``, ``camera``, ``modality``, ``timestamp``) of the images
+    of a folder or a ``manifest.csv`` (see the module docstring).
+
+    A folder needs ``modality`` (all its images have it); a manifest keeps its rows' modalities, or only
+    the rows of ``modality`` when given, and only the rows of ``split`` (train, query, gallery) when
+    given; an image listed in several splits appears once.
+    """
+    src = Path(source).expanduser()
+    if modality is not None and modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {'|'.join(MODALITIES)}, got {modality!r}")
+    if src.is_file():
+        if src.suffix.lower() != ".csv":
+            raise DatasetError("expected a folder of images or a manifest .csv file", path=src)
+        from vireid.data.manifest import MANIFEST_SPLITS, ManifestDataset
+
+        dataset = ManifestDataset(src)
+        if split is not None and split not in MANIFEST_SPLITS:
+            raise ValueError(f"split must be one of {MANIFEST_SPLITS}, got {split!r}")
+        records = dataset.splits[split] if split is not None else dataset.all_records()
+        seen: set[Path] = set()
+        rows = []
+        for rec in records:
+            if rec.path in seen or (modality is not None and rec.modality != modality):
+                continue
+            seen.add(rec.path)
+            rows.append({"path": str(rec.path), "pid": rec.pid, "camera": rec.camera, "modality": rec.modality,
+                         "timestamp": None})
+        if not rows:
+            what = " ".join(x for x in (split, modality) if x)
+            raise DatasetError(f"the manifest lists no {what + ' ' if what else ''}images", path=src)
+        return rows
+    if not src.is_dir():
+        raise DatasetError("no such folder or manifest file", path=src)
+    if split is not None:
+        raise ValueError("split selects manifest rows; a folder of images has no splits")
+    if modality is None:
+        raise ValueError(f"the modality of the images in {src} is needed (visible or infrared)")
+    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the folder or its subfolders", path=src)
+    # the camera is parsed below the folder given (its own name included): cam<N> folders above it are not
+    # about its images
+    return [{"path": os.path.abspath(f), "pid": None, "camera": parse_camera(Path(src.resolve().name) / f.relative_to(src)),
+             "modality": modality, "timestamp": None} for f in files]
