@@ -34,7 +34,8 @@ import tracemalloc
 import numpy as np
 
 from vireid.evaluation import pairwise_distances, rank_metrics, rank_metrics_from_features
-from vireid.evaluation.metrics import MATMUL_ROWS, default_chunk_size
+from vireid.evaluation.feature_metrics import MATMUL_ROWS
+from vireid.evaluation.metrics import default_chunk_size
 
 
 def make_features(rng, num, pids, dim, centres, noise):

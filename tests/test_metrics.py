@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-import vireid.evaluation.metrics as metrics_module
+import vireid.evaluation.feature_metrics as feature_metrics_module
 from vireid.evaluation import pairwise_distances, rank_metrics, rank_metrics_from_features
 from vireid.evaluation.metrics import default_chunk_size
 
@@ -425,7 +425,7 @@ def test_multi_shot_gallery_against_reference(protocol):
 def test_from_features_equals_full_distmat(protocol, metric, dtype, matmul_rows, monkeypatch):
     # matmul_rows: query rows per matrix product (1 and 13: several products, 13 not a multiple of
     # the chunk size)
-    monkeypatch.setattr(metrics_module, "MATMUL_ROWS", matmul_rows)
+    monkeypatch.setattr(feature_metrics_module, "MATMUL_ROWS", matmul_rows)
     rng = np.random.default_rng(5)
     num_q, num_g = 53, 81
     _, qp, gp, qc, gc = random_case(rng, protocol, num_q, num_g, num_ids=7, ties="none")

@@ -3,7 +3,8 @@ evaluator, and k-reciprocal re-ranking. The protocols are part of each dataset's
 :mod:`vireid.data.protocols`; they are re-exported here."""
 
 from vireid.data.protocols import LlcmProtocol, ManifestProtocol, RegdbProtocol, SysuProtocol
-from vireid.evaluation.metrics import pairwise_distances, rank_metrics, rank_metrics_from_features
+from vireid.evaluation.feature_metrics import pairwise_distances, rank_metrics_from_features
+from vireid.evaluation.metrics import rank_metrics
 
 __all__ = [
     "LlcmProtocol",

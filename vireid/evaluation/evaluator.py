@@ -30,7 +30,8 @@ from vireid.data.base import EvalProtocol
 from vireid.data.records import MODALITY_CODES, ImageRecord
 from vireid.data.training import default_workers, load_rgb
 from vireid.data.transforms import build_test_transform
-from vireid.evaluation.metrics import rank_metrics, rank_metrics_from_features
+from vireid.evaluation.feature_metrics import rank_metrics_from_features
+from vireid.evaluation.metrics import rank_metrics
 
 #: The metrics of each trial and of the mean, in percent, in table order.
 METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")

@@ -31,7 +31,8 @@ A query with no true match left after removal is skipped and not counted (``num_
 one with the lower index ranks first (the order of a stable sort of each distance row). Results are
 therefore deterministic and do not depend on the chunk size.
 
-**Implementation.** Queries are processed in chunks of rows; memory beyond the inputs is a few buffers
+**Implementation.** Queries are processed in chunks of rows (the sort keys: :mod:`vireid.evaluation.ranking_keys`;
+from features: :mod:`vireid.evaluation.feature_metrics`); memory beyond the inputs is a few buffers
 of ``chunk x gallery`` elements, allocated once per call and reused by every chunk. Each distance row is
 converted to unsigned integer keys that sort like the distances, with the gallery index packed into the
 low bits, so one fast (unstable) in-place ``np.sort`` gives the stable order; for 64-bit distances that
@@ -53,27 +54,21 @@ from typing import Any
 
 import numpy as np
 
+from vireid.evaluation.ranking_keys import _check_dtype, _sorted_chunk
+
 __all__ = [
     "PROTOCOLS",
     "DEFAULT_CHUNK_ELEMENTS",
     "default_chunk_size",
     "gallery_exclusion_mask",
-    "pairwise_distances",
     "rank_metrics",
-    "rank_metrics_from_features",
 ]
 
 #: Valid values of the ``protocol`` argument.
 PROTOCOLS = ("sysu", "regdb", "llcm")
-#: Metrics accepted by :func:`pairwise_distances` and :func:`rank_metrics_from_features`.
-DISTANCE_METRICS = ("cosine", "euclidean")
 #: Default number of ``chunk x gallery`` elements per chunk (about 2 M: a few tens of MiB per array).
 DEFAULT_CHUNK_ELEMENTS = 1 << 21
 
-#: Query rows per matrix product in :func:`rank_metrics_from_features` (at least): products of a few
-#: rows re-read the whole gallery for little work and run memory-bound.
-MATMUL_ROWS = 256
-_NORM_EPS = 1e-12
 
 _SYSU_INFRARED_INDOOR_CAMERA = 3
 _SYSU_VISIBLE_SAME_ROOM_CAMERA = 2
@@ -217,133 +212,6 @@ class _Workspace:
         return buf[: shape[0] * shape[1]].reshape(shape)
 
 
-# ---------------------------------------------------------------------------------------------
-# sorting: a stable order from one unstable integer sort
-# ---------------------------------------------------------------------------------------------
-_EXACT_IN_FLOAT32 = (np.int8, np.uint8, np.int16, np.uint16, np.bool_, np.float16, np.float32)
-_MAX_INT_DISTANCE = 2**62
-
-
-def _check_dtype(dtype: np.dtype) -> None:
-    if dtype.type not in _EXACT_IN_FLOAT32 + (np.float64, np.int32, np.uint32, np.int64, np.uint64):
-        raise ValueError(f"distances must be real numbers (float16/32/64 or integers), got dtype {dtype}")
-
-
-def _keys(dist: np.ndarray, layout: _Layout, ws: _Workspace) -> tuple[np.ndarray, bool]:
-    """Sort keys ``[c, G']`` (uint64, in the workspace) ordered like ``dist`` row by row, ties by
-    gallery index; and whether the value part was truncated (64-bit values: collisions possible).
-
-    32-bit value keys when the values are exactly float32 (float16/32, small integers, float64 holding
-    float32 values) or integers spanning less than 2**32 in this block, 64-bit ones otherwise. Keys
-    are only compared within one row.
-    """
-    shape = dist.shape
-    keys = ws.get("keys", np.uint64, shape)
-    dt = dist.dtype.type
-    if dt in _EXACT_IN_FLOAT32 or dt is np.float64:
-        if dt is np.float32:
-            b = ws.get("f32", np.float32, shape)
-            np.add(dist, np.float32(0.0), out=b)  # a working copy; -0.0 becomes +0.0
-            exact32 = True
-        else:
-            b = ws.get("f32", np.float32, shape)
-            with np.errstate(over="ignore", invalid="ignore"):
-                np.copyto(b, dist, casting="unsafe")
-            eq = ws.get("match", np.bool_, shape)
-            exact32 = dt is not np.float64 or bool(np.equal(b, dist, out=eq).all())
-            if exact32:
-                b += np.float32(0.0)
-        if exact32:
-            flip = ws.get("codes", np.int32, shape)  # scratch: sign mask
-            np.right_shift(b.view(np.int32), 31, out=flip)  # -1 for negative values, 0 otherwise
-            fu = flip.view(np.uint32)
-            fu |= np.uint32(0x80000000)
-            bu = b.view(np.uint32)
-            bu ^= fu  # negative: all bits flipped; positive: sign bit set -> unsigned order = float order
-            np.copyto(keys, bu)
-            keys <<= np.uint64(layout.index_bits)
-            keys |= layout.col_index
-            return keys, False
-        fv = keys.view(np.float64)
-        np.add(dist, 0.0, out=fv)
-        flip = np.right_shift(fv.view(np.int64), 63).view(np.uint64)
-        flip |= np.uint64(0x8000000000000000)
-        keys ^= flip
-    else:
-        lo, hi = int(dist.min()), int(dist.max())
-        if hi - lo < 2**32:
-            np.subtract(dist, np.int64(lo) if dt is not np.uint64 else np.uint64(lo), out=keys, casting="unsafe")
-            keys <<= np.uint64(layout.index_bits)
-            keys |= layout.col_index
-            return keys, False
-        if hi >= _MAX_INT_DISTANCE or lo <= -_MAX_INT_DISTANCE:
-            raise ValueError(f"integer distances must lie within +-2**62, got values in [{lo}, {hi}]")
-        np.copyto(keys.view(np.int64), dist, casting="unsafe")
-        keys ^= np.uint64(0x8000000000000000)
-    keys >>= np.uint64(layout.index_bits)
-    keys <<= np.uint64(layout.index_bits)
-    keys |= layout.col_index
-    return keys, True
-
-
-def _sorted_chunk(
-    dist: np.ndarray, removed_rows: np.ndarray | None, layout: _Layout, ws: _Workspace
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Sort each row; removed columns (SYSU-MM01 camera 2 for ``removed_rows``) go to the tail.
-
-    Returns ``sorted_keys`` (uint64, increasing along each row), ``order`` (gallery index at each
-    rank, int64) and, for the deduplicated CMC, ``best`` ``[c, identities]``: the smallest key of each
-    identity block in the row (a removed column never counts as the best of anything real).
-    """
-    if dist.dtype.kind == "f" and np.isnan(dist).any():
-        bad = np.argwhere(np.isnan(dist))[0]
-        raise ValueError(f"distance matrix holds NaN (chunk row {bad[0]}, column {bad[1]})")
-    keys, truncated = _keys(dist, layout, ws)
-    if removed_rows is not None and layout.num_removed:
-        high = np.where(layout.removed_cols, layout.high_bits, np.uint64(0))
-        np.bitwise_or(keys, high[None, :], out=keys, where=removed_rows[:, None])
-    best = None
-    if layout.pid_starts is not None:
-        best = np.minimum.reduceat(keys, layout.pid_starts, axis=1)
-    keys.sort(axis=1)
-    if truncated:
-        _resolve_collisions(keys, best, dist, removed_rows, layout)
-    order = ws.get("order", np.int64, dist.shape)
-    np.bitwise_and(keys, layout.low_mask, out=order.view(np.uint64))
-    return keys, order, best
-
-
-def _resolve_collisions(
-    keys: np.ndarray, best: np.ndarray | None, dist: np.ndarray, removed_rows: np.ndarray | None, layout: _Layout
-) -> None:
-    """Rows whose truncated keys collide are re-sorted exactly (value, then gallery index); their keys
-    become the ranks ``0..G'-1``, which order them the same way."""
-    g = dist.shape[1]
-    hi = keys >> np.uint64(layout.index_bits)
-    same = hi[:, 1:] == hi[:, :-1]
-    if removed_rows is not None and layout.num_removed:
-        # removed columns all share the top key; only collisions among real keys matter
-        real = np.arange(1, g)[None, :] < (g - layout.num_removed)
-        same[removed_rows] &= real
-    clash = np.flatnonzero(same.any(axis=1))
-    if not clash.size:
-        return
-    sub = dist[clash]
-    if removed_rows is not None and layout.num_removed:
-        removed = np.broadcast_to(layout.removed_cols, sub.shape) & removed_rows[clash][:, None]
-    else:
-        removed = np.zeros(sub.shape, dtype=bool)
-    index = np.broadcast_to(layout.col_index, sub.shape)
-    pos = np.lexsort((index, sub, removed), axis=1)  # removed last, then by value, then gallery index
-    ranks = np.broadcast_to(np.arange(g, dtype=np.uint64), pos.shape)
-    sorted_index = np.take_along_axis(index, pos, axis=1)
-    inv = np.empty(pos.shape, dtype=np.uint64)
-    np.put_along_axis(inv, pos, ranks, axis=1)
-    # rank keys: rank in the high bits (order preserved), gallery index in the low bits
-    keys[clash] = (ranks << np.uint64(layout.index_bits)) | sorted_index
-    if best is not None:  # removed columns hold the tail ranks: never ahead of a kept match
-        inv_keys = (inv << np.uint64(layout.index_bits)) | index
-        best[clash] = np.minimum.reduceat(inv_keys, layout.pid_starts, axis=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -560,171 +428,3 @@ def rank_metrics(
                 progress=progress, desc=f"{protocol} metrics")
 
 
-class _FeatureDistance:
-    """Distances from blocks of query features to a fixed gallery, with NumPy or with torch.
-
-    Torch is used (on the query tensor's device) when ``q_feats`` is a tensor; both feature sets are
-    brought to one floating dtype (float32 stays float32; integers become float64).
-    """
-
-    def __init__(self, q_feats: Any, g_feats: Any, metric: str):
-        if metric not in DISTANCE_METRICS:
-            raise ValueError(f"metric must be one of {list(DISTANCE_METRICS)}, got {metric!r}")
-        self.metric = metric
-        self.torch = _is_tensor(q_feats)
-        if self.torch:
-            import torch
-
-            q = q_feats.detach()
-            g = g_feats.detach() if _is_tensor(g_feats) else torch.as_tensor(np.asarray(g_feats))
-            dtype = torch.promote_types(_torch_float(q.dtype), _torch_float(g.dtype))
-            self.q, g = q.to(dtype), g.to(device=q.device, dtype=dtype)
-        else:
-            q = _to_numpy(q_feats, "q_feats")
-            g = _to_numpy(g_feats, "g_feats")
-            dtype = np.result_type(_numpy_float(q.dtype, "q_feats"), _numpy_float(g.dtype, "g_feats"))
-            self.q, g = q.astype(dtype, copy=False), g.astype(dtype, copy=False)
-        if g.ndim != 2:
-            raise ValueError(f"g_feats must be 2-D [gallery, dim], got shape {tuple(g.shape)}")
-        if self.q.ndim != 2 or self.q.shape[1] != g.shape[1]:
-            raise ValueError(
-                f"q_feats must be 2-D [queries, {g.shape[1]}] like g_feats, got shape {tuple(self.q.shape)}"
-            )
-        # no normalised copy of the gallery: cosine scales the columns of each block instead
-        self.g = g
-        self.g_sq = self._sq_norms(g)
-        if metric == "cosine":
-            if self.torch:
-                import torch
-
-                self.g_scale = 1.0 / torch.clamp(torch.sqrt(self.g_sq), min=_NORM_EPS)
-            else:
-                self.g_scale = 1.0 / np.maximum(np.sqrt(self.g_sq), _NORM_EPS)
-
-    def _sq_norms(self, x: Any) -> Any:
-        if self.torch:
-            import torch
-
-            return torch.einsum("ij,ij->i", x, x)
-        return np.einsum("ij,ij->i", x, x)
-
-    def __call__(self, rows: slice, out: np.ndarray | None = None) -> np.ndarray:
-        """Distances ``[rows, G]`` of the query rows ``rows`` as a NumPy array (written to ``out``
-        when given and the computation runs in NumPy).
-
-        cosine: ``-(q / |q|) . g * (1 / |g|)``; euclidean: ``sqrt(max(|q|^2 + |g|^2 - 2 q . g, 0))``.
-        """
-        q = self.q[rows]
-        if self.torch:
-            import torch
-
-            if self.metric == "cosine":
-                qn = q / torch.clamp(torch.sqrt(self._sq_norms(q)), min=_NORM_EPS)[:, None]
-                d = -(qn @ self.g.T) * self.g_scale[None, :]
-            else:
-                sq = self._sq_norms(q)[:, None] + self.g_sq[None, :] - 2.0 * (q @ self.g.T)
-                d = torch.sqrt(torch.clamp(sq, min=0.0))
-            return d.cpu().numpy()
-        if self.metric == "cosine":
-            qn = q / np.maximum(np.sqrt(self._sq_norms(q)), _NORM_EPS)[:, None]
-            d = np.matmul(qn, self.g.T, out=out)
-            d *= -self.g_scale[None, :]
-            return d
-        d = np.matmul(q, self.g.T, out=out)
-        d *= -2.0
-        d += self._sq_norms(q)[:, None]
-        d += self.g_sq[None, :]
-        np.maximum(d, 0.0, out=d)
-        return np.sqrt(d, out=d)
-
-
-def _is_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
-
-def _torch_float(dtype: Any) -> Any:
-    import torch
-
-    return dtype if dtype.is_floating_point else torch.float64
-
-
-def _numpy_float(dtype: np.dtype, name: str) -> np.dtype:
-    if dtype in (np.float32, np.float64):
-        return dtype
-    if dtype == np.float16:
-        return np.dtype(np.float32)
-    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
-        return np.dtype(np.float64)
-    raise ValueError(f"{name} must hold float32/float64 (or integer) features, got dtype {dtype}")
-
-
-def pairwise_distances(q_feats: Any, g_feats: Any, *, metric: str = "cosine") -> np.ndarray:
-    """The full ``[Q, G]`` distance matrix: ``"cosine"`` = negative dot product of L2-normalised
-    features, ``"euclidean"`` = Euclidean distance of the features as given.
-
-    NumPy arrays are computed with NumPy (float32 stays float32, integers become float64); torch tensors
-    with torch on the query tensor's device. Returns a NumPy array.
-    """
-    fd = _FeatureDistance(q_feats, g_feats, metric)
-    return fd(slice(None))
-
-
-def rank_metrics_from_features(
-    q_feats: Any,
-    g_feats: Any,
-    q_pids: Any,
-    g_pids: Any,
-    q_cams: Any = None,
-    g_cams: Any = None,
-    *,
-    protocol: str,
-    max_rank: int = 20,
-    metric: str = "cosine",
-    chunk_size: int | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """:func:`rank_metrics` of features, computing distances chunk by chunk (never the full ``Q x G``).
-
-    Distances are those of :func:`pairwise_distances` (``metric`` ``"cosine"``: negative dot product
-    of L2-normalised features, or ``"euclidean"``), computed for ``chunk_size`` queries at a time
-    (default :func:`default_chunk_size`), so memory beyond the features is a few ``chunk x G``
-    buffers reused by every chunk, plus one ``max(chunk, 256) x G`` block of distances (the matrix
-    product runs on at least :data:`MATMUL_ROWS` query rows: products of a few rows are memory-bound).
-    No normalised copy of the gallery is made. Torch tensors are multiplied with torch on the query
-    tensor's device.
-
-    The results equal ``rank_metrics(pairwise_distances(q_feats, g_feats, metric=metric), ...)``
-    whenever the matrix product of a block of rows gives the same bits as the full product (ties are
-    broken by gallery index in both). Arguments and return value as :func:`rank_metrics`.
-    """
-    _check_protocol(protocol)
-    max_rank = _check_max_rank(max_rank)
-    fd = _FeatureDistance(q_feats, g_feats, metric)
-    num_q, num_g = int(fd.q.shape[0]), int(fd.g.shape[0])
-    if num_q == 0 or num_g == 0:
-        raise ValueError(f"need at least one query and one gallery feature, got {num_q} and {num_g}")
-    labels = _prepare_labels(num_q, num_g, q_pids, g_pids, q_cams, g_cams, protocol)
-    chunk = _check_chunk_size(chunk_size, num_g, num_q)
-
-    # distances for `span` rows at a time (a multiple of the chunk), ranked `chunk` rows at a time
-    span = chunk * max(1, -(-min(MATMUL_ROWS, num_q) // chunk))
-    current: dict[str, Any] = {"start": -1, "block": None}
-
-    def block_of(rows: slice, layout: _Layout, ws: _Workspace) -> np.ndarray:
-        first = rows.start - rows.start % span
-        if current["start"] != first:
-            stop = min(first + span, num_q)
-            out = None
-            if not fd.torch:
-                buf = current.get("buf")
-                if buf is None:
-                    buf = current["buf"] = np.empty(span * num_g, dtype=fd.q.dtype)
-                out = buf[: (stop - first) * num_g].reshape(stop - first, num_g)
-            current["start"], current["block"] = first, fd(slice(first, stop), out=out)
-        d = current["block"][rows.start - first : rows.stop - first]
-        if layout.cols is None:
-            return d
-        return np.take(d, layout.cols, axis=1, out=ws.get("block_cols", d.dtype, d.shape))
-
-    return _run(num_q, num_g, block_of, labels, protocol=protocol, max_rank=max_rank, chunk=chunk,
-                progress=progress, desc=f"{protocol} metrics ({metric})")
