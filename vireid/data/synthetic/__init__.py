@@ -19,14 +19,9 @@ from vireid.data.synthetic.layouts import (
     DEFAULT_SIZE,
     MARKER_DONE,
     MARKER_INCOMPLETE,
-    SysuShape,
-    build_rand_perm_cam,
     camera_specs,
     generate,
     identity_of,
-    sysu_shape,
-    sysu_shape_from,
-    write_rand_perm_cam,
 )
 from vireid.data.synthetic.person import Garment, PersonIdentity, sample_identity
 from vireid.data.synthetic.render import (
@@ -39,6 +34,13 @@ from vireid.data.synthetic.render import (
     render_shot,
     sample_shot,
     sample_track,
+)
+from vireid.data.synthetic.sysu_shape import (
+    SysuShape,
+    build_rand_perm_cam,
+    sysu_shape,
+    sysu_shape_from,
+    write_rand_perm_cam,
 )
 
 __all__ = [
