@@ -27,7 +27,7 @@ from vireid.data.synthetic import (
     sysu_shape,
     write_rand_perm_cam,
 )
-from vireid.data.synthetic import render as R
+from vireid.data.synthetic import figure as R
 from vireid.errors import DatasetError
 
 OFFICIAL = Path("/work/shared/data/sysu-mm01-official")

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vireid.data.synthetic.cameras import CameraSpec, sample_shot
 from vireid.data.synthetic.person import MATERIALS, STYLE_LAYER_THERMAL, sample_identity
-from vireid.data.synthetic.render import CameraSpec, render_shot, sample_shot
+from vireid.data.synthetic.render import render_shot
 from vireid.io import atomic_path
 from vireid.visualization.fonts import slide_font
 

@@ -13,6 +13,7 @@ the modality gap of the real problem.
     generate("sysu", "data/synth-sysu", ids=100, seed=0)
 """
 
+from vireid.data.synthetic.cameras import VIEWS, CameraSpec, Shot, Track, sample_shot, sample_track
 from vireid.data.synthetic.layouts import (
     DATASETS,
     DEFAULT_IMAGES,
@@ -24,17 +25,7 @@ from vireid.data.synthetic.layouts import (
     identity_of,
 )
 from vireid.data.synthetic.person import Garment, PersonIdentity, sample_identity
-from vireid.data.synthetic.render import (
-    VIEWS,
-    CameraSpec,
-    Shot,
-    Track,
-    person_labels,
-    render_person,
-    render_shot,
-    sample_shot,
-    sample_track,
-)
+from vireid.data.synthetic.render import person_labels, render_person, render_shot
 from vireid.data.synthetic.sysu_shape import (
     SysuShape,
     build_rand_perm_cam,

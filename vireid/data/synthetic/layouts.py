@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from vireid.data.records import INFRARED, VISIBLE
+from vireid.data.synthetic.cameras import CameraSpec, Shot, Track, sample_shot, sample_track
 from vireid.data.synthetic.person import PersonIdentity, sample_identity
-from vireid.data.synthetic.render import CameraSpec, Shot, Track, render_shot, sample_shot, sample_track
+from vireid.data.synthetic.render import render_shot
 from vireid.data.synthetic.sysu_shape import (
     SYSU_DEFAULT_IMAGES,
     SYSU_SEED_CODE,
