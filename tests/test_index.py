@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 import vireid.cli as cli
 from vireid.errors import VireidError
-from vireid.retrieval import index as index_module
+from vireid.retrieval import faiss_build, index_files, index_write
 from vireid.retrieval.feature_files import FeatureSet, save_features
 from vireid.retrieval.index import Embeddings, GalleryIndex, GalleryIndexError, ModelMismatchError, SearchHit
 
@@ -143,11 +144,11 @@ def test_interrupted_add_leaves_the_index_unchanged(tmp_path, monkeypatch, step,
         raise Crash(step)
 
     if step == "insert":
-        monkeypatch.setattr(index_module, "_insert_rows", crash)
+        monkeypatch.setattr(index_write, "insert_rows", crash)
     elif step == "write_faiss":
-        monkeypatch.setattr(index_module, "_write_faiss", crash)
+        monkeypatch.setattr(index_files, "write_faiss", crash)
     elif step == "replace":  # after the FAISS file is renamed, before the database is
-        real_replace = index_module.os.replace
+        real_replace = os.replace
         calls = []
 
         def replace(src, dst):
@@ -156,9 +157,9 @@ def test_interrupted_add_leaves_the_index_unchanged(tmp_path, monkeypatch, step,
                 raise Crash(step)
             return real_replace(src, dst)
 
-        monkeypatch.setattr(index_module.os, "replace", replace)
+        monkeypatch.setattr(os, "replace", replace)
     else:  # both new files in place, CURRENT not yet replaced
-        monkeypatch.setattr(index_module, "_write_current", crash)
+        monkeypatch.setattr(index_files, "write_current", crash)
     with pytest.raises(Crash):
         idx.add(more, more_meta, progress=False)
     monkeypatch.undo()
@@ -300,17 +301,17 @@ def test_ivfpq_exact_rescoring(tmp_path):
 def test_auto_kind_threshold(tmp_path, monkeypatch):
     feats = clustered(1200, 16, 10, seed=1)
     meta = [{"path": f"/g/{i}.jpg", "camera": 1, "modality": "visible"} for i in range(1200)]
-    monkeypatch.setattr(index_module, "AUTO_IVFPQ_THRESHOLD", 1000)
+    monkeypatch.setattr(index_write, "AUTO_IVFPQ_THRESHOLD", 1000)
     assert GalleryIndex.build(tmp_path / "a", feats, meta, model_info=MODEL_INFO, progress=False).kind == "ivfpq"
     assert GalleryIndex.build(tmp_path / "b", feats[:900], meta[:900], model_info=MODEL_INFO,
                               progress=False).kind == "flat"
 
 
 def test_auto_parameters():
-    assert index_module.auto_nlist(1_000_000) == 1024 and index_module.auto_nlist(100_000) == 256
-    assert index_module.auto_nlist(100) == 2  # at most n // 39
-    assert index_module.auto_pq_m(512) == 64 and index_module.auto_pq_m(2048) == 256 and index_module.auto_pq_m(36) == 4
-    assert index_module.auto_nbits(1_000_000) == 8 and index_module.auto_nbits(2000) == 5
+    assert faiss_build.auto_nlist(1_000_000) == 1024 and faiss_build.auto_nlist(100_000) == 256
+    assert faiss_build.auto_nlist(100) == 2  # at most n // 39
+    assert faiss_build.auto_pq_m(512) == 64 and faiss_build.auto_pq_m(2048) == 256 and faiss_build.auto_pq_m(36) == 4
+    assert faiss_build.auto_nbits(1_000_000) == 8 and faiss_build.auto_nbits(2000) == 5
 
 
 def test_cli_build_from_features_info_and_add(tmp_path, monkeypatch, capsys):

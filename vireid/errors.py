@@ -38,3 +38,11 @@ def check_choice(key: str, value: object, choices: Iterable[object]) -> None:
 
 class CheckpointError(VireidError):
     """A checkpoint or weight file is missing, unreadable or does not fit the model."""
+
+
+class GalleryIndexError(VireidError):
+    """A gallery index folder is missing, incomplete, corrupt or of an unsupported format version."""
+
+
+class ModelMismatchError(VireidError):
+    """Features embedded by one model were given to a gallery index built with another model."""
