@@ -232,6 +232,12 @@ def test_nonfinite_loss_and_missing_losses_raise(tmp_path):
     out = Trainer(make_cfg(tmp_path), NaNModel(), FakeLoader(), default_hooks=False).run_step(batch)
     with pytest.raises(FloatingPointError, match=r"non-finite loss at epoch 0 iteration 0 \(step 0\)"):
         out["total_loss"]  # the step itself reads nothing; its first read reports the non-finite objective
+    # bfloat16 autocast has no loss scaler to skip the step: a non-finite objective is an error there too
+    bf16 = Trainer(make_cfg(tmp_path), NaNModel(), FakeLoader(), default_hooks=False)
+    bf16.amp, bf16.amp_dtype = True, torch.bfloat16
+    assert not bf16.grad_scaler.is_enabled()
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        bf16.run_step(batch)["total_loss"]
     with pytest.raises(ValueError, match="no 'loss\\*' keys"):
         Trainer(make_cfg(tmp_path), NoLossModel(), FakeLoader(), default_hooks=False).run_step(batch)
 

@@ -36,7 +36,7 @@ class Hook:
 
     - ``before_train``: after a possible resume, before the first epoch;
     - ``after_step(trainer, outputs)``: after each optimiser step with the step's
-      :class:`~vireid.engine.trainer.StepOutputs` (reading them copies them from the device: a hook that
+      :class:`~vireid.engine.step.StepOutputs` (reading them copies them from the device: a hook that
       logs every few steps reads ``trainer.window_losses()``, the means since its previous log, instead);
     - ``after_epoch``: after each epoch (the scheduler has already stepped to the next epoch);
     - ``after_train``: after the last epoch (not called when training raised);

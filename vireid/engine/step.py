@@ -53,9 +53,10 @@ class StepOutputs(MutableMapping):
 
     The values the model computed stay on the device until the first read, which copies all of them in
     one transfer (``total_loss`` first, ``"skipped": 1.0`` when the AMP scaler skipped the update); the
-    training loop itself never reads them (it sums them on the device, see :meth:`Trainer.train_epoch`).
+    training loop itself never reads them (it sums them on the device, see
+    :meth:`vireid.engine.trainer.Trainer.train_epoch`).
     Values set from the host (``outputs[k] = v`` in an overriding :meth:`Trainer.run_step`) are plain floats.
-    Reading the outputs of a step whose objective was not finite, without AMP, raises
+    Reading the outputs of a step whose objective was not finite, without a loss scaler to skip it, raises
     :class:`FloatingPointError`.
     """
 

@@ -259,8 +259,8 @@ class Trainer:
         Nothing is read back from the device: the batch's labels are checked on the host before they move
         (:func:`check_batch_codes`), and the step's scalar outputs come back as :class:`StepOutputs`, whose
         first read copies them all at once (``total_loss`` is the objective; ``"skipped": 1.0`` when the
-        AMP scaler skipped the update for a non-finite loss or gradient). Without AMP a non-finite objective
-        is a :class:`FloatingPointError` when its outputs are read (the training loop reads once per log
+        AMP scaler skipped the update for a non-finite loss or gradient). Without a loss scaler (float32, or
+        bfloat16 autocast) a non-finite objective is a :class:`FloatingPointError` when its outputs are read (the training loop reads once per log
         interval and at the end of each epoch, before any checkpoint).
         """
         check_batch_codes(batch, self.num_classes)
@@ -297,8 +297,9 @@ class Trainer:
         else:
             self.optimizer.step()
         where = (self.epoch, self.iter_in_epoch, self.global_step)
+        # without a loss scaler (float32, or bfloat16 autocast) nothing skips a non-finite step: it is an error
         result = StepOutputs(names, values, skipped,
-                             None if self.amp else lambda read: self._nonfinite_error(*where, read))
+                             None if skipped is not None else lambda read: self._nonfinite_error(*where, read))
         for k, v in outputs.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 result[k] = float(v)

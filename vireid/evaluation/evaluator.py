@@ -76,8 +76,12 @@ def extract_features(
     if len(records) == 0:
         raise ValueError("no images to extract features from")
     device = torch.device(device)
+    on_gpu = device.type == "cuda"
+    # on a GPU: pinned batches copied without blocking (the copy overlaps the previous batch's work); the
+    # modality codes stay on the host, where the two-stream routing reads them without a synchronisation;
+    # the features stay on the device until the end (one copy back, not one per batch)
     loader = DataLoader(
-        _TestImages(records, transform), batch_size=batch_size, shuffle=False, num_workers=workers
+        _TestImages(records, transform), batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=on_gpu
     )
     was_training = model.training
     model.eval()
@@ -87,8 +91,8 @@ def extract_features(
             bar = tqdm(total=len(records), desc="extracting features", unit="img", disable=not progress)
             with bar:
                 for images, codes in loader:
-                    images = images.to(device)
-                    codes = codes.to(device=device, dtype=torch.long)
+                    images = images.to(device, non_blocking=on_gpu)
+                    codes = codes.to(dtype=torch.long)
                     feats = model.extract(images, codes).float()
                     if flip:
                         feats = (feats + model.extract(images.flip(-1), codes).float()) / 2
@@ -97,11 +101,12 @@ def extract_features(
                             f"{type(model).__name__}.extract must return [N, D] features, got "
                             f"{tuple(feats.shape)} for {images.shape[0]} images"
                         )
-                    chunks.append(feats.cpu() if to_cpu else feats)
+                    chunks.append(feats)
                     bar.update(images.shape[0])
     finally:
         model.train(was_training)
-    return torch.cat(chunks)
+    out = torch.cat(chunks)
+    return out.cpu() if to_cpu else out
 
 
 def record_key(rec: ImageRecord) -> tuple[str, str]:

@@ -80,7 +80,7 @@ def check_modality(modality: torch.Tensor | None, n: int, *, loss: str) -> torch
         )
     check_labels(modality, n, name="modality", loss=loss)
     # the values are read on the host only where that is free (a CPU tensor); on an accelerator the training
-    # loop checked the batch's codes on the host before moving it (vireid.engine.trainer.check_batch_codes)
+    # loop checked the batch's codes on the host before moving it (vireid.engine.step.check_batch_codes)
     if n and modality.device.type == "cpu":
         codes = modality.detach().numpy()
         bad = sorted(set(codes[(codes < 0) | (codes >= NUM_MODALITY_CODES)].tolist()))

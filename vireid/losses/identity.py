@@ -50,7 +50,7 @@ class CrossEntropyLabelSmooth(nn.Module):
         num_classes = logits.shape[1]
         check_labels(targets, logits.shape[0], name="targets", loss="CrossEntropyLabelSmooth")
         # read on the host only where that is free (CPU); the training loop checks a batch's labels on the host
-        # before they move to an accelerator (vireid.engine.trainer.check_batch_codes)
+        # before they move to an accelerator (vireid.engine.step.check_batch_codes)
         if targets.numel() and targets.device.type == "cpu":
             values = targets.detach().numpy()
             if values.min() < 0 or values.max() >= num_classes:
