@@ -170,6 +170,37 @@ def test_optimizer_groups_and_options():
         build_optimizer(cfg, model)
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_fused_optimizer_makes_the_same_update(name):
+    """optim.fused=true (the CUDA default; CPU kernels exist too) gives the foreach update to float
+    rounding over a few steps; auto leaves it off for parameters on the CPU."""
+    cfg = OmegaConf.structured(VireidConfig)
+    cfg.optim.name = name
+    cfg.optim.momentum = 0.9
+    batch = next(iter(FakeLoader()))
+    weights = {}
+    for flag in ("false", "true"):
+        cfg.optim.fused = flag
+        seed_everything(0)
+        model = TinyReIDModel()
+        model.dropout.p = 0.0
+        opt = build_optimizer(cfg, model)
+        assert all(bool(g.get("fused")) == (flag == "true") for g in opt.param_groups)
+        for _ in range(3):
+            out = model(batch)
+            opt.zero_grad()
+            (out["loss_id"] + out["loss_norm"]).backward()
+            opt.step()
+        weights[flag] = [p.detach().clone() for p in model.parameters()]
+    for a, b in zip(weights["true"], weights["false"]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    cfg.optim.fused = "auto"
+    assert not any(g.get("fused") for g in build_optimizer(cfg, TinyReIDModel()).param_groups)
+    cfg.optim.fused = "sometimes"
+    with pytest.raises(ConfigError, match="optim.fused"):
+        build_optimizer(cfg, TinyReIDModel())
+
+
 # -- the training step ---------------------------------------------------------------------------
 def _plain_sgd_cfg(tmp_path, lr=0.1):
     cfg = make_cfg(tmp_path)

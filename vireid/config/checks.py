@@ -42,6 +42,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "optim.name": OPTIMIZERS,
     "train.best_metric": BEST_METRICS,
     "train.channels_last": SPEED_SWITCHES,
+    "optim.fused": SPEED_SWITCHES,
     "train.amp_dtype": AMP_DTYPES,
     "model.pool": POOLS,
     "model.neck_feat": NECK_FEATS,

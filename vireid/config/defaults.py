@@ -100,6 +100,7 @@ class OptimConfig:
     milestones: list[int] = field(default_factory=lambda: [20, 50])  # epochs at which the LR is multiplied by gamma
     gamma: float = 0.1  # step-schedule factor
     clip_grad_norm: float = 0.0  # gradient clipping max-norm (0 disables)
+    fused: str = "auto"  # fused SGD/Adam kernels (one kernel per step; under float16 AMP the scaler skips on the device): auto (CUDA only) | true | false
 
 
 @dataclass

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from vireid.config.checks import OPTIMIZERS
-from vireid.errors import ConfigError
+from vireid.config.checks import OPTIMIZERS, SPEED_SWITCHES
+from vireid.errors import ConfigError, check_choice
 
 
 class WarmupMultiStepFactor:
@@ -71,7 +71,9 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
     ``sgd``: momentum ``optim.momentum``, Nesterov ``optim.nesterov``, weight decay
     ``optim.weight_decay``. ``adam``: betas ``(optim.momentum, 0.999)`` and the same weight decay (L2,
     as ``torch.optim.Adam``). Each param group carries ``name`` (``"backbone"`` or ``"head"``); empty
-    groups are left out.
+    groups are left out. ``optim.fused`` (``auto``: when every parameter is on a CUDA device) uses the
+    fused implementation: the same update in one kernel per step, and under float16 AMP the scaler's
+    skip decision stays on the device.
     """
     o = cfg.optim
     lrs = {"backbone": float(o.backbone_lr), "head": float(o.lr)}
@@ -86,19 +88,23 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
     ]
     if not groups:
         raise ValueError("the model has no trainable parameters")
+    check_choice("optim.fused", o.fused, SPEED_SWITCHES)
+    params = [p for g in groups for p in g["params"]]
+    fused = o.fused == "true" or (o.fused == "auto" and all(p.device.type == "cuda" for p in params))
     name = str(o.name).lower()
     if name == "sgd":
         if o.nesterov and o.momentum <= 0:
             raise ConfigError(f"optim.nesterov needs optim.momentum > 0, got {o.momentum}")
         return torch.optim.SGD(
             groups, lr=float(o.lr), momentum=float(o.momentum), nesterov=bool(o.nesterov),
-            weight_decay=float(o.weight_decay),
+            weight_decay=float(o.weight_decay), fused=fused or None,
         )
     if name == "adam":
         if not 0 <= o.momentum < 1:
             raise ConfigError(f"optim.momentum is Adam's beta1 and must be in [0, 1), got {o.momentum}")
         return torch.optim.Adam(
-            groups, lr=float(o.lr), betas=(float(o.momentum), 0.999), weight_decay=float(o.weight_decay)
+            groups, lr=float(o.lr), betas=(float(o.momentum), 0.999), weight_decay=float(o.weight_decay),
+            fused=fused or None,
         )
     raise ConfigError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {o.name!r}")
 
