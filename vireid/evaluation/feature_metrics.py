@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 
 from vireid.evaluation.metrics import (
-    _check_chunk_size,
-    _check_max_rank,
-    _check_protocol,
-    _Layout,
-    _prepare_labels,
-    _run,
-    _to_numpy,
-    _Workspace,
+    GalleryLayout,
+    Workspace,
+    check_chunk_size,
+    check_max_rank,
+    check_protocol,
+    prepare_labels,
+    run_chunks,
+    to_numpy,
 )
 
 #: Metrics accepted by :func:`pairwise_distances` and :func:`rank_metrics_from_features`.
@@ -55,8 +55,8 @@ class _FeatureDistance:
             dtype = torch.promote_types(_torch_float(q.dtype), _torch_float(g.dtype))
             self.q, g = q.to(dtype), g.to(device=q.device, dtype=dtype)
         else:
-            q = _to_numpy(q_feats, "q_feats")
-            g = _to_numpy(g_feats, "g_feats")
+            q = to_numpy(q_feats, "q_feats")
+            g = to_numpy(g_feats, "g_feats")
             dtype = np.result_type(_numpy_float(q.dtype, "q_feats"), _numpy_float(g.dtype, "g_feats"))
             self.q, g = q.astype(dtype, copy=False), g.astype(dtype, copy=False)
         if g.ndim != 2:
@@ -172,20 +172,20 @@ def rank_metrics_from_features(
     whenever the matrix product of a block of rows gives the same bits as the full product (ties are
     broken by gallery index in both). Arguments and return value as :func:`rank_metrics`.
     """
-    _check_protocol(protocol)
-    max_rank = _check_max_rank(max_rank)
+    check_protocol(protocol)
+    max_rank = check_max_rank(max_rank)
     fd = _FeatureDistance(q_feats, g_feats, metric)
     num_q, num_g = int(fd.q.shape[0]), int(fd.g.shape[0])
     if num_q == 0 or num_g == 0:
         raise ValueError(f"need at least one query and one gallery feature, got {num_q} and {num_g}")
-    labels = _prepare_labels(num_q, num_g, q_pids, g_pids, q_cams, g_cams, protocol)
-    chunk = _check_chunk_size(chunk_size, num_g, num_q)
+    labels = prepare_labels(num_q, num_g, q_pids, g_pids, q_cams, g_cams, protocol)
+    chunk = check_chunk_size(chunk_size, num_g, num_q)
 
     # distances for `span` rows at a time (a multiple of the chunk), ranked `chunk` rows at a time
     span = chunk * max(1, -(-min(MATMUL_ROWS, num_q) // chunk))
     current: dict[str, Any] = {"start": -1, "block": None}
 
-    def block_of(rows: slice, layout: _Layout, ws: _Workspace) -> np.ndarray:
+    def block_of(rows: slice, layout: GalleryLayout, ws: Workspace) -> np.ndarray:
         first = rows.start - rows.start % span
         if current["start"] != first:
             stop = min(first + span, num_q)
@@ -201,5 +201,5 @@ def rank_metrics_from_features(
             return d
         return np.take(d, layout.cols, axis=1, out=ws.get("block_cols", d.dtype, d.shape))
 
-    return _run(num_q, num_g, block_of, labels, protocol=protocol, max_rank=max_rank, chunk=chunk,
+    return run_chunks(num_q, num_g, block_of, labels, protocol=protocol, max_rank=max_rank, chunk=chunk,
                 progress=progress, desc=f"{protocol} metrics ({metric})")

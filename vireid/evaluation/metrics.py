@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from vireid.evaluation.ranking_keys import _check_dtype, _sorted_chunk
+from vireid.evaluation.ranking_keys import check_distance_dtype, sorted_chunk
 
 __all__ = [
     "PROTOCOLS",
@@ -85,7 +85,7 @@ def default_chunk_size(num_gallery: int, num_queries: int | None = None) -> int:
 # ---------------------------------------------------------------------------------------------
 # input handling
 # ---------------------------------------------------------------------------------------------
-def _to_numpy(x: Any, name: str) -> np.ndarray:
+def to_numpy(x: Any, name: str) -> np.ndarray:
     if x is None:
         raise ValueError(f"{name} is required")
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor, without importing torch
@@ -94,7 +94,7 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
 
 
 def _labels(x: Any, name: str, length: int, length_name: str) -> np.ndarray:
-    arr = _to_numpy(x, name)
+    arr = to_numpy(x, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.shape[0] != length:
@@ -104,18 +104,18 @@ def _labels(x: Any, name: str, length: int, length_name: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def _check_protocol(protocol: str) -> None:
+def check_protocol(protocol: str) -> None:
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
 
 
-def _check_max_rank(max_rank: int) -> int:
+def check_max_rank(max_rank: int) -> int:
     if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
     return int(max_rank)
 
 
-def _check_chunk_size(chunk_size: int | None, num_gallery: int, num_queries: int) -> int:
+def check_chunk_size(chunk_size: int | None, num_gallery: int, num_queries: int) -> int:
     if chunk_size is None:
         return default_chunk_size(num_gallery, num_queries)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
@@ -124,17 +124,17 @@ def _check_chunk_size(chunk_size: int | None, num_gallery: int, num_queries: int
 
 
 @dataclass
-class _Labels:
+class Labels:
     q_codes: np.ndarray  # int32 [Q], index into the gallery's sorted unique ids, -1 if absent
     g_codes: np.ndarray  # int32 [G]
     q_cams: np.ndarray | None
     g_cams: np.ndarray | None
 
 
-def _prepare_labels(
+def prepare_labels(
     num_q: int, num_g: int, q_pids: Any, g_pids: Any, q_cams: Any, g_cams: Any, protocol: str
-) -> _Labels:
-    _check_protocol(protocol)
+) -> Labels:
+    check_protocol(protocol)
     qp = _labels(q_pids, "q_pids", num_q, "the number of queries")
     gp = _labels(g_pids, "g_pids", num_g, "the number of gallery items")
     if protocol in ("sysu", "llcm") and (q_cams is None or g_cams is None):
@@ -145,11 +145,11 @@ def _prepare_labels(
     uniq, g_codes = np.unique(gp, return_inverse=True)
     pos = np.minimum(np.searchsorted(uniq, qp), len(uniq) - 1)
     q_codes = np.where(uniq[pos] == qp, pos, -1)
-    return _Labels(q_codes.astype(np.int32), g_codes.reshape(-1).astype(np.int32), qc, gc)
+    return Labels(q_codes.astype(np.int32), g_codes.reshape(-1).astype(np.int32), qc, gc)
 
 
 @dataclass
-class _Layout:
+class GalleryLayout:
     """How the gallery columns are arranged for the core, shared by every chunk of one call.
 
     Columns are grouped by identity for the deduplicated CMC (``cols`` is that permutation of the
@@ -177,7 +177,7 @@ class _Layout:
         return np.uint64(~((1 << self.index_bits) - 1) & 0xFFFFFFFFFFFFFFFF)
 
 
-def _layout(labels: _Labels, num_g: int, protocol: str) -> _Layout:
+def gallery_layout(labels: Labels, num_g: int, protocol: str) -> GalleryLayout:
     cols = pid_starts = pid_of_block = removed_cols = None
     num_removed = 0
     if protocol in ("sysu", "llcm"):
@@ -194,10 +194,10 @@ def _layout(labels: _Labels, num_g: int, protocol: str) -> _Layout:
         removed_cols = g_cams_col == _SYSU_VISIBLE_SAME_ROOM_CAMERA
         num_removed = int(removed_cols.sum())
     index_bits = max(1, int(num_g - 1).bit_length())
-    return _Layout(num_g, index_bits, cols, col_index, pid_starts, pid_of_block, removed_cols, num_removed)
+    return GalleryLayout(num_g, index_bits, cols, col_index, pid_starts, pid_of_block, removed_cols, num_removed)
 
 
-class _Workspace:
+class Workspace:
     """Buffers of ``chunk x G`` elements reused by every chunk (fewer page faults, bounded memory)."""
 
     def __init__(self, chunk: int, num_g: int):
@@ -221,9 +221,9 @@ def _chunk_metrics(
     dist: np.ndarray,
     q_codes: np.ndarray,
     q_cams: np.ndarray | None,
-    labels: _Labels,
-    layout: _Layout,
-    ws: _Workspace,
+    labels: Labels,
+    layout: GalleryLayout,
+    ws: Workspace,
     protocol: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """AP, INP and first-match rank of each row (NaN, NaN and 0 for rows without a true match).
@@ -235,7 +235,7 @@ def _chunk_metrics(
     if protocol == "sysu":
         assert q_cams is not None
         removed_rows = q_cams == _SYSU_INFRARED_INDOOR_CAMERA
-    keys, order, best = _sorted_chunk(dist, removed_rows, layout, ws)
+    keys, order, best = sorted_chunk(dist, removed_rows, layout, ws)
     codes = ws.get("codes", np.int32, (c, g))
     np.take(labels.g_codes, order, out=codes)
     match = ws.get("match", np.bool_, (c, g))
@@ -314,11 +314,11 @@ class _Accumulator:
         }
 
 
-def _run(
+def run_chunks(
     num_q: int,
     num_g: int,
     block_of: Any,
-    labels: _Labels,
+    labels: Labels,
     *,
     protocol: str,
     max_rank: int,
@@ -329,8 +329,8 @@ def _run(
     """Evaluate every chunk of rows; ``block_of(rows, layout, ws)`` gives the chunk's distances."""
     from tqdm import tqdm
 
-    layout = _layout(labels, num_g, protocol)
-    ws = _Workspace(chunk, num_g)
+    layout = gallery_layout(labels, num_g, protocol)
+    ws = Workspace(chunk, num_g)
     acc = _Accumulator(num_q)
     with tqdm(total=num_q, desc=desc, unit="query", disable=not progress) as bar:
         for s in range(0, num_q, chunk):
@@ -353,7 +353,7 @@ def gallery_exclusion_mask(q_pids: Any, g_pids: Any, q_cams: Any = None, g_cams:
     ``"sysu"``: camera-3 queries ignore every camera-2 gallery image; ``"llcm"``: same id and same
     camera; ``"regdb"``: nothing.
     """
-    _check_protocol(protocol)
+    check_protocol(protocol)
     qp, gp = np.asarray(q_pids).reshape(-1), np.asarray(g_pids).reshape(-1)
     mask = np.zeros((qp.size, gp.size), dtype=bool)
     if protocol == "regdb":
@@ -406,25 +406,25 @@ def rank_metrics(
     Raises:
         ValueError: bad shapes, protocol name, missing cameras, NaN distances, or no valid query.
     """
-    _check_protocol(protocol)
-    max_rank = _check_max_rank(max_rank)
-    dist = _to_numpy(distmat, "distmat")
+    check_protocol(protocol)
+    max_rank = check_max_rank(max_rank)
+    dist = to_numpy(distmat, "distmat")
     if dist.ndim != 2:
         raise ValueError(f"distmat must be 2-D [queries, gallery], got shape {dist.shape}")
     num_q, num_g = dist.shape
     if num_q == 0 or num_g == 0:
         raise ValueError(f"distmat is empty (shape {dist.shape}): need at least one query and one gallery item")
-    _check_dtype(dist.dtype)
-    labels = _prepare_labels(num_q, num_g, q_pids, g_pids, q_cams, g_cams, protocol)
-    chunk = _check_chunk_size(chunk_size, num_g, num_q)
+    check_distance_dtype(dist.dtype)
+    labels = prepare_labels(num_q, num_g, q_pids, g_pids, q_cams, g_cams, protocol)
+    chunk = check_chunk_size(chunk_size, num_g, num_q)
 
-    def block_of(rows: slice, layout: _Layout, ws: _Workspace) -> np.ndarray:
+    def block_of(rows: slice, layout: GalleryLayout, ws: Workspace) -> np.ndarray:
         if layout.cols is None:
             return dist[rows]
         out = ws.get("block", dist.dtype, (rows.stop - rows.start, num_g))
         return np.take(dist[rows], layout.cols, axis=1, out=out)
 
-    return _run(num_q, num_g, block_of, labels, protocol=protocol, max_rank=max_rank, chunk=chunk,
+    return run_chunks(num_q, num_g, block_of, labels, protocol=protocol, max_rank=max_rank, chunk=chunk,
                 progress=progress, desc=f"{protocol} metrics")
 
 

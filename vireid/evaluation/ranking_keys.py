@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from vireid.evaluation.metrics import _Layout, _Workspace
+    from vireid.evaluation.metrics import GalleryLayout, Workspace
 
 
 _EXACT_IN_FLOAT32 = (np.int8, np.uint8, np.int16, np.uint16, np.bool_, np.float16, np.float32)
@@ -24,12 +24,12 @@ _EXACT_IN_FLOAT32 = (np.int8, np.uint8, np.int16, np.uint16, np.bool_, np.float1
 _MAX_INT_DISTANCE = 2**62
 
 
-def _check_dtype(dtype: np.dtype) -> None:
+def check_distance_dtype(dtype: np.dtype) -> None:
     if dtype.type not in _EXACT_IN_FLOAT32 + (np.float64, np.int32, np.uint32, np.int64, np.uint64):
         raise ValueError(f"distances must be real numbers (float16/32/64 or integers), got dtype {dtype}")
 
 
-def _keys(dist: np.ndarray, layout: _Layout, ws: _Workspace) -> tuple[np.ndarray, bool]:
+def _keys(dist: np.ndarray, layout: GalleryLayout, ws: Workspace) -> tuple[np.ndarray, bool]:
     """Sort keys ``[c, G']`` (uint64, in the workspace) ordered like ``dist`` row by row, ties by
     gallery index; and whether the value part was truncated (64-bit values: collisions possible).
 
@@ -86,8 +86,8 @@ def _keys(dist: np.ndarray, layout: _Layout, ws: _Workspace) -> tuple[np.ndarray
     return keys, True
 
 
-def _sorted_chunk(
-    dist: np.ndarray, removed_rows: np.ndarray | None, layout: _Layout, ws: _Workspace
+def sorted_chunk(
+    dist: np.ndarray, removed_rows: np.ndarray | None, layout: GalleryLayout, ws: Workspace
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Sort each row; removed columns (SYSU-MM01 camera 2 for ``removed_rows``) go to the tail.
 
@@ -114,7 +114,7 @@ def _sorted_chunk(
 
 
 def _resolve_collisions(
-    keys: np.ndarray, best: np.ndarray | None, dist: np.ndarray, removed_rows: np.ndarray | None, layout: _Layout
+    keys: np.ndarray, best: np.ndarray | None, dist: np.ndarray, removed_rows: np.ndarray | None, layout: GalleryLayout
 ) -> None:
     """Rows whose truncated keys collide are re-sorted exactly (value, then gallery index); their keys
     become the ranks ``0..G'-1``, which order them the same way."""
