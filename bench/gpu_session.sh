@@ -8,8 +8,9 @@
 #
 # Stages: (1) DAM paper config end to end (real loader + Trainer.run_step, bf16, channels-last) with a bare
 # ResNet-50 step of the same precision; (2) model-only speed of AGW/CAJ/DAM against bare ResNet-50
-# (bench/train_speed.py); (3) DAM end to end with contiguous memory; (4) DAM end to end compiled
-# (train.compile=true); (5) tiny DAM trained 5x the demo's steps (bench/learning.py).
+# (bench/train_speed.py); (3) DAM end to end with contiguous memory; (4) DAM end to end with the
+# augmentations in the workers (data.augment_on=workers; the CUDA default augments the batch on the GPU);
+# (5) DAM end to end compiled (train.compile=true); (6) tiny DAM trained about 4x the demo's steps (bench/learning.py).
 set -u
 OUT=${OUT:-out/gpu}
 PY=${PY:-python3}
@@ -17,10 +18,10 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 VIREID_CACHE=${VIREID_CACHE:-/tmp/vireid_cache}
 if [ "${SMOKE:-0}" = 1 ]; then
   DEV=cpu; E2E=configs/sysu/dam_tiny.yaml; IDS=40; STEPS=4; WARM=2; MS_ARGS="--models dam --steps 2 --warmup 1"
-  LEARN_EPOCHS=2; WORKERS=1; T=(300 300 300 300 300)
+  LEARN_EPOCHS=2; WORKERS=1; T=(300 300 300 300 300 300)
 else
   DEV=cuda; E2E=configs/sysu/dam.yaml; IDS=491; STEPS=60; WARM=10; MS_ARGS="--models agw,caj,dam --amp"
-  LEARN_EPOCHS=60; WORKERS=14; T=(120 90 60 150 160)
+  LEARN_EPOCHS=50; WORKERS=14; T=(120 80 50 50 150 140)
 fi
 stage() {  # stage NAME LIMIT_S COMMAND...
   local name=$1 limit=$2; shift 2
@@ -41,9 +42,11 @@ stage "2 model only vs bare ResNet-50" "${T[1]}" $PY bench/train_speed.py --devi
   --json "$OUT/model_only.json"
 stage "3 end to end, contiguous" "${T[2]}" $PY bench/train_speed.py --end-to-end "$E2E" "${E2E_ARGS[@]}" \
   --json "$OUT/e2e_contiguous.json" data.workers=$WORKERS train.channels_last=false
-stage "4 end to end, compiled" "${T[3]}" $PY bench/train_speed.py --end-to-end "$E2E" "${E2E_ARGS[@]}" \
+stage "4 end to end, augmentations in the workers" "${T[3]}" $PY bench/train_speed.py --end-to-end "$E2E" \
+  "${E2E_ARGS[@]}" --json "$OUT/e2e_worker_augment.json" data.workers=$WORKERS data.augment_on=workers
+stage "5 end to end, compiled" "${T[4]}" $PY bench/train_speed.py --end-to-end "$E2E" "${E2E_ARGS[@]}" \
   --json "$OUT/e2e_compiled.json" data.workers=$WORKERS train.compile=true
-stage "5 tiny DAM, ${LEARN_EPOCHS} epochs" "${T[4]}" $PY bench/learning.py --models dam --work /tmp/vireid_learning \
+stage "6 tiny DAM, ${LEARN_EPOCHS} epochs" "${T[5]}" $PY bench/learning.py --models dam --work /tmp/vireid_learning \
   --out "$OUT/learning_dam.json" train.device=$DEV train.epochs=$LEARN_EPOCHS train.eval_every=$((LEARN_EPOCHS / 6 > 0 ? LEARN_EPOCHS / 6 : 1)) \
   data.workers=$WORKERS
 echo "=== done $(date +%T)"

@@ -118,6 +118,20 @@ def test_resume_after_one_epoch_matches_the_uninterrupted_run(straight_run, sysu
         (straight_run / "results.json").read_text())["mean"]
 
 
+def test_batches_augmented_as_tensors_train_the_same_weights(straight_run, sysu_config, tmp_path):
+    """data.augment_on=device (the CUDA default) on the CPU: the same batches, so the same weights as the
+    per-image augmentation, straight through and resumed after one epoch."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert vireid("train", str(sysu_config), f"output_dir={straight}", "data.augment_on=device") == 0
+    assert vireid("train", str(sysu_config), f"output_dir={resumed}", "data.augment_on=device", "train.epochs=1") == 0
+    assert vireid("train", str(sysu_config), f"output_dir={resumed}", "data.augment_on=device", "train.epochs=2",
+                  "--resume") == 0
+    reference = load_checkpoint(straight_run / "checkpoints" / "last.pt")["model"]
+    for run in (straight, resumed):
+        weights = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+        assert all(torch.equal(reference[k], weights[k]) for k in reference), run
+
+
 def test_existing_run_needs_resume_and_resume_needs_a_run(straight_run, sysu_config, tmp_path, capsys):
     assert vireid("train", str(sysu_config), f"output_dir={straight_run}") == 2
     assert "--resume" in capsys.readouterr().err

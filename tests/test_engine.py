@@ -621,3 +621,31 @@ def test_a_nonfinite_loss_stops_the_epoch_before_its_checkpoint(tmp_path):
     with pytest.raises(FloatingPointError, match=r"non-finite loss at epoch 0 iteration 2 \(step 1\)"):
         trainer.train()
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_compiled_model_takes_the_same_steps_and_keeps_its_keys(tmp_path, monkeypatch):
+    """train.compile=true compiles the model in place (module.compile): the same losses and weights as
+    eager over a few steps (dropout off: compiled dropout draws other random numbers), the same state-dict
+    keys (checkpoints load either way), and train.compile_mode reaches torch.compile."""
+    batch = next(iter(FakeLoader()))
+    runs = {}
+    for flag in (False, True):
+        seed_everything(0)
+        model = TinyReIDModel()
+        model.dropout.p = 0.0
+        trainer = Trainer(make_cfg(tmp_path / str(flag), compile=flag), model, FakeLoader(), default_hooks=False)
+        assert trainer.compiled == flag
+        losses = [dict(trainer.run_step(batch))["total_loss"] for _ in range(3)]
+        runs[flag] = (losses, model.state_dict())
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-5)
+    assert list(runs[True][1]) == list(runs[False][1])
+    for k, v in runs[False][1].items():
+        torch.testing.assert_close(runs[True][1][k], v, rtol=1e-4, atol=1e-6)
+    modes = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: modes.append(kw.get("mode")))
+    Trainer(make_cfg(tmp_path / "ro", compile=True, compile_mode="reduce-overhead"), TinyReIDModel(), FakeLoader(),
+            default_hooks=False)
+    assert modes == ["reduce-overhead"]
+    with pytest.raises(ConfigError, match="train.compile_mode"):
+        Trainer(make_cfg(tmp_path / "bad", compile=True, compile_mode="fastest"), TinyReIDModel(), FakeLoader(),
+                default_hooks=False)

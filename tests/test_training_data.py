@@ -338,3 +338,48 @@ def test_decoded_image_cache_gives_the_same_batches(tmp_path, noise_records, mon
     made = sorted(p.suffix for p in (tmp_path / "cache" / "decoded").iterdir())
     assert made == [".json", ".u8"] and not [p for p in (tmp_path / "cache" / "decoded").iterdir()
                                             if p.name.endswith(".tmp")]
+
+
+def augmented_on_device(batches: list[dict], loader) -> list[dict]:
+    """The batches of a data.augment_on=device loader with their augmentation finished (what the trainer
+    does after moving a batch)."""
+    out = []
+    for b in batches:
+        assert b["images"].dtype == torch.uint8 and b["augment"].shape == (b["images"].shape[0], 8)
+        rest = {k: v for k, v in b.items() if k not in ("images", "augment")}
+        out.append({"images": loader.batch_augment(b["images"], b["augment"]), **rest})
+    return out
+
+
+@pytest.mark.parametrize("extra", [
+    AUG,  # CAJ: channel exchange with erasing on the derived view, adaptive gray on infrared, erasing
+    (*AUG, "data.channel_exchange_gray=true", "data.random_erasing=1.0", "data.channel_erasing=1.0"),
+    ("data.grayscale_view=true", "data.trivial_augment=true", "data.random_erasing=0.5", "train.iters_per_epoch=3"),
+    ("data.random_erasing=0", "data.pad=0", "train.iters_per_epoch=3"),  # AGW without erasing, no padding
+])
+def test_device_augmentation_gives_the_batches_of_the_workers(noise_records, extra) -> None:
+    """data.augment_on=device: workers decode and draw each step's parameters from the same per-sample
+    seed; the batch is padded, cropped, flipped, erased and channel-exchanged as tensors. Every image is
+    the tensor the per-image pipeline makes, over several epochs; with workers too; the global RNG is
+    left alone."""
+    per_image = build_train_loader(config(*extra, "data.augment_on=workers"), noise_records)
+    batched = build_train_loader(config(*extra, "data.augment_on=device"), noise_records)
+    assert per_image.batch_augment is None and batched.batch_augment is not None
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    for epoch in (0, 2):
+        assert same(epoch_batches(per_image, epoch), augmented_on_device(epoch_batches(batched, epoch), batched))
+    assert torch.equal(state, torch.get_rng_state())
+    with_workers = build_train_loader(config(*extra, "data.augment_on=device", "data.workers=2"), noise_records)
+    assert same(epoch_batches(per_image, 1), augmented_on_device(epoch_batches(with_workers, 1), with_workers))
+
+
+def test_device_augmentation_site_follows_the_training_device() -> None:
+    from vireid.data.training import augments_on_device
+
+    assert not augments_on_device(config("train.device=cpu"))
+    assert augments_on_device(config("train.device=cuda", "data.augment_on=auto"))
+    assert augments_on_device(config("train.device=cpu", "data.augment_on=device"))
+    assert not augments_on_device(config("train.device=cuda", "data.augment_on=workers"))
+    with pytest.raises(ConfigError, match="data.augment_on"):
+        load_config(None, ["data.augment_on=gpu"])

@@ -25,6 +25,8 @@ OPTIMIZERS = ("sgd", "adam")
 BEST_METRICS = ("mAP", "rank1")
 SPEED_SWITCHES = ("auto", "true", "false")
 AMP_DTYPES = ("auto", "bfloat16", "float16")
+AUGMENT_SITES = ("auto", "workers", "device")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 POOLS = ("gem", "avg", "max")
 NECK_FEATS = ("after", "before")
 TEST_FEATURES = ("global", "local", "both")
@@ -37,6 +39,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "test.sampler": TEST_SAMPLERS,
     "test.direction": TEST_DIRECTIONS,
     "data.resize": RESIZES,
+    "data.augment_on": AUGMENT_SITES,
     "loss.wrt_variant": WRT_VARIANTS,
     "loss.adaptive_mode": TRIPLET_MODES,
     "optim.name": OPTIMIZERS,
@@ -44,6 +47,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "train.channels_last": SPEED_SWITCHES,
     "optim.fused": SPEED_SWITCHES,
     "train.amp_dtype": AMP_DTYPES,
+    "train.compile_mode": COMPILE_MODES,
     "model.pool": POOLS,
     "model.neck_feat": NECK_FEATS,
     "model.test_feature": TEST_FEATURES,

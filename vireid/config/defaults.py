@@ -34,6 +34,7 @@ class DataConfig:
     infrared_channel_gray: float = 0.5  # CAJ ChannelAdapGray on infrared: R, G, B copied 1/4 each; 4th case: grayscale with this probability, else unchanged
     grayscale_view: bool = False  # FAFE: add a grayscale-of-visible view (modality code 2) to each step
     trivial_augment: bool = False  # FAFE: torchvision TrivialAugmentWide on training images
+    augment_on: str = "auto"  # where the augmentations run: workers (each image in a loader worker) | device (workers decode and draw the parameters; the batch is augmented as tensors where it trains: the same tensors) | auto (device on CUDA)
     workers: int = -1  # data-loader worker processes, persistent across epochs; -1 = the CPU count minus one (at most 16)
     ids_per_batch: int = 8  # P: identities per batch
     images_per_id: int = 4  # K: visible (and as many infrared) images per identity in a batch
@@ -114,6 +115,7 @@ class TrainConfig:
     amp_dtype: str = "auto"  # auto (bfloat16 where the GPU supports it, no loss scaling; else float16 + GradScaler) | bfloat16 | float16
     channels_last: str = "auto"  # channels-last memory format: auto (CUDA only: slower for the tiny CNNs on CPU, measured) | true | false
     compile: bool = False  # torch.compile the model for training (module.compile(): checkpoints keep their keys); first steps slower while it compiles
+    compile_mode: str = "default"  # torch.compile mode with train.compile: default | reduce-overhead (CUDA graphs: the step replayed with one launch) | max-autotune
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 10  # evaluate trial 0 every N epochs (0 disables); the reference code: every 2
     best_metric: str = "mAP"  # mAP | rank1 (the reference code's): the metric that picks checkpoints/best.pt on test trial 0 (model selection on the test set; the final test uses the last weights)

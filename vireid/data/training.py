@@ -33,10 +33,12 @@ from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from vireid.config.checks import AUGMENT_SITES
+from vireid.data.batch_augment import BatchAugment, SplitView
 from vireid.data.records import INFRARED, INTERMEDIATE_CODE, MODALITY_CODES, VISIBLE, ImageRecord
 from vireid.data.sampler import IdentitySampler, reference_batches_per_epoch
 from vireid.data.transforms import build_train_transforms
-from vireid.errors import ConfigError, DatasetError
+from vireid.errors import ConfigError, DatasetError, check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class TrainSet(Dataset):
         *,
         transforms: Mapping[str, Callable[[Image.Image], torch.Tensor]],
         images: Any = None,
+        augment_on_device: bool = False,
     ):
         missing = {"visible", "infrared"} - set(transforms)
         if missing:
@@ -113,6 +116,9 @@ class TrainSet(Dataset):
         self.transforms = dict(transforms)
         #: decoded and resized images (:class:`vireid.data.cache.DecodedImages`), or None: read each file
         self.images = images
+        #: data.augment_on=device: per view, the picture steps and the parameter draws of the rest
+        #: (:mod:`vireid.data.batch_augment`); samples then hold uint8 images and ``<view>_params`` rows
+        self.split_views = ({v: SplitView(t) for v, t in self.transforms.items()} if augment_on_device else None)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, records: Sequence[ImageRecord]) -> TrainSet:
@@ -126,7 +132,8 @@ class TrainSet(Dataset):
 
             images = DecodedImages.build([*visible, *infrared], (int(cfg.data.height), int(cfg.data.width)),
                                          str(cfg.data.resize), progress=False)
-        return cls(visible, infrared, transforms=build_train_transforms(cfg), images=images)
+        return cls(visible, infrared, transforms=build_train_transforms(cfg), images=images,
+                   augment_on_device=augments_on_device(cfg))
 
     @property
     def num_classes(self) -> int:
@@ -146,11 +153,14 @@ class TrainSet(Dataset):
             return self.images[path]
         return load_rgb(path)
 
-    def _augment(self, vis_img: Image.Image, ir_img: Image.Image) -> dict[str, torch.Tensor]:
-        out = {"visible": self.transforms["visible"](vis_img)}
-        if self.derived:
-            out["derived"] = self.transforms["derived"](vis_img)
-        out["infrared"] = self.transforms["infrared"](ir_img)
+    def _augment(self, vis_img: Image.Image, ir_img: Image.Image) -> dict[str, Any]:
+        views = [("visible", vis_img), *([("derived", vis_img)] if self.derived else []), ("infrared", ir_img)]
+        out: dict[str, Any] = {}
+        for name, img in views:  # in this order: the views draw from one seeded RNG stream
+            if self.split_views is None:
+                out[name] = self.transforms[name](img)
+            else:
+                out[name], out[f"{name}_params"] = self.split_views[name].run_host(img)
         return out
 
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
@@ -216,12 +226,16 @@ def collate_train_batch(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch
     blocks.append(torch.stack([s["infrared"] for s in samples]))
     codes.append(MODALITY_CODES[INFRARED])
     cams.append(ir_cams)
-    return {
+    batch = {
         "images": torch.cat(blocks),
         "pids": pids.repeat(len(blocks)),
         "modality": torch.cat([torch.full((n,), c, dtype=torch.long) for c in codes]),
         "camera": torch.cat(cams),
     }
+    if "visible_params" in samples[0]:  # data.augment_on=device: uint8 images and one parameter row each
+        views = ["visible", *(["derived"] if derived else []), "infrared"]
+        batch["augment"] = torch.tensor([s[f"{v}_params"] for v in views for s in samples], dtype=torch.long)
+    return batch
 
 
 def sample_seeds(seed: int, epoch: int, batch_index: int, n: int) -> list[int]:
@@ -260,7 +274,9 @@ class TrainLoader:
 
     ``num_classes``, ``sampler`` (the :class:`IdentitySampler`, whose ``state_dict`` is the loader's
     state) and ``dataset`` (the :class:`TrainSet`) are attributes; ``len(loader)`` is the number of
-    batches this rank yields per epoch.
+    batches this rank yields per epoch. ``batch_augment`` (a :class:`~vireid.data.batch_augment.BatchAugment`,
+    with ``data.augment_on=device``) finishes the augmentation of a batch on the training device: such
+    batches carry uint8 ``images`` and their ``augment`` parameter rows.
     """
 
     def __init__(
@@ -270,6 +286,7 @@ class TrainLoader:
         *,
         workers: int = 0,
         pin_memory: bool = False,
+        batch_augment: BatchAugment | None = None,
     ):
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
@@ -277,6 +294,7 @@ class TrainLoader:
         self.sampler = sampler
         self.workers = workers
         self.pin_memory = pin_memory
+        self.batch_augment = batch_augment
         self._dataloader: DataLoader | None = None
 
     @property
@@ -331,6 +349,17 @@ class TrainLoader:
             raise DatasetError(message) from None
 
 
+def augments_on_device(cfg: DictConfig) -> bool:
+    """``data.augment_on``: whether batches are augmented as tensors on the training device (auto: when
+    ``train.device`` is CUDA, or auto with a GPU present)."""
+    site = str(cfg.data.augment_on)
+    check_choice("data.augment_on", site, AUGMENT_SITES)
+    if site != "auto":
+        return site == "device"
+    device = str(cfg.train.device)
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
 def build_train_loader(
     cfg: DictConfig,
     records: Sequence[ImageRecord],
@@ -381,7 +410,9 @@ def build_train_loader(
     )
     device = str(cfg.train.device)
     pin = torch.cuda.is_available() and device != "cpu"
-    return TrainLoader(dataset, sampler, workers=default_workers(int(data.workers)), pin_memory=pin)
+    augment = BatchAugment(int(data.pad), data.erasing_fill) if dataset.split_views is not None else None
+    return TrainLoader(dataset, sampler, workers=default_workers(int(data.workers)), pin_memory=pin,
+                       batch_augment=augment)
 
 
 def default_workers(workers: int) -> int:

@@ -135,13 +135,14 @@ class ChannelExchange:
     def __init__(self, *, include_gray: bool = False):
         self.include_gray = include_gray
 
-    def _exchange(self, x: torch.Tensor) -> torch.Tensor:
-        idx = int(torch.randint(4 if self.include_gray else 3, (1,)).item())
-        return _replicate(x[idx] if idx < 3 else _gray(x, REFERENCE_GRAY_WEIGHTS))
+    def draw(self) -> int:
+        """The channel this call copies (0, 1, 2), or 3 for the grayscale (one draw of the torch RNG)."""
+        return int(torch.randint(4 if self.include_gray else 3, (1,)).item())
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         _check_image_tensor(img, type(self).__name__)
-        return in_normalised_space(img, self._exchange)
+        idx = self.draw()
+        return in_normalised_space(img, lambda x: _replicate(x[idx] if idx < 3 else _gray(x, REFERENCE_GRAY_WEIGHTS)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(include_gray={self.include_gray})"
@@ -162,18 +163,20 @@ class ChannelAdaptiveGray:
         _check_probability(p, type(self).__name__)
         self.p = p
 
-    def _adapt(self, x: torch.Tensor) -> torch.Tensor | None:
+    def draw(self) -> int | None:
+        """This call's case: the channel copied (0, 1, 2), 3 for the grayscale, None for unchanged."""
         idx = int(torch.randint(4, (1,)).item())
         if idx < 3:
-            return _replicate(x[idx])
-        if torch.rand(1).item() > self.p:
-            return None
-        return _replicate(_gray(x, REFERENCE_GRAY_WEIGHTS))
+            return idx
+        return None if torch.rand(1).item() > self.p else 3
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         _check_image_tensor(img, type(self).__name__)
-        out = self._adapt(normalise(img))
-        return img if out is None else denormalise(out)
+        case = self.draw()
+        if case is None:
+            return img
+        x = normalise(img)
+        return denormalise(_replicate(x[case] if case < 3 else _gray(x, REFERENCE_GRAY_WEIGHTS)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p})"
@@ -228,11 +231,15 @@ class ChannelRandomErasing:
                 return top, left, h, w
         return None
 
+    def draw(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        """This call's ``(top, left, h, w)``, or None (not erased, or no box fits): the draws of ``__call__``."""
+        if torch.rand(1).item() > self.p:
+            return None
+        return self.rectangle(height, width)
+
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         _check_image_tensor(img, type(self).__name__)
-        if torch.rand(1).item() > self.p:
-            return img
-        box = self.rectangle(img.shape[1], img.shape[2])
+        box = self.draw(img.shape[1], img.shape[2])
         if box is None:
             return img
         top, left, h, w = box

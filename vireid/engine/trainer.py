@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vireid.config.checks import AMP_DTYPES, BEST_METRICS, SPEED_SWITCHES
+from vireid.config.checks import AMP_DTYPES, BEST_METRICS, COMPILE_MODES, SPEED_SWITCHES
 from vireid.engine.distributed import DistributedContext, resolve_device, wrap_model
 from vireid.engine.hooks import (
     CHECKPOINT_DIR,
@@ -153,8 +153,9 @@ class Trainer:
         #: train.compile: the (DDP-wrapped) model compiled in place by torch.compile; its state_dict keys
         #: are unchanged, so checkpoints load into an uncompiled model and back
         self.compiled = bool(t.compile)
-        if self.compiled:
-            self.model.compile()
+        check_choice("train.compile_mode", t.compile_mode, COMPILE_MODES)
+        if self.compiled:  # reduce-overhead: CUDA graphs where the step allows (torch.compile's own mode)
+            self.model.compile(mode=str(t.compile_mode))
         self.train_loader = train_loader
         self.num_classes: int | None = getattr(train_loader, "num_classes", None)
         self.optimizer = build_optimizer(cfg, self.model)
@@ -265,6 +266,11 @@ class Trainer:
         """
         check_batch_codes(batch, self.num_classes)
         batch = move_batch(batch, self.device)
+        if "augment" in batch:  # data.augment_on=device: uint8 images, augmented here as one batch
+            augment = getattr(self.train_loader, "batch_augment", None)
+            if augment is None:
+                raise ValueError("the batch carries augmentation parameters but the training loader has no batch_augment")
+            batch["images"] = augment(batch["images"], batch.pop("augment"))
         if self.channels_last:
             batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=self.device.type, enabled=self.amp, dtype=self.amp_dtype):
