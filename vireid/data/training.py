@@ -64,7 +64,9 @@ class TrainSet(Dataset):
     :attr:`infrared_records`), optionally with a third element: a torch seed under which the sample is
     augmented (the global torch RNG state is restored afterwards). A sample is a dict with the
     transformed ``visible``, ``infrared`` and (when ``transforms`` has it) ``derived`` images, the
-    ``pid`` label, and ``visible_camera`` / ``infrared_camera``.
+    ``pid`` label, and ``visible_camera`` / ``infrared_camera``. With ``augment_on_device`` each view is
+    instead its uint8 image after the picture steps, with a ``<view>_params`` row of the remaining steps'
+    drawn parameters (:mod:`vireid.data.batch_augment`).
     """
 
     def __init__(
