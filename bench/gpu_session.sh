@@ -4,6 +4,7 @@
 # Every figure goes to $OUT as JSON and to stdout; docs/architecture.md ("Speed options") records them.
 #
 #   OUT=out/gpu bash bench/gpu_session.sh            # on a CUDA machine (about 8 minutes on one H200)
+#   (a machine without omegaconf: carry its wheel and `pip install --target /tmp/site`, PYTHONPATH=/tmp/site)
 #   SMOKE=1 OUT=out/gpu-smoke bash bench/gpu_session.sh   # the same stages, tiny and on the CPU (a dry run)
 #
 # Stages: (1) DAM paper config end to end (real loader + Trainer.run_step, bf16, channels-last) with a bare
@@ -16,6 +17,7 @@ OUT=${OUT:-out/gpu}
 PY=${PY:-python3}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 VIREID_CACHE=${VIREID_CACHE:-/tmp/vireid_cache}
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"  # vireid from this checkout (the GPU image has torch, not vireid)
 if [ "${SMOKE:-0}" = 1 ]; then
   DEV=cpu; E2E=configs/sysu/dam_tiny.yaml; IDS=40; STEPS=4; WARM=2; MS_ARGS="--models dam --steps 2 --warmup 1"
   LEARN_EPOCHS=2; WORKERS=1; T=(300 300 300 300 300 300)
