@@ -27,9 +27,6 @@ from vireid.data.records import ImageRecord
 
 logger = logging.getLogger(__name__)
 
-RESAMPLE = {"lanczos": Image.LANCZOS, "bilinear": Image.BILINEAR}
-
-
 def vireid_cache_dir() -> Path:
     """vireid's cache folder: ``$VIREID_CACHE``, default ``~/.cache/vireid``."""
     return Path(os.environ.get("VIREID_CACHE", Path.home() / ".cache" / "vireid"))
@@ -82,9 +79,11 @@ class DecodedImages:
               folder: Path | None = None, progress: bool = False) -> DecodedImages:
         """Open the cache of ``records`` at ``size`` (height, width) with the ``resize`` filter, building
         it first when it does not exist."""
+        from torchvision import transforms as T
         from tqdm import tqdm
 
         from vireid.data.training import load_rgb
+        from vireid.data.transforms import RESIZE_FILTERS
 
         paths = sorted({str(r.path) for r in records})
         h, w = int(size[0]), int(size[1])
@@ -92,6 +91,7 @@ class DecodedImages:
         key = files_digest(paths, f"{h}x{w}", resize)[:32]
         data, index = folder / f"{key}.u8", folder / f"{key}.json"
         shape = (len(paths), h, w, 3)
+        resized = T.Resize((h, w), interpolation=RESIZE_FILTERS[resize])  # the first step of every view
         if not (data.is_file() and index.is_file() and data.stat().st_size == int(np.prod(shape))):
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / f".{key}.{os.getpid()}.u8.tmp"
@@ -99,7 +99,7 @@ class DecodedImages:
                 out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
                 for i, p in enumerate(tqdm(paths, desc="decoding training images once", unit="img",
                                            disable=not progress)):
-                    out[i] = np.asarray(load_rgb(p).resize((w, h), RESAMPLE[resize]), dtype=np.uint8)
+                    out[i] = np.asarray(resized(load_rgb(p)), dtype=np.uint8)
                 out.flush()
                 del out
                 os.replace(tmp, data)
