@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,13 +54,21 @@ def _check_direction(direction: str) -> tuple[str, str]:
     raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
 
 
-def ordered_images(groups: ImageGroups, pids: Sequence[int], cameras: Sequence[int]) -> list[ImageRecord]:
-    """Every image of ``pids`` (ascending) in ``cameras`` (in the given order), files in name order."""
-    out: list[ImageRecord] = []
+def groups_in_order(
+    groups: ImageGroups, pids: Sequence[int], cameras: Sequence[int]
+) -> Iterator[tuple[tuple[int, int], Sequence[ImageRecord]]]:
+    """``((camera, pid), files)`` of every group with images: pids ascending, then ``cameras`` in the
+    given order (the order of the community code's query and gallery lists)."""
     for pid in sorted(pids):
         for cam in cameras:
-            out.extend(groups.get((cam, pid), ()))
-    return out
+            files = groups.get((cam, pid))
+            if files:
+                yield (cam, pid), files
+
+
+def ordered_images(groups: ImageGroups, pids: Sequence[int], cameras: Sequence[int]) -> list[ImageRecord]:
+    """Every image of ``pids`` (ascending) in ``cameras`` (in the given order), files in name order."""
+    return [rec for _, files in groups_in_order(groups, pids, cameras) for rec in files]
 
 
 def sample_gallery_community(
@@ -77,16 +85,12 @@ def sample_gallery_community(
         raise ValueError(f"shots must be >= 1, got {shots}")
     rng = random.Random(trial)
     out: list[ImageRecord] = []
-    for pid in sorted(pids):
-        for cam in cameras:
-            files = groups.get((cam, pid))
-            if not files:
-                continue
-            files = list(files)
-            if shots == 1:
-                out.append(rng.choice(files))
-            else:
-                out.extend(rng.sample(files, min(shots, len(files))))
+    for _, files in groups_in_order(groups, pids, cameras):
+        files = list(files)
+        if shots == 1:
+            out.append(rng.choice(files))
+        else:
+            out.extend(rng.sample(files, min(shots, len(files))))
     return out
 
 
@@ -104,16 +108,8 @@ def sample_gallery_official(
     of that group in file-name order (its length was checked against the files by the reader). Groups
     without images are skipped; pids ascending, cameras in the given order.
     """
-    out: list[ImageRecord] = []
-    for pid in sorted(pids):
-        for cam in cameras:
-            files = groups.get((cam, pid))
-            if not files:
-                continue
-            perm = permutations[(cam, pid)]
-            row = perm[trial]
-            out.extend(files[int(i) - 1] for i in row[:shots])
-    return out
+    return [files[int(i) - 1] for key, files in groups_in_order(groups, pids, cameras)
+            for i in permutations[key][trial][:shots]]
 
 
 class SysuProtocol(EvalProtocol):
