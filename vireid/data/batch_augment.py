@@ -21,6 +21,7 @@ resumed run gives the weights of an uninterrupted one as before.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,12 +31,14 @@ import torchvision.transforms as T
 from PIL import Image
 
 from vireid.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     REFERENCE_GRAY_WEIGHTS,
     ChannelAdaptiveGray,
     ChannelExchange,
     ChannelRandomErasing,
+    denormalise,
+    imagenet_stats,
+    normalise,
+    weighted_gray,
 )
 
 #: One row of parameters per image: crop offsets, flip, erased box (height 0: none), channel operation
@@ -105,6 +108,14 @@ class SplitView:
         return pixels, row
 
 
+@functools.lru_cache(maxsize=8)
+def _fill_in_pixels(fill: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The erasing fill ``[3, 1, 1]`` in pixel units (made once per device, not per step)."""
+    value = torch.tensor(fill, dtype=dtype, device=device).view(3, 1, 1)
+    mean, std = imagenet_stats(value)
+    return value * std + mean
+
+
 class BatchAugment:
     """Applies the parameter rows of :class:`SplitView` to a uint8 batch ``[N, 3, H, W]`` on its device:
     pad, crop, flip, convert to [0, 1], erase (``fill`` in normalised units, as
@@ -130,21 +141,18 @@ class BatchAugment:
             x = x.permute(0, 3, 1, 2)
         x = torch.where(params[:, 2, None, None, None].bool(), x.flip(-1), x)
         x = x.to(torch.float32).div(255)
-        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=device).view(1, 3, 1, 1)
-        # erasing: the box of each image set to the fill (given in normalised units)
+        # erasing: the box of each image set to the fill (given in normalised units); the statistics and
+        # the operations below are the per-image transforms' own, so the result is the same tensor
         ys = torch.arange(height, device=device).view(1, height, 1)
         xs = torch.arange(width, device=device).view(1, 1, width)
         top, left, h, w = (params[:, i].view(n, 1, 1) for i in range(3, 7))
         box = (ys >= top) & (ys < top + h) & (xs >= left) & (xs < left + w)
-        fill = torch.tensor(self.fill, dtype=x.dtype, device=device).view(1, 3, 1, 1) * std + mean
-        x = torch.where(box[:, None], fill, x)
+        x = torch.where(box[:, None], _fill_in_pixels(self.fill, x.dtype, device), x)
         # channel operation in normalised space: one channel (or the reference grayscale) for all three
         op = params[:, 7]
-        z = (x - mean) / std
-        g = REFERENCE_GRAY_WEIGHTS
-        gray = g[0] * z[:, 0] + g[1] * z[:, 1] + g[2] * z[:, 2]
+        z = normalise(x)
+        gray = weighted_gray(z.unbind(1), REFERENCE_GRAY_WEIGHTS)
         channel = z.gather(1, op.clamp(0, 2).view(n, 1, 1, 1).expand(n, 1, height, width))[:, 0]
         plane = torch.where((op == GRAY_CHANNEL_OP).view(n, 1, 1), gray, channel)
-        replaced = plane.unsqueeze(1).expand(n, 3, height, width) * std + mean
+        replaced = denormalise(plane.unsqueeze(1).expand(n, 3, height, width))
         return torch.where((op >= 0).view(n, 1, 1, 1), replaced, x)

@@ -85,21 +85,21 @@ def _stats_of(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, t
     return mean, std
 
 
-def _stats(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def imagenet_stats(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ImageNet mean and std ``[3, 1, 1]`` of ``img``'s dtype and device (made once per dtype and device,
-    not per call: these run for every view of every training sample)."""
+    not per call: these run for every view of every training sample; they broadcast over a batch too)."""
     return _stats_of(img.dtype, img.device)
 
 
 def normalise(img: torch.Tensor) -> torch.Tensor:
     """``(img - mean) / std`` with the ImageNet statistics (what the model does to its input)."""
-    mean, std = _stats(img)
+    mean, std = imagenet_stats(img)
     return (img - mean) / std
 
 
 def denormalise(img: torch.Tensor) -> torch.Tensor:
     """The inverse of :func:`normalise`: ``img * std + mean``."""
-    mean, std = _stats(img)
+    mean, std = imagenet_stats(img)
     return img * std + mean
 
 
@@ -109,13 +109,15 @@ def in_normalised_space(img: torch.Tensor, op: Callable[[torch.Tensor], torch.Te
     return denormalise(op(normalise(img)))
 
 
-def _gray(img: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
+def weighted_gray(img: torch.Tensor | Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """``weights[0] * img[0] + weights[1] * img[1] + weights[2] * img[2]`` (a ``[3, H, W]`` image, or the
+    three channel planes of a batch, ``batch.unbind(1)``)."""
     return weights[0] * img[0] + weights[1] * img[1] + weights[2] * img[2]
 
 
 def grayscale(img: torch.Tensor) -> torch.Tensor:
     """The luma of a ``[3, H, W]`` image, ``0.299 R + 0.587 G + 0.114 B``, as ``[H, W]``."""
-    return _gray(img, LUMA_WEIGHTS)
+    return weighted_gray(img, LUMA_WEIGHTS)
 
 
 def _replicate(plane: torch.Tensor) -> torch.Tensor:
@@ -142,7 +144,7 @@ class ChannelExchange:
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         _check_image_tensor(img, type(self).__name__)
         idx = self.draw()
-        return in_normalised_space(img, lambda x: _replicate(x[idx] if idx < 3 else _gray(x, REFERENCE_GRAY_WEIGHTS)))
+        return in_normalised_space(img, lambda x: _replicate(x[idx] if idx < 3 else weighted_gray(x, REFERENCE_GRAY_WEIGHTS)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(include_gray={self.include_gray})"
@@ -176,7 +178,7 @@ class ChannelAdaptiveGray:
         if case is None:
             return img
         x = normalise(img)
-        return denormalise(_replicate(x[case] if case < 3 else _gray(x, REFERENCE_GRAY_WEIGHTS)))
+        return denormalise(_replicate(x[case] if case < 3 else weighted_gray(x, REFERENCE_GRAY_WEIGHTS)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p})"
@@ -244,7 +246,7 @@ class ChannelRandomErasing:
             return img
         top, left, h, w = box
         out = img.clone()
-        mean, std = _stats(img)
+        mean, std = imagenet_stats(img)
         fill = torch.tensor(self.value, dtype=img.dtype, device=img.device).view(3, 1, 1) * std + mean
         out[:, top : top + h, left : left + w] = fill
         return out
