@@ -356,9 +356,14 @@ def augments_on_device(cfg: DictConfig) -> bool:
     ``train.device`` is CUDA, or auto with a GPU present)."""
     site = str(cfg.data.augment_on)
     check_choice("data.augment_on", site, AUGMENT_SITES)
-    if site != "auto":
-        return site == "device"
-    device = str(cfg.train.device)
+    return site == "device" or (site == "auto" and trains_on_cuda(cfg))
+
+
+def trains_on_cuda(cfg: DictConfig) -> bool:
+    """Whether ``train.device`` names CUDA (``cuda``, ``cuda:N``, or ``auto`` with a GPU present): the
+    loader's one reading of the device (pinned memory, where augmentations run); the trainer resolves and
+    checks it (:func:`vireid.engine.distributed.resolve_device`)."""
+    device = str(cfg.train.device).strip().lower()
     return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
@@ -410,8 +415,7 @@ def build_train_loader(
         rank=rank,
         world_size=world_size,
     )
-    device = str(cfg.train.device)
-    pin = torch.cuda.is_available() and device != "cpu"
+    pin = torch.cuda.is_available() and trains_on_cuda(cfg)
     augment = BatchAugment(int(data.pad), data.erasing_fill) if dataset.split_views is not None else None
     return TrainLoader(dataset, sampler, workers=default_workers(int(data.workers)), pin_memory=pin,
                        batch_augment=augment)
