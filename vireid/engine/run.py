@@ -230,6 +230,20 @@ def _trial_config(cfg: Any, base: Path, trial: int) -> Any:
     return cfg_t
 
 
+def _finished_trial(cfg_t: Any, resume: bool) -> dict[str, Any] | None:
+    """With ``resume``, the results of a trial that already finished (its ``results.json``), else None."""
+    done = Path(cfg_t.output_dir) / RESULTS_FILE
+    if not (resume and done.exists()):
+        return None
+    logger.info("trial %s already done: %s", cfg_t.data.trial, done)
+    return json.loads(done.read_text(encoding="utf-8"))
+
+
+def _resume_trial(cfg_t: Any, resume: bool) -> bool:
+    """Whether a trial continues from its ``last.pt`` (with ``resume``, when it has one)."""
+    return resume and (Path(cfg_t.output_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT).exists()
+
+
 def _train_one_trial(config_yaml: str, resume: bool, threads: int) -> dict[str, Any]:
     """One trial in a worker process of ``run_all_trials(parallel=N)`` (the config travels as YAML; the
     parent's thread count keeps CPU arithmetic, hence the weights, the same as in a sequential run)."""
@@ -239,8 +253,7 @@ def _train_one_trial(config_yaml: str, resume: bool, threads: int) -> dict[str, 
 
     torch.set_num_threads(threads)
     cfg = config_from_yaml(config_yaml, "trial config")
-    started = (Path(cfg.output_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT).exists()
-    return run_training(cfg, resume=resume and started)
+    return run_training(cfg, resume=_resume_trial(cfg, resume))
 
 
 def run_all_trials(cfg: Any, *, resume: bool = False, parallel: int = 1) -> dict[str, Any] | None:
@@ -275,9 +288,9 @@ def run_all_trials(cfg: Any, *, resume: bool = False, parallel: int = 1) -> dict
         todo = []
         for trial in protocol.trials:
             cfg_t = _trial_config(cfg, base, trial)
-            done = Path(cfg_t.output_dir) / RESULTS_FILE
-            if resume and done.exists():
-                results_by_trial[trial] = json.loads(done.read_text(encoding="utf-8"))
+            finished = _finished_trial(cfg_t, resume)
+            if finished is not None:
+                results_by_trial[trial] = finished
             else:
                 todo.append((trial, config_to_yaml(cfg_t)))
         logger.info("training %d trials, %d at a time", len(todo), parallel)
@@ -298,14 +311,9 @@ def run_all_trials(cfg: Any, *, resume: bool = False, parallel: int = 1) -> dict
             _save_config(cfg, base / CONFIG_FILE)
         for trial in protocol.trials:
             cfg_t = _trial_config(cfg, base, trial)
-            done = Path(cfg_t.output_dir) / RESULTS_FILE
-            if resume and done.exists():
-                result = json.loads(done.read_text(encoding="utf-8"))
-                if ctx.is_main:
-                    logger.info("trial %s already done: %s", trial, done)
-            else:
-                started = (Path(cfg_t.output_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT).exists()
-                result = run_training(cfg_t, resume=resume and started, dist=ctx)
+            result = _finished_trial(cfg_t, resume)
+            if result is None:
+                result = run_training(cfg_t, resume=_resume_trial(cfg_t, resume), dist=ctx)
             if ctx.is_main:
                 rows.extend(result["trials"])
         if not ctx.is_main:
