@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 VISIBLE = "visible"
 INFRARED = "infrared"
@@ -14,6 +17,13 @@ MODALITIES = (VISIBLE, INFRARED)
 #: FAFE's grayscale view); it goes through the visible stem of two-stream models.
 MODALITY_CODES = {VISIBLE: 0, INFRARED: 1}
 INTERMEDIATE_CODE = 2
+
+
+def values_outside(values: Any, high: int) -> list[int]:
+    """The distinct values of an integer array (host memory) outside ``0..high-1``, ascending; empty when
+    every value is valid. The one range check of labels and modality codes read on the host."""
+    array = np.asarray(values)
+    return sorted(set(array[(array < 0) | (array >= high)].tolist()))
 
 
 @dataclass(frozen=True, order=True)

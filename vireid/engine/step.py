@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from vireid.data.records import values_outside
 from vireid.models.base import HOST_MODALITY_KEY
 
 
@@ -42,8 +43,7 @@ def check_batch_codes(batch: dict[str, Any], num_classes: int | None) -> None:
         value = batch.get(key)
         if high is None or not isinstance(value, torch.Tensor) or value.device.type != "cpu" or not value.numel():
             continue
-        codes = value.numpy()
-        bad = sorted(set(codes[(codes < 0) | (codes >= high)].tolist()))
+        bad = values_outside(value.numpy(), high)
         if bad:
             raise ValueError(f"batch[{key!r}] has values outside 0..{high - 1}: {bad[:10]}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from vireid.data.records import INTERMEDIATE_CODE, MODALITY_CODES
+from vireid.data.records import INTERMEDIATE_CODE, MODALITY_CODES, values_outside
 
 #: Smallest squared distance before the square root: keeps the gradient finite for identical points.
 SQUARED_DISTANCE_FLOOR = 1e-12
@@ -82,8 +82,7 @@ def check_modality(modality: torch.Tensor | None, n: int, *, loss: str) -> torch
     # the values are read on the host only where that is free (a CPU tensor); on an accelerator the training
     # loop checked the batch's codes on the host before moving it (vireid.engine.step.check_batch_codes)
     if n and modality.device.type == "cpu":
-        codes = modality.detach().numpy()
-        bad = sorted(set(codes[(codes < 0) | (codes >= NUM_MODALITY_CODES)].tolist()))
+        bad = values_outside(modality.detach().numpy(), NUM_MODALITY_CODES)
         if bad:
             raise ValueError(
                 f"{loss}: modality codes must be 0 (visible), 1 (infrared) or 2 (visible-derived view), got {bad}"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vireid.data.records import INTERMEDIATE_CODE, MODALITY_CODES
+from vireid.data.records import INTERMEDIATE_CODE, MODALITY_CODES, values_outside
 from vireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -47,7 +47,7 @@ def host_codes(modality: torch.Tensor | str, n: int, *, allowed: int = 3) -> np.
     if modality.shape != (n,):
         raise ValueError(f"modality codes must have shape ({n},), got {tuple(modality.shape)}")
     codes = modality.detach().numpy().astype(np.int64, copy=False)
-    bad = sorted(set(np.unique(codes[(codes < 0) | (codes >= allowed)]).tolist()))
+    bad = values_outside(codes, allowed)
     if bad:
         raise ValueError(f"modality codes must be 0 (visible), 1 (infrared) or 2 (derived view), got {bad}")
     return codes
