@@ -13,3 +13,16 @@ def test_demo_runs_and_draws_its_pictures(tmp_path, capsys):
     assert [p.rsplit("/", 1)[-1] for p in result["pictures"]] == ["contact_sheet.png", "learning_curve.png",
                                                                  "ranked_lists.png"]
     assert len(result["trained"]["trials"]) == len(result["untrained"]["trials"]) == 2
+
+
+def test_the_command_line_trains_on_the_library_default_set():
+    """`vireid demo` (what `make demo` runs) and `run_demo` read one definition of the demo's set size."""
+    import inspect
+
+    from vireid.cli import build_parser
+    from vireid.demo import DEMO_IDS, DEMO_TEST_IDS
+
+    args = build_parser().parse_args(["demo"])
+    defaults = inspect.signature(run_demo).parameters
+    assert args.ids == defaults["ids"].default == DEMO_IDS == 132
+    assert defaults["test_ids"].default == DEMO_TEST_IDS == 52

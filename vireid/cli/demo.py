@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vireid.cli import HelpFormatter
+from vireid.demo import DEMO_IDS, DEMO_TEST_IDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     parser.add_argument("--config", default=None, help="config to train (default: configs/sysu/dam_tiny.yaml)")
-    parser.add_argument("--ids", type=int, default=100, help="identities in the synthetic dataset (default: 100)")
+    parser.add_argument("--ids", type=int, default=DEMO_IDS,
+                        help=f"identities in the synthetic dataset, {DEMO_TEST_IDS} of them for testing (default: "
+                        f"{DEMO_IDS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset (default: 0)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5")
     parser.set_defaults(func=cmd_demo)

@@ -1,7 +1,10 @@
-"""The synthetic generator's model of infrared appearance, as a picture: one row per garment material,
-the same person in a colour camera, a near-infrared camera and a thermal camera (docs/synthetic-data.md).
+"""The synthetic generator's model of infrared appearance, as pictures (docs/synthetic-data.md).
 
-    python -m vireid.visualization.materials docs/img/synthetic_materials.png
+- :func:`material_sheet`: one row per garment material, two colourings of the same person in a colour
+  camera, each in a near-infrared camera (the dye shows), then in a thermal camera (the same for both);
+- :func:`dye_chart`: each garment dye's near-infrared reflectance against its colour's luminance.
+
+    python -m vireid.visualization.materials docs/img/synthetic_materials.png docs/img/synthetic_dyes.png
 """
 
 from __future__ import annotations
@@ -14,7 +17,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vireid.data.synthetic.cameras import CameraSpec, sample_shot
-from vireid.data.synthetic.person import MATERIALS, STYLE_LAYER_THERMAL, sample_identity
+from vireid.data.synthetic.person import (
+    DYE_NIR,
+    GARMENT_COLOURS,
+    LUMINANCE,
+    MATERIALS,
+    STYLE_LAYER_THERMAL,
+    dye_nir,
+    sample_identity,
+    weighted_correlation,
+)
 from vireid.data.synthetic.render import render_shot
 from vireid.io import atomic_path
 from vireid.visualization.fonts import slide_font
@@ -39,8 +51,9 @@ def _dressed(row: tuple[str, str, str, str], colour_seed: int):
     def wear(garment, style, name):
         m = MATERIALS[name]
         thermal = float(np.clip(m.thermal + STYLE_LAYER_THERMAL[style], 0.08, 0.92))
-        return dataclasses.replace(garment, style=style, material=name, thermal=thermal, nir=m.nir,
-                                   pattern="solid", pattern_thermal=thermal)
+        return dataclasses.replace(garment, style=style, material=name, thermal=thermal,
+                                   nir=dye_nir(garment.colour_name, garment.colour, name), pattern="solid",
+                                   pattern_thermal=thermal)
 
     return dataclasses.replace(ident, upper=wear(ident.upper, upper_style, material),
                                lower=wear(ident.lower, lower_style, lower_material), carried="none")
@@ -48,13 +61,16 @@ def _dressed(row: tuple[str, str, str, str], colour_seed: int):
 
 def material_sheet(path: str | Path, *, colours: int = 2) -> Path:
     """Write the sheet: for each material, ``colours`` differently coloured persons in the colour camera,
-    then the first one in a near-infrared and in a thermal camera (the colours never change those)."""
+    each of them in a near-infrared camera (where their dyes differ, so do the images), then the first
+    one in a thermal camera (the colours never change that one)."""
+    nir = CameraSpec(number=3, modality="infrared", infrared="nir", views=(1.0, 0.0, 0.0, 0.0), scale=(0.9, 0.9),
+                     noise=0.0)
     cams = [CameraSpec(number=1, modality="visible", views=(1.0, 0.0, 0.0, 0.0), scale=(0.9, 0.9), noise=0.0)] * colours
-    cams += [CameraSpec(number=3, modality="infrared", infrared="nir", views=(1.0, 0.0, 0.0, 0.0), scale=(0.9, 0.9),
-                        noise=0.0),
-             CameraSpec(number=6, modality="infrared", infrared="thermal", views=(1.0, 0.0, 0.0, 0.0),
+    cams += [nir] * colours
+    cams += [CameraSpec(number=6, modality="infrared", infrared="thermal", views=(1.0, 0.0, 0.0, 0.0),
                         scale=(0.9, 0.9), noise=0.0)]
-    titles = [f"colour {i + 1}" for i in range(colours)] + ["near infrared", "thermal"]
+    titles = ([f"colour {i + 1}" for i in range(colours)] + [f"NIR of {i + 1}" for i in range(colours)]
+              + ["thermal (any)"])
     h, w = CELL
     label_w, head = 150, 30
     text = slide_font(15)
@@ -65,9 +81,9 @@ def material_sheet(path: str | Path, *, colours: int = 2) -> Path:
     for i, row in enumerate(ROWS):
         m = MATERIALS[row[0]]
         draw.text((8, head + i * h + h // 2 - 30), f"{row[0]} {row[1]}\n({m.texture})\nthermal {m.thermal:.2f}\n"
-                  f"NIR {m.nir:.2f}", fill="black", font=text)
+                  f"NIR x{m.nir:.2f} of dye", fill="black", font=text)
         for j, cam in enumerate(cams):
-            ident = _dressed(row, j if j < colours else 0)
+            ident = _dressed(row, j % colours if j < 2 * colours else 0)
             shot = dataclasses.replace(sample_shot(cam, np.random.default_rng(0)), dx=0.0, dy=0.0, shading=0.4,
                                        occluder=None, motion_blur=0, defocus=0.0, light=1.0)
             img = render_shot(ident, cam, shot, np.random.default_rng(1), size=CELL)
@@ -79,5 +95,41 @@ def material_sheet(path: str | Path, *, colours: int = 2) -> Path:
     return path
 
 
+def dye_chart(path: str | Path) -> Path:
+    """Write the chart: each dye of :data:`~vireid.data.synthetic.person.GARMENT_COLOURS` as a disc of its
+    colour (area by how often it is worn) at its luminance (x) and near-infrared reflectance (y), with the
+    correlation across the garments as worn in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lum = np.array([float(np.dot(c, LUMINANCE)) for _, c, _ in GARMENT_COLOURS])
+    nir = np.array([DYE_NIR[name] for name, _, _ in GARMENT_COLOURS])
+    worn = np.array([w for _, _, w in GARMENT_COLOURS])
+    r = weighted_correlation(lum, nir, worn)
+    fig, ax = plt.subplots(figsize=(8, 5.6), dpi=150)
+    ax.plot([0, 1], [0, 1], color="0.8", lw=1, ls="--", zorder=0, label="near infrared = luminance")
+    for (name, colour, w), x, y in zip(GARMENT_COLOURS, lum, nir):
+        ax.scatter([x], [y], s=90 * w, color=np.clip(np.asarray(colour) ** (1 / 2.2), 0, 1), edgecolors="black",
+                   linewidths=0.8, zorder=2)
+        ax.annotate(name, (x, y), xytext=(7, 4), textcoords="offset points", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("luminance of the dye's colour (linear RGB, Rec. 709)")
+    ax.set_ylabel("near-infrared reflectance of the dye (on cotton)")
+    ax.set_title(f"Synthetic dyes: near infrared follows luminance only in part (r = {r:.2f}, as worn)")
+    ax.legend(loc="lower right", frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
 if __name__ == "__main__":
     print(material_sheet(sys.argv[1] if len(sys.argv) > 1 else "synthetic_materials.png"))
+    print(dye_chart(sys.argv[2] if len(sys.argv) > 2 else "synthetic_dyes.png"))

@@ -5,24 +5,31 @@ build, height, skin, hair, upper and lower garments (each with a colour, a patte
 property drawn independently of the colour), shoes and a carried object. What changes from image to
 image (viewpoint, pose, placement) is a :class:`~vireid.data.synthetic.render.Shot`.
 
-Colours are linear RGB triples in [0, 1]; thermal values are infrared intensities in [0, 1] (how
-bright the part looks to an infrared camera). They follow the physical causes a colour image also
-shows, as in a real thermal or near-infrared camera, and never the colour (docs/synthetic-data.md):
+Colours are linear RGB triples in [0, 1]; thermal and near-infrared values are infrared intensities in
+[0, 1] (how bright the part looks to an infrared camera). They follow the physical causes a colour image
+also shows, as in a real camera (docs/synthetic-data.md):
 
 - **garment material** (:data:`MATERIALS`): cotton, knit, denim, leather, down, nylon and wool differ in
-  thickness, insulation and emissivity, so each has its own far-infrared (``thermal``) and
-  near-infrared (``nir``) intensity; a colour image shows the material as a **texture** (ribs, twill,
-  quilting, sheen, fuzz) drawn over whatever colour the garment has;
+  thickness, insulation and emissivity, so each has its own far-infrared (``thermal``) intensity and
+  scales its dye's near-infrared reflectance (``nir``); a colour image shows the material as a
+  **texture** (ribs, twill, quilting, sheen, fuzz) drawn over whatever colour the garment has;
+- **dye** (:data:`DYE_NIR`), in near infrared only: under a near-infrared camera's active light a
+  fabric is as bright as its dye's near-infrared reflectance times its material's factor. Many textile
+  dyes are nearly transparent there (reds, blues, purples look light), carbon and sulphur blacks absorb,
+  indigo is in between: near infrared follows the visible luminance only in part. Every print, stripe
+  and check shows wherever its two dyes differ in near infrared. Thermal cameras see emission, not
+  dyes: the far-infrared values never depend on the colour;
 - **layering**: a jacket or a coat insulates (cooler), a T-shirt is thin (warmer); an open jacket shows
   the warmer inner layer;
 - **exposed skin** (short sleeves, shorts, skirts, faces, hands) is the warmest part; **hair** is cool;
   **bags and straps** block body heat; **shoes** are cold; body build and pose shape every image alike;
 - a small per-identity variation on top (``THERMAL_SPREAD``).
 
-Colours, patterns and materials are drawn from the visible stream; the thermal and near-infrared values
-are then a function of the material and the style plus noise from an independent stream, so a red and a
-blue shirt of the same material are equally bright in infrared (a colour histogram cannot match across
-modalities), while the texture in the colour image predicts the infrared intensity.
+Colours, patterns and materials are drawn from the visible stream; the thermal values are then a function
+of the material and the style plus noise from an independent stream (a red and a blue shirt of the same
+material are equally warm), and the near-infrared values a function of the dye and the material plus
+noise from a third stream. Neither is the colour's luminance, so a grey or colour histogram cannot match
+across modalities, while the dye's colour and the texture in the colour image predict the infrared look.
 """
 
 from __future__ import annotations
@@ -73,6 +80,51 @@ SHOE_COLOURS: tuple[tuple[str, Colour, float], ...] = (
     ("grey", (0.45, 0.45, 0.47), 1.0),
 )
 
+#: Near-infrared reflectance of each garment dye of :data:`GARMENT_COLOURS` under active near-infrared
+#: light (850 nm), at full shade on a material of factor 1 (cotton). Textile dyes absorb in the visible
+#: and most pass near infrared, so most colours are light there whatever their visible darkness (reds,
+#: blues, purples); blacks and greys pass part of it; indigo (denim), the vat greens and teals and the
+#: khaki, yellow, beige and brown blends absorb in part. Across the garments as worn (the palette weighted
+#: by how often a colour is drawn) the reflectance correlates with the colours' luminance only in part:
+#: r = 0.39 (tested between 0.3 and 0.7; 0.20 with every dye counted once). docs/synthetic-data.md.
+DYE_NIR: dict[str, float] = {
+    "black": 0.34,  # reactive and disperse blacks pass part of it; only carbon pigment absorbs fully
+    "charcoal": 0.42,
+    "grey": 0.50,
+    "white": 0.76,  # optical whites reflect
+    "navy": 0.62,  # reactive navies pass most near infrared
+    "blue": 0.72,
+    "light blue": 0.78,
+    "denim": 0.36,  # indigo absorbs in part
+    "red": 0.82,  # red dyes are near-infrared transparent
+    "maroon": 0.66,
+    "pink": 0.84,
+    "orange": 0.80,
+    "yellow": 0.46,
+    "green": 0.34,  # vat greens absorb in part
+    "olive": 0.44,
+    "khaki": 0.40,
+    "beige": 0.50,
+    "brown": 0.46,
+    "purple": 0.68,
+    "teal": 0.30,
+}
+#: Rec. 709 luminance weights of a linear RGB colour.
+LUMINANCE = (0.2126, 0.7152, 0.0722)
+
+
+def weighted_correlation(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
+    """Pearson correlation of ``x`` and ``y`` with each pair counted ``weights`` times (how often a dye
+    is worn)."""
+    w = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    dx, dy = x - w @ x, y - w @ y
+    return float((w @ (dx * dy)) / np.sqrt((w @ dx**2) * (w @ dy**2)))
+
+
+#: Per-garment variation of a near-infrared intensity around its dye-and-material value (standard deviation).
+NIR_SPREAD = 0.03
+
 #: Skin tones at the two ends of the range; a tone is a blend of the two.
 SKIN_LIGHT: Colour = (0.96, 0.80, 0.68)
 SKIN_DARK: Colour = (0.34, 0.21, 0.14)
@@ -82,8 +134,9 @@ class Material:
     """A garment material: the texture it shows in a colour image and its infrared intensities.
 
     ``thermal``: far-infrared brightness (emissivity times how much body heat reaches the surface: thin
-    and high-emissivity fabrics are bright, insulating or low-emissivity ones dark); ``nir``:
-    near-infrared reflectance under active illumination. ``texture`` names the visible texture
+    and high-emissivity fabrics are bright, insulating or low-emissivity ones dark); ``nir``: the factor
+    the material puts on its dye's near-infrared reflectance (:data:`DYE_NIR`; tanned leather and
+    coated nylon absorb, open knits and fills shadow a little). ``texture`` names the visible texture
     (:func:`vireid.data.synthetic.render.material_texture`).
     """
 
@@ -97,13 +150,13 @@ class Material:
 MATERIALS: dict[str, Material] = {
     m.name: m
     for m in (
-        Material("cotton", "plain", thermal=0.74, nir=0.78),  # thin, high emissivity
-        Material("knit", "ribbed", thermal=0.52, nir=0.64),  # thick loops trap air
-        Material("denim", "twill", thermal=0.62, nir=0.46),  # dense weave, indigo dark in NIR
-        Material("leather", "sheen", thermal=0.24, nir=0.22),  # low emissivity, reflects the cold surroundings
-        Material("down", "quilted", thermal=0.32, nir=0.56),  # insulating fill
-        Material("nylon", "glossy", thermal=0.58, nir=0.34),  # thin synthetic shell, dark in NIR
-        Material("wool", "fuzzy", thermal=0.42, nir=0.70),  # thick, insulating, bright in NIR
+        Material("cotton", "plain", thermal=0.74, nir=1.0),  # thin, high emissivity
+        Material("knit", "ribbed", thermal=0.52, nir=0.9),  # thick loops trap air
+        Material("denim", "twill", thermal=0.62, nir=1.0),  # dense weave
+        Material("leather", "sheen", thermal=0.24, nir=0.5),  # low emissivity; tanning agents absorb NIR
+        Material("down", "quilted", thermal=0.32, nir=0.92),  # insulating fill
+        Material("nylon", "glossy", thermal=0.58, nir=0.75),  # thin synthetic shell, coated
+        Material("wool", "fuzzy", thermal=0.42, nir=0.95),  # thick, insulating
     )
 }
 #: Materials each garment style is made of (with weights).
@@ -120,7 +173,7 @@ STYLE_MATERIALS: dict[str, tuple[tuple[str, float], ...]] = {
 #: Layering: how a style changes the garment's far-infrared intensity (insulating outer layers are cooler).
 STYLE_LAYER_THERMAL = {"tshirt": 0.05, "longsleeve": 0.0, "jacket": -0.05, "coat": -0.09,
                        "trousers": 0.0, "jeans": 0.0, "shorts": 0.03, "skirt": 0.02}
-#: Per-identity variation of a garment's infrared intensity around its material's value (standard deviation).
+#: Per-identity variation of a garment's far-infrared intensity around its material's value (standard deviation).
 THERMAL_SPREAD = 0.03
 
 UPPER_STYLES = ("tshirt", "longsleeve", "jacket", "coat")
@@ -138,9 +191,10 @@ class Garment:
 
     ``pattern`` is ``solid``, ``stripes``, ``checks``, ``dots`` or ``print`` (a graphic on the chest,
     seen only from the front). ``pattern_period`` is the pattern's spatial period as a fraction of the
-    person's height. ``thermal`` and ``pattern_thermal`` are infrared intensities; the pattern differs
-    from the base by a few percent only, so it shows faintly in infrared. A jacket shows an inner layer
-    (``inner_colour``, ``inner_thermal``) through its open front.
+    person's height. ``thermal`` and ``pattern_thermal`` are far-infrared intensities (the pattern
+    differs from the base by a few percent only: faint in thermal); ``nir`` and ``pattern_nir`` are the
+    near-infrared intensities of the two dyes on the material (:func:`dye_nir`). A jacket shows an inner
+    layer (``inner_colour``, ``inner_thermal``, ``inner_nir``) through its open front.
     """
 
     style: str
@@ -149,12 +203,15 @@ class Garment:
     thermal: float
     pattern: str = "solid"
     pattern_colour: Colour = (0.0, 0.0, 0.0)
+    pattern_colour_name: str = "black"
     pattern_thermal: float = 0.0
     pattern_period: float = 0.05
     pattern_phase: float = 0.0
     print_shape: str = "disc"
     inner_colour: Colour = (0.0, 0.0, 0.0)
+    inner_colour_name: str = "white"
     inner_thermal: float = 0.0
+    inner_nir: float = 0.5
     material: str = "cotton"
     nir: float = 0.5
     pattern_nir: float = 0.5
@@ -187,6 +244,7 @@ class PersonIdentity:
     carried: str
     carried_colour: Colour
     carried_thermal: float
+    carried_nir: float
     bag_side: int
     stride: float
 
@@ -195,6 +253,23 @@ def _choice_weighted(rng: np.random.Generator, table: tuple[tuple[str, Colour, f
     weights = np.array([w for _, _, w in table], dtype=np.float64)
     i = int(rng.choice(len(table), p=weights / weights.sum()))
     return table[i][0], table[i][1]
+
+
+def dye_nir(name: str, colour: Colour, material: str = "cotton") -> float:
+    """Near-infrared reflectance of a garment dyed ``name`` (a :data:`GARMENT_COLOURS` name) whose
+    shade came out as ``colour``, on ``material``: the dye's reflectance (:data:`DYE_NIR`), scaled by
+    how much darker or lighter this shade is than the palette's (more dye absorbs more in both bands)
+    and by the material's factor; no noise."""
+    if name not in DYE_NIR:
+        raise ValueError(f"dye {name!r} has no near-infrared reflectance; known: {', '.join(DYE_NIR)}")
+    palette = next(c for n, c, _ in GARMENT_COLOURS if n == name)
+    shade = float(np.mean(colour)) / max(float(np.mean(palette)), 1e-6)
+    return DYE_NIR[name] * shade * MATERIALS[material].nir
+
+
+def _nir(rng: np.random.Generator, name: str, colour: Colour, material: str) -> float:
+    """:func:`dye_nir` plus the per-garment spread, kept inside the camera's range."""
+    return float(np.clip(dye_nir(name, colour, material) + rng.normal(0.0, NIR_SPREAD), 0.04, 0.95))
 
 
 def _jitter(rng: np.random.Generator, colour: Colour, amount: float = 0.08) -> Colour:
@@ -226,6 +301,7 @@ def _pattern_thermal(rng: np.random.Generator, thermal: float) -> float:
 def _garment(
     rng: np.random.Generator,
     thermal_rng: np.random.Generator,
+    nir_rng: np.random.Generator,
     *,
     style: str,
     patterns: tuple[str, ...],
@@ -236,23 +312,19 @@ def _garment(
     base = _jitter(rng, base)
     w = np.asarray(pattern_weights, dtype=np.float64)
     pattern = patterns[int(rng.choice(len(patterns), p=w / w.sum()))]
-    _, pcol = _contrasting(rng, base)
+    pname, pcol = _contrasting(rng, base)
     pcol = _jitter(rng, pcol)
     period = float(rng.uniform(0.035, 0.07)) if pattern != "dots" else float(rng.uniform(0.045, 0.07))
     options = STYLE_MATERIALS[style]
     mw = np.array([wt for _, wt in options], dtype=np.float64)
     material = MATERIALS[options[int(rng.choice(len(options), p=mw / mw.sum()))][0]]
-    # Infrared intensities: the material and the layering, plus noise from the thermal stream; the
-    # colours drawn above never enter.
+    # Far infrared: the material and the layering, plus noise from the thermal stream; the colours drawn
+    # above never enter.
     thermal = float(np.clip(material.thermal + STYLE_LAYER_THERMAL[style] + thermal_rng.normal(0.0, THERMAL_SPREAD),
                             0.08, 0.92))
-    nir = float(np.clip(material.nir + thermal_rng.normal(0.0, THERMAL_SPREAD), 0.08, 0.92))
     pattern_thermal = _pattern_thermal(thermal_rng, thermal)
-    # dyes differ in near-infrared reflectance: a print or stripe shows clearly in near infrared, with a
-    # contrast sign and size of its own (not the colours')
-    delta = thermal_rng.uniform(0.12, 0.25) * (1 if thermal_rng.random() < 0.5 else -1)
-    pattern_nir = float(nir + (delta if 0.05 <= nir + delta <= 0.95 else -delta))
     inner_name, inner = _choice_weighted(rng, GARMENT_COLOURS)
+    inner = _jitter(rng, inner)
     inner_thermal = float(np.clip(max(thermal, 0.6) + thermal_rng.uniform(0.1, 0.2), 0.0, 0.95))
     return Garment(
         style=style,
@@ -261,25 +333,29 @@ def _garment(
         thermal=thermal,
         pattern=pattern,
         pattern_colour=pcol,
+        pattern_colour_name=pname,
         pattern_thermal=pattern_thermal,
         pattern_period=period,
         pattern_phase=float(rng.uniform(0.0, 1.0)),
         print_shape=PRINT_SHAPES[int(rng.integers(len(PRINT_SHAPES)))],
-        inner_colour=_jitter(rng, inner),
+        inner_colour=inner,
+        inner_colour_name=inner_name,
         inner_thermal=inner_thermal,
+        # near infrared: each dye on the material (the inner layer is a cotton top)
+        inner_nir=_nir(nir_rng, inner_name, inner, "cotton"),
         material=material.name,
-        nir=nir,
-        pattern_nir=pattern_nir,
+        nir=_nir(nir_rng, name, base, material.name),
+        pattern_nir=_nir(nir_rng, pname, pcol, material.name),
     )
 
 
 def sample_identity(rng: np.random.Generator, pid: int = 0) -> PersonIdentity:
     """Draw a person's attributes from ``rng`` (the same generator state gives the same person).
 
-    Visible attributes (colours, patterns, shapes) and infrared attributes (thermal intensities) are
-    drawn from two independent child streams of ``rng``.
+    Visible attributes (colours, patterns, shapes), the far-infrared noise and the near-infrared noise
+    are drawn from three independent child streams of ``rng``.
     """
-    vis_rng, thermal_rng = rng.spawn(2)
+    vis_rng, thermal_rng, nir_rng = rng.spawn(3)
     r = vis_rng
     sex = "female" if r.random() < 0.45 else "male"
     female = sex == "female"
@@ -299,6 +375,7 @@ def sample_identity(rng: np.random.Generator, pid: int = 0) -> PersonIdentity:
     upper = _garment(
         r,
         thermal_rng,
+        nir_rng,
         style=upper_style,
         patterns=UPPER_PATTERNS,
         pattern_weights=(0.26, 0.24, 0.16, 0.14, 0.2),
@@ -309,6 +386,7 @@ def sample_identity(rng: np.random.Generator, pid: int = 0) -> PersonIdentity:
     lower = _garment(
         r,
         thermal_rng,
+        nir_rng,
         style=lower_style,
         patterns=LOWER_PATTERNS,
         pattern_weights=(0.55, 0.17, 0.16, 0.12) if lower_style != "jeans" else (1.0, 0.0, 0.0, 0.0),
@@ -316,7 +394,8 @@ def sample_identity(rng: np.random.Generator, pid: int = 0) -> PersonIdentity:
     )
     _, shoes = _choice_weighted(r, SHOE_COLOURS)
     carried = CARRIED[int(r.choice(3, p=[0.45, 0.33, 0.22]))]
-    _, carried_colour = _choice_weighted(r, GARMENT_COLOURS)
+    carried_name, carried_colour = _choice_weighted(r, GARMENT_COLOURS)
+    carried_colour = _jitter(r, carried_colour)
     return PersonIdentity(
         pid=int(pid),
         sex=sex,
@@ -334,8 +413,9 @@ def sample_identity(rng: np.random.Generator, pid: int = 0) -> PersonIdentity:
         shoes=_jitter(r, shoes, 0.05),
         shoes_thermal=float(thermal_rng.uniform(0.12, 0.35)),
         carried=carried,
-        carried_colour=_jitter(r, carried_colour),
+        carried_colour=carried_colour,
         carried_thermal=float(thermal_rng.uniform(0.1, 0.4)),
+        carried_nir=_nir(nir_rng, carried_name, carried_colour, "nylon"),  # bags: a coated synthetic
         bag_side=1 if r.random() < 0.5 else -1,
         stride=float(r.uniform(0.22, 0.42)),
     )

@@ -9,8 +9,9 @@ sensor noise and occasional occluders.
 Cameras and their shots are :mod:`vireid.data.synthetic.cameras`; scenes :mod:`vireid.data.synthetic.scenes`.
 
 Infrared images carry no colour: one intensity channel (stored as three equal channels, as
-SYSU-MM01's), computed from each part's near- or far-infrared intensity, which follows the part's
-material and layering but never its colour (see :mod:`vireid.data.synthetic.person`). The colour
+SYSU-MM01's), computed from each part's near- or far-infrared intensity: in thermal the part's material
+and layering, never its colour; in near infrared its dye's reflectance on its material, which follows
+the colour's luminance only in part (see :mod:`vireid.data.synthetic.person`). The colour
 image shows each garment's material as a texture over its colour (:func:`material_texture`), which
 is how a network can learn to predict the infrared look from the colour look.
 """
@@ -76,23 +77,24 @@ def _visible_lut(ident: PersonIdentity) -> np.ndarray:
 
 
 def _infrared_lut(ident: PersonIdentity, kind: str) -> np.ndarray:
-    """Infrared intensity of each part label: the garments' far-infrared (``thermal``) or near-infrared
-    (``nir``) value of their material; skin warm, hair cool, bags and shoes cold."""
+    """Infrared intensity of each part label. Thermal: the garments' far-infrared value of their material
+    and layering; skin warm, hair cool, bags and shoes cold. Near infrared: each garment, pattern, inner
+    layer and bag as bright as its dye on its material (:func:`~vireid.data.synthetic.person.dye_nir`);
+    skin bright, hair and shoes dim."""
+    thermal = kind == "thermal"
     lut = np.zeros(N_LABELS, dtype=np.float32)
-    upper = ident.upper.thermal if kind == "thermal" else ident.upper.nir
-    lower = ident.lower.thermal if kind == "thermal" else ident.lower.nir
     lut[SKIN] = ident.skin_thermal
     lut[HAIR] = ident.hair_thermal
-    lut[UPPER] = upper
-    lut[UPPER_PATTERN] = ident.upper.pattern_thermal if kind == "thermal" else ident.upper.pattern_nir
-    lut[INNER] = ident.upper.inner_thermal
-    lut[LOWER] = lower
-    lut[LOWER_PATTERN] = ident.lower.pattern_thermal if kind == "thermal" else ident.lower.pattern_nir
+    lut[UPPER] = ident.upper.thermal if thermal else ident.upper.nir
+    lut[UPPER_PATTERN] = ident.upper.pattern_thermal if thermal else ident.upper.pattern_nir
+    lut[INNER] = ident.upper.inner_thermal if thermal else ident.upper.inner_nir
+    lut[LOWER] = ident.lower.thermal if thermal else ident.lower.nir
+    lut[LOWER_PATTERN] = ident.lower.pattern_thermal if thermal else ident.lower.pattern_nir
     lut[SHOES] = ident.shoes_thermal
-    lut[CARRIED] = ident.carried_thermal
-    lut[STRAP] = ident.carried_thermal * 0.85
+    lut[CARRIED] = ident.carried_thermal if thermal else ident.carried_nir
+    lut[STRAP] = lut[CARRIED] * 0.85
     lut[EYES] = ident.skin_thermal * 0.9
-    if kind == "thermal":
+    if thermal:
         # far infrared: the clothed body glows above the scene; the material sets how much
         lut[1:SHADE] = 0.35 + 0.6 * lut[1:SHADE]
         lut[CARRIED] = 0.25 + 0.3 * ident.carried_thermal
