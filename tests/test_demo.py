@@ -1,4 +1,4 @@
-"""The demo's pipeline end to end on a small set (the real demo trains 360 steps on 132 identities)."""
+"""The demo's pipeline end to end on a small set (the real demo trains 480 steps on 252 identities)."""
 
 from __future__ import annotations
 

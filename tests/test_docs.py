@@ -92,7 +92,7 @@ def test_reproduce_md_python_one_liners_run(tmp_path):
 
 def test_readme_tour_runs_start_to_end_on_small_data(tmp_path, monkeypatch, capsys):
     """The tour's bash block of README.md, command by command as a newcomer pastes it, in a fresh folder:
-    on a smaller synthetic set (12 identities, 4 for testing) and with 2 training steps instead of 360,
+    on a smaller synthetic set (12 identities, 4 for testing) and with 2 training steps instead of 480,
     every command succeeds and leaves what the next one uses. ``vireid serve`` (which runs until stopped)
     is only parsed; tests/test_service.py serves the same kind of index."""
     import vireid.cli as cli

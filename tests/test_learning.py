@@ -2,13 +2,18 @@
 clear margin, so a change that breaks learning (a loss cut off from the graph, labels that do not match
 the images, an optimiser that does not step, augmentations that destroy the images) fails CI.
 
-It measures infrared-to-visible retrieval of the training identities (what 60 steps can teach a
-network from scratch); bench/learning.py measures the test identities with the full tiny recipes.
+It measures infrared-to-visible retrieval twice: on the training identities (what the network
+memorised) and on identities it never saw (what it learned about matching across modalities: the
+dye-and-material to near-infrared rule of the synthetic data). A training whose infrared images do not
+belong to the visible images' identities (the cross-modal correspondence broken) still learns the
+training identities within each modality, and must fail the unseen-identity margin: the test runs that
+sabotaged training too. bench/learning.py measures the full tiny recipes.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,28 +43,77 @@ def cross_modal_map(model, records, cfg) -> float:
     return 100 * float(m["mAP"])
 
 
-@pytest.mark.parametrize("model_name", ["agw", "dam"])
-def test_short_training_beats_the_untrained_model(tmp_path, model_name):
-    root = generate("sysu", tmp_path / "data", ids=16, test_ids=4, seed=3, images_per_camera=3, size=(H, W),
-                    workers=1, progress=False)
+#: Unseen identities: the guard's margin over the untrained model, infrared-to-visible mAP points.
+UNSEEN_MARGIN = 5.0
+
+
+def _break_cross_modal_pairs(root: Path, train_ids: list[int]) -> None:
+    """Give each training identity's infrared folders to another training identity (a derangement):
+    the visible and infrared images of one label are then two different people."""
+    ids = sorted(train_ids)
+    shifted = dict(zip(ids, ids[1:] + ids[:1]))
+    for cam in ("cam3", "cam6"):
+        folder = root / cam
+        for pid in ids:
+            if (folder / f"{pid:04d}").is_dir():
+                (folder / f"{pid:04d}").rename(folder / f"tmp{shifted[pid]:04d}")
+        for tmp in folder.glob("tmp*"):
+            tmp.rename(folder / tmp.name[3:])
+
+
+def _train_and_measure(tmp_path: Path, model_name: str, *, broken: bool = False, ids: int = 20,
+                       test_ids: int = 4, steps: int = 60) -> dict[str, float]:
+    root = generate("sysu", tmp_path / "data", ids=ids, test_ids=test_ids, seed=3, images_per_camera=3,
+                    size=(H, W), workers=1, progress=False)
+    dataset = build_dataset("sysu", root)
+    if broken:
+        _break_cross_modal_pairs(root, sorted({r.pid for r in dataset.train_records()}))
+        dataset = build_dataset("sysu", root)
     overrides = {"agw": {}, "dam": {"specific_stages": 1, "mca_after": [3], "pca_after": [4], "local_parts": 3,
                                     "local_dim": 32}}[model_name]
     config = write_tiny_config(
         tmp_path / "tiny.yaml", root=root, output_dir=tmp_path / "run",
-        data={"height": H, "width": W, "pad": 2, "ids_per_batch": 6, "images_per_id": 2},
+        data={"height": H, "width": W, "pad": 2, "ids_per_batch": 6, "images_per_id": 2, "random_erasing": 0.0},
         model={"name": model_name, **overrides},
         loss={"metric": "batch_hard" if model_name == "dam" else "wrt", "lambda3": 0.1},
         optim={"name": "adam", "lr": 1e-3, "backbone_lr": 1e-3, "warmup_epochs": 1, "milestones": []},
-        train={"epochs": 6, "iters_per_epoch": 10, "eval_every": 0, "seed": 0, "deterministic": True},
+        train={"epochs": steps // 10, "iters_per_epoch": 10, "eval_every": 0, "seed": 0, "deterministic": True},
         test={"trials": 1, "batch_size": 64},
     )
     cfg = load_config(config)
     run_training(cfg)
-    records = build_dataset("sysu", root).train_records()
     trained, _ = load_trained_model(cfg, tmp_path / "run" / "checkpoints" / "last.pt")
     seed_everything(0)
     untrained = build_model(copy.deepcopy(cfg), trained.num_classes)
-    before = cross_modal_map(untrained, records, cfg)
-    after = cross_modal_map(trained, records, cfg)
-    print(f"\n{model_name}: infrared->visible mAP of the training identities, untrained {before:.1f}, trained {after:.1f}")
-    assert after > before + 15, (before, after)
+    seen, unseen = dataset.train_records(), dataset.test_records()
+    return {"seen_before": cross_modal_map(untrained, seen, cfg), "seen_after": cross_modal_map(trained, seen, cfg),
+            "unseen_before": cross_modal_map(untrained, unseen, cfg),
+            "unseen_after": cross_modal_map(trained, unseen, cfg)}
+
+
+@pytest.mark.parametrize("model_name", ["agw", "dam"])
+def test_short_training_beats_the_untrained_model(tmp_path, model_name):
+    m = _train_and_measure(tmp_path, model_name)
+    print(f"\n{model_name}: infrared->visible mAP of the training identities {m['seen_before']:.1f} -> "
+          f"{m['seen_after']:.1f}")
+    assert m["seen_after"] > m["seen_before"] + 15, m
+
+
+#: The unseen-identity guard's set and length: enough training identities that the network learns the
+#: cross-modal rule rather than each person, at most a minute on two cores.
+UNSEEN_SET = {"ids": 84, "test_ids": 24, "steps": 120}
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["paired", "pairs-broken"])
+def test_short_training_matches_unseen_identities_across_modalities(tmp_path, broken):
+    """Tiny DAM lifts the infrared-to-visible mAP of identities it never saw by UNSEEN_MARGIN points; the
+    same training with the cross-modal correspondence broken (each training identity's infrared images
+    given to another) cannot: the margin measures cross-modal learning, not memorising."""
+    m = _train_and_measure(tmp_path, "dam", broken=broken, **UNSEEN_SET)
+    print(f"\n{'broken pairs' if broken else 'paired'}: infrared->visible mAP, training identities "
+          f"{m['seen_before']:.1f} -> {m['seen_after']:.1f}, unseen identities {m['unseen_before']:.1f} -> "
+          f"{m['unseen_after']:.1f}")
+    if broken:
+        assert m["unseen_after"] <= m["unseen_before"] + UNSEEN_MARGIN, m
+    else:
+        assert m["unseen_after"] > m["unseen_before"] + UNSEEN_MARGIN, m
