@@ -101,7 +101,7 @@ def test_short_training_beats_the_untrained_model(tmp_path, model_name):
 
 #: The unseen-identity guard's set and length: enough training identities that the network learns the
 #: cross-modal rule rather than each person, at most a minute on two cores.
-UNSEEN_SET = {"ids": 84, "test_ids": 24, "steps": 120}
+UNSEEN_SET = {"ids": 84, "test_ids": 24, "steps": 90}
 
 
 @pytest.mark.parametrize("broken", [False, True], ids=["paired", "pairs-broken"])
