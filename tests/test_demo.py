@@ -24,5 +24,14 @@ def test_the_command_line_trains_on_the_library_default_set():
 
     args = build_parser().parse_args(["demo"])
     defaults = inspect.signature(run_demo).parameters
-    assert args.ids == defaults["ids"].default == DEMO_IDS == 132
+    assert args.ids == defaults["ids"].default == DEMO_IDS == 252
     assert defaults["test_ids"].default == DEMO_TEST_IDS == 52
+
+
+def test_the_demo_states_each_target_and_whether_it_is_met():
+    from vireid.demo import TARGETS, target_lines
+
+    trained, untrained = {"mean": {"rank1": 41.0, "mAP": 22.5}}, {"mean": {"rank1": 4.0, "mAP": 6.0}}
+    lines = target_lines(trained, untrained, seconds=310.0)
+    assert [line.rsplit(": ", 1)[1] for line in lines] == ["met", "not met", "met", "not met"]
+    assert "10.25x  target >= 5x" in lines[2] and f">= {TARGETS['rank1']:g}%" in lines[0]
