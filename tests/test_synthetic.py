@@ -648,3 +648,19 @@ def test_hand_made_matchers_stay_near_chance_across_modalities(tmp_path_factory)
         assert r["rank1"] <= 2.5 * r["chance_rank1"], (descriptor, r)
     r_vv, _, _ = _protocol(root, _colour_histograms, "euclidean")
     assert r_vv > 0.3, r_vv
+
+
+def test_the_documentation_pictures_of_the_infrared_model(tmp_path):
+    """docs/synthetic-data.md's two pictures: the material sheet (two colourings, each in near infrared,
+    then thermal: the near-infrared columns differ where the dyes do, and the thermal column is the same
+    whatever the colours) and the dye chart."""
+    from vireid.visualization.materials import CELL, ROWS, dye_chart, material_sheet
+
+    sheet = np.asarray(Image.open(material_sheet(tmp_path / "materials.png")).convert("L"), dtype=np.float32)
+    h, w = CELL
+    assert sheet.shape == (30 + h * len(ROWS), 150 + 5 * w)
+    row = sheet[30 : 30 + h]
+    nir_1, nir_2 = (row[:, 150 + k * w : 150 + (k + 1) * w] for k in (2, 3))
+    assert np.abs(nir_1 - nir_2).mean() > 2.0  # different dyes, different near-infrared images
+    chart = Image.open(dye_chart(tmp_path / "dyes.png"))
+    assert chart.size[0] > 800 and chart.size[1] > 600

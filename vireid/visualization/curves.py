@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vireid.errors import VireidError
-from vireid.io import atomic_path
+from vireid.visualization.figures import save_png
 
 TRIAL_METRICS = ("rank1", "mAP", "mINP")
 
@@ -83,8 +83,4 @@ def plot_curves(results_files: Sequence[str | Path], out: str | Path, *, labels:
     if protocols:
         fig.suptitle(" / ".join(sorted(protocols)), fontsize=14)
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-    plt.close(fig)
-    return out
+    return save_png(fig, out, dpi=150)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vireid.errors import VireidError
-from vireid.io import atomic_path
+from vireid.visualization.figures import save_png
 
 
 def evaluation_points(metrics_file: str | Path) -> list[dict[str, Any]]:
@@ -70,9 +70,4 @@ def plot_learning_curve(metrics_file: str | Path, out: str | Path, *, untrained:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="upper left")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out
+    return save_png(fig, out)

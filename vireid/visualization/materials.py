@@ -29,6 +29,7 @@ from vireid.data.synthetic.person import (
 )
 from vireid.data.synthetic.render import render_shot
 from vireid.io import atomic_path
+from vireid.visualization.figures import save_png
 from vireid.visualization.fonts import slide_font
 
 #: (material, upper style, lower style, lower material) of each row.
@@ -122,12 +123,7 @@ def dye_chart(path: str | Path) -> Path:
     ax.legend(loc="lower right", frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 if __name__ == "__main__":
