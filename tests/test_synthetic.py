@@ -664,3 +664,18 @@ def test_the_documentation_pictures_of_the_infrared_model(tmp_path):
     assert np.abs(nir_1 - nir_2).mean() > 2.0  # different dyes, different near-infrared images
     chart = Image.open(dye_chart(tmp_path / "dyes.png"))
     assert chart.size[0] > 800 and chart.size[1] > 600
+
+
+def test_a_near_infrared_pass_is_lit_by_the_cameras_own_illuminator():
+    """Near-infrared passes vary in brightness by up to 30% (the illuminator's falloff with distance);
+    colour and thermal passes by 10%."""
+    from vireid.data.synthetic.cameras import NIR_TRACK_LIGHT, TRACK_LIGHT
+
+    specs = camera_specs("sysu", 0)
+    rng = np.random.default_rng(0)
+    light = {key: [sample_track(specs[key], rng).light for _ in range(400)] for key in ((1, "visible"), (3, "infrared"))}
+    assert TRACK_LIGHT[0] <= min(light[(1, "visible")]) and max(light[(1, "visible")]) <= TRACK_LIGHT[1]
+    assert NIR_TRACK_LIGHT == (0.7, 1.3)
+    assert min(light[(3, "infrared")]) < 0.75 and max(light[(3, "infrared")]) > 1.25
+    thermal = CameraSpec(number=2, modality="infrared", infrared="thermal")
+    assert max(abs(sample_track(thermal, rng).light - 1.0) for _ in range(200)) <= 0.1 + 1e-9

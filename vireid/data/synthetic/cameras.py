@@ -102,6 +102,14 @@ class Shot:
     occluder: tuple | None = field(default=None)
 
 
+#: How bright a pass is against the camera's gain: a colour camera's exposure varies a little; a
+#: near-infrared camera lights the scene itself, and its illuminator's light falls off with the person's
+#: distance (the camera's auto exposure follows only in part), so a near-infrared pass is as much as 30%
+#: brighter or darker: absolute grey levels say little, relative ones (a light shirt over dark trousers)
+#: stay (docs/synthetic-data.md).
+TRACK_LIGHT, NIR_TRACK_LIGHT = (0.9, 1.1), (0.7, 1.3)
+
+
 def sample_track(camera: CameraSpec, rng: np.random.Generator) -> Track:
     """How a person passes ``camera``: walking direction (viewpoint), distance and place in the scene."""
     p = np.asarray(camera.views, dtype=np.float64)
@@ -114,7 +122,8 @@ def sample_track(camera: CameraSpec, rng: np.random.Generator) -> Track:
         bg_y=float(rng.uniform(0.0, 1.0)),
         phase=float(rng.uniform(0.0, 2 * math.pi)),
         phase_step=float(rng.uniform(0.7, 1.7)),
-        light=float(rng.uniform(0.9, 1.1)),
+        light=float(rng.uniform(*(NIR_TRACK_LIGHT if camera.modality == INFRARED and camera.infrared == "nir"
+                                   else TRACK_LIGHT))),
     )
 
 
