@@ -102,12 +102,12 @@ class Shot:
     occluder: tuple | None = field(default=None)
 
 
-#: How bright a pass is against the camera's gain: a colour camera's exposure varies a little; a
-#: near-infrared camera lights the scene itself, and its illuminator's light falls off with the person's
-#: distance (the camera's auto exposure follows only in part), so a near-infrared pass is as much as 30%
-#: brighter or darker: absolute grey levels say little, relative ones (a light shirt over dark trousers)
-#: stay (docs/synthetic-data.md).
-TRACK_LIGHT, NIR_TRACK_LIGHT = (0.9, 1.1), (0.7, 1.3)
+#: How bright a pass is against the camera's gain: every camera's exposure varies a little
+#: (``TRACK_LIGHT``); a near-infrared camera also lights the scene itself, and its illuminator's light
+#: falls off with the person's distance (auto exposure follows only in part), so a near-infrared pass is
+#: further as much as 30% brighter or darker (``NIR_ILLUMINATION``): absolute grey levels say little,
+#: relative ones (a light shirt over dark trousers) stay (docs/synthetic-data.md).
+TRACK_LIGHT, NIR_ILLUMINATION = (0.9, 1.1), (0.7, 1.3)
 
 
 def sample_track(camera: CameraSpec, rng: np.random.Generator) -> Track:
@@ -122,9 +122,17 @@ def sample_track(camera: CameraSpec, rng: np.random.Generator) -> Track:
         bg_y=float(rng.uniform(0.0, 1.0)),
         phase=float(rng.uniform(0.0, 2 * math.pi)),
         phase_step=float(rng.uniform(0.7, 1.7)),
-        light=float(rng.uniform(*(NIR_TRACK_LIGHT if camera.modality == INFRARED and camera.infrared == "nir"
-                                   else TRACK_LIGHT))),
+        light=float(rng.uniform(*TRACK_LIGHT) * _illuminator(camera, rng)),
     )
+
+
+def _illuminator(camera: CameraSpec, rng: np.random.Generator) -> float:
+    """A near-infrared camera's own light on this pass (:data:`NIR_ILLUMINATION`), drawn after the pass's
+    other draws so that it is independent of the exposure of the colour cameras the person passes (whose
+    draws run in step with this camera's); 1 for colour and thermal cameras."""
+    if camera.modality == INFRARED and camera.infrared == "nir":
+        return float(rng.uniform(*NIR_ILLUMINATION))
+    return 1.0
 
 
 def sample_shot(camera: CameraSpec, rng: np.random.Generator, *, track: Track | None = None, frame: int = 0) -> Shot:
