@@ -192,8 +192,12 @@ def test_fused_optimizer_makes_the_same_update(name):
             (out["loss_id"] + out["loss_norm"]).backward()
             opt.step()
         weights[flag] = [p.detach().clone() for p in model.parameters()]
+    # Adam divides each gradient by its own running magnitude, so in its first steps the float rounding of
+    # a tiny gradient (the fused CPU kernel of torch 2.14 orders the arithmetic differently) moves a
+    # weight by up to a few thousandths of the learning rate (measured 1.8e-3 x lr); SGD stays at rounding
+    atol = 5e-3 * cfg.optim.lr if name == "adam" else 1e-6
     for a, b in zip(weights["true"], weights["false"]):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=atol)
     cfg.optim.fused = "auto"
     assert not any(g.get("fused") for g in build_optimizer(cfg, TinyReIDModel()).param_groups)
     cfg.optim.fused = "sometimes"
