@@ -668,18 +668,19 @@ def test_the_documentation_pictures_of_the_infrared_model(tmp_path):
 
 def test_a_near_infrared_pass_is_lit_by_the_cameras_own_illuminator():
     """Near-infrared passes vary in brightness by a further factor of 0.7-1.3 (the illuminator's falloff
-    with distance), independent of the colour cameras' exposure; colour and thermal passes by 10%."""
+    with distance), a draw of its own rather than the exposure draw stretched; colour and thermal passes
+    by 10%."""
     from vireid.data.synthetic.cameras import NIR_ILLUMINATION, TRACK_LIGHT
 
     specs = camera_specs("sysu", 0)
     assert NIR_ILLUMINATION == (0.7, 1.3)
     vis, nir = [], []
-    for i in range(400):  # the same stream for both cameras: the draws run in step
+    for i in range(400):  # the same seed for both cameras: the exposure draws are equal
         vis.append(sample_track(specs[(1, "visible")], np.random.default_rng([4, i])).light)
         nir.append(sample_track(specs[(3, "infrared")], np.random.default_rng([4, i])).light)
     assert TRACK_LIGHT[0] <= min(vis) and max(vis) <= TRACK_LIGHT[1]
     assert min(nir) < 0.7 and max(nir) > 1.3
-    assert abs(np.corrcoef(vis, nir)[0, 1]) < 0.7  # not the colour camera's exposure stretched
+    assert abs(np.corrcoef(vis, nir)[0, 1]) < 0.7  # not the exposure draw stretched
     thermal = CameraSpec(number=2, modality="infrared", infrared="thermal")
     rng = np.random.default_rng(0)
     assert max(abs(sample_track(thermal, rng).light - 1.0) for _ in range(200)) <= 0.1 + 1e-9

@@ -127,9 +127,8 @@ def sample_track(camera: CameraSpec, rng: np.random.Generator) -> Track:
 
 
 def _illuminator(camera: CameraSpec, rng: np.random.Generator) -> float:
-    """A near-infrared camera's own light on this pass (:data:`NIR_ILLUMINATION`), drawn after the pass's
-    other draws so that it is independent of the exposure of the colour cameras the person passes (whose
-    draws run in step with this camera's); 1 for colour and thermal cameras."""
+    """A near-infrared camera's own light on this pass (:data:`NIR_ILLUMINATION`), a draw of its own on top
+    of the pass's exposure; 1 for colour and thermal cameras."""
     if camera.modality == INFRARED and camera.infrared == "nir":
         return float(rng.uniform(*NIR_ILLUMINATION))
     return 1.0
