@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 MODELS = ("agw", "caj", "dam", "fafe")
 LAYOUTS = ("sysu", "regdb")
-#: The fixed synthetic set (the demo's): 132 identities, 52 of them test identities.
+#: The fixed synthetic set: the demo's (vireid.demo.DEMO_IDS identities, DEMO_TEST_IDS of them for testing).
 from vireid.demo import DEMO_IDS as DEFAULT_IDS  # noqa: E402
 from vireid.demo import DEMO_TEST_IDS as DEFAULT_TEST_IDS  # noqa: E402
 
@@ -63,7 +63,7 @@ def ensure_data(root: Path, ids: int, test_ids: int, seed: int, layout: str = "s
     return root
 
 
-def test_records(dataset: Any, protocol: Any) -> list[Any]:
+def evaluated_records(dataset: Any, protocol: Any) -> list[Any]:
     if hasattr(dataset, "test_records"):
         return dataset.test_records()
     trial = protocol.trials[0]
@@ -123,7 +123,7 @@ def bench_model(model: str, data_root: Path, dataset_name: str, out: Path, overr
     protocol = build_protocol(dataset, cfg)
     net, _ = load_trained_model(cfg, run_dir / "checkpoints" / "last.pt")
     gallery_ids = len({r.pid for r in protocol.gallery(protocol.trials[0])})
-    records = test_records(dataset, protocol)
+    records = evaluated_records(dataset, protocol)
     losses = last_epoch_losses(run_dir)
     keys = ("rank1", "rank10", "mAP", "mINP")
     return {
