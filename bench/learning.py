@@ -167,7 +167,8 @@ def handcrafted_rows(data_root: Path, dataset_name: str, layout: str) -> list[di
 
     cfg = load_config(REPO / "configs" / layout / "dam_tiny.yaml", [f"data.name={dataset_name}", f"data.root={data_root}"])
     protocol = build_protocol(build_dataset(cfg.data.name, cfg.data.root), cfg)
-    return [handcrafted_results(protocol, d, size=(int(cfg.data.height), int(cfg.data.width))) for d in DESCRIPTORS]
+    size = (int(cfg.data.height), int(cfg.data.width))
+    return [handcrafted_results(protocol, d, size=size, resize=cfg.data.resize) for d in DESCRIPTORS]
 
 
 def format_handcrafted(rows: list[dict[str, Any]]) -> str:

@@ -28,11 +28,10 @@ from vireid.data.synthetic import (
     write_rand_perm_cam,
 )
 from vireid.data.synthetic import figure as R
-from vireid.data.synthetic.person import GARMENT_COLOURS
+from vireid.data.synthetic.person import GARMENT_COLOUR_BY_NAME
 from vireid.errors import DatasetError
 
 OFFICIAL = Path("/work/shared/data/sysu-mm01-official")
-GARMENT_COLOURS_BY_NAME = {name: colour for name, colour, _ in GARMENT_COLOURS}
 SMALL = (64, 32)
 
 
@@ -428,7 +427,7 @@ def test_near_infrared_is_the_same_function_of_the_dye_for_everyone():
             by_dye.setdefault((g.colour_name, g.material), []).append(g.nir)
     spreads = [np.std(v) for v in by_dye.values() if len(v) >= 8]
     assert len(spreads) > 10 and max(spreads) < 2 * NIR_SPREAD + 0.03  # noise plus the shade jitter
-    assert dye_nir("red", GARMENT_COLOURS_BY_NAME["red"], "leather") == pytest.approx(
+    assert dye_nir("red", GARMENT_COLOUR_BY_NAME["red"], "leather") == pytest.approx(
         DYE_NIR["red"] * MATERIALS["leather"].nir)
     with pytest.raises(ValueError, match="no near-infrared reflectance"):
         dye_nir("mauve", (0.5, 0.4, 0.5))
@@ -445,7 +444,7 @@ def test_patterns_show_in_near_infrared_where_their_dyes_differ():
                                motion_blur=0, defocus=0.0)
 
     def stripe_contrast(base_dye: str, pattern_dye: str) -> float:
-        cb, cp = GARMENT_COLOURS_BY_NAME[base_dye], GARMENT_COLOURS_BY_NAME[pattern_dye]
+        cb, cp = GARMENT_COLOUR_BY_NAME[base_dye], GARMENT_COLOUR_BY_NAME[pattern_dye]
         upper = dataclasses.replace(base.upper, style="tshirt", material="cotton", pattern="stripes",
                                     pattern_period=0.06, colour=cb, colour_name=base_dye, pattern_colour=cp,
                                     pattern_colour_name=pattern_dye, nir=dye_nir(base_dye, cb),

@@ -22,11 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from vireid.config.defaults import DataConfig
+
 #: Joint RGB histogram levels per channel, grey-histogram stripes and levels.
 COLOUR_BINS, GREY_STRIPES, GREY_BINS = 6, 4, 16
 #: The image centre the descriptors look at (fractions of height and width): the person, less background.
 CENTRE_ROWS, CENTRE_COLS = (0.0625, 0.9375), (0.25, 0.75)
 DESCRIPTORS = ("colour", "grey")
+#: The resize filter, the models' default (``data.resize``).
+RESIZE = DataConfig.resize
 
 
 def _centre(images: np.ndarray) -> np.ndarray:
@@ -69,18 +73,23 @@ def describe(images: np.ndarray, descriptor: str) -> np.ndarray:
     raise ValueError(f"descriptor must be one of {DESCRIPTORS}, got {descriptor!r}")
 
 
-def load_images(records: Sequence[Any], size: tuple[int, int] | None = None) -> np.ndarray:
-    """``[N, H, W, 3]`` float images in [0, 1] of the records' files (resized to ``size`` = (height,
-    width) when given; otherwise all files must have one size)."""
-    from PIL import Image
+def load_images(records: Sequence[Any], size: tuple[int, int] | None = None, resize: str = RESIZE) -> np.ndarray:
+    """``[N, H, W, 3]`` float images in [0, 1] of the records' files, read as the models read them
+    (:func:`vireid.data.training.load_rgb`: a missing or corrupt file is a ``DatasetError`` naming it) and
+    resized to ``size`` = (height, width) with the models' filter (``data.resize``) when given; otherwise
+    all files must have one size."""
+    from torchvision.transforms import Resize
 
+    from vireid.data.training import load_rgb
+    from vireid.data.transforms import RESIZE_FILTERS
+
+    to_size = None if size is None else Resize(tuple(size), interpolation=RESIZE_FILTERS[resize])
     out = []
     for r in records:
-        with Image.open(r.path) as im:
-            im = im.convert("RGB")
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            out.append(np.asarray(im, dtype=np.float32) / 255.0)
+        im = load_rgb(r.path)
+        if to_size is not None and im.size != (size[1], size[0]):
+            im = to_size(im)
+        out.append(np.asarray(im, dtype=np.float32) / 255.0)
     shapes = {a.shape for a in out}
     if len(shapes) > 1:
         raise ValueError(f"images of several sizes {sorted(shapes)}: pass size=(height, width)")
@@ -88,10 +97,10 @@ def load_images(records: Sequence[Any], size: tuple[int, int] | None = None) -> 
 
 
 def handcrafted_results(protocol: Any, descriptor: str, *, trials: Sequence[int] | None = None,
-                        size: tuple[int, int] | None = None) -> dict[str, Any]:
+                        size: tuple[int, int] | None = None, resize: str = RESIZE) -> dict[str, Any]:
     """Rank-1, Rank-10 and mAP (percent, mean over ``trials``, default all of the protocol's) of a
     hand-made matcher under ``protocol`` (an ``EvalProtocol``), with chance Rank-1 (1 / gallery
-    identities) beside them."""
+    identities) beside them; images at ``size`` (:func:`load_images`)."""
     from vireid.evaluation.metrics import rank_metrics
 
     features: dict[Any, np.ndarray] = {}
@@ -99,7 +108,7 @@ def handcrafted_results(protocol: Any, descriptor: str, *, trials: Sequence[int]
     def feats(records: Sequence[Any]) -> np.ndarray:
         missing = [r for r in records if r not in features]
         if missing:
-            for r, f in zip(missing, describe(load_images(missing, size), descriptor)):
+            for r, f in zip(missing, describe(load_images(missing, size, resize), descriptor)):
                 features[r] = f
         return np.stack([features[r] for r in records])
 

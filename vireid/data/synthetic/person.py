@@ -80,6 +80,9 @@ SHOE_COLOURS: tuple[tuple[str, Colour, float], ...] = (
     ("grey", (0.45, 0.45, 0.47), 1.0),
 )
 
+#: Each garment colour's palette RGB by name.
+GARMENT_COLOUR_BY_NAME: dict[str, Colour] = {name: colour for name, colour, _ in GARMENT_COLOURS}
+
 #: Near-infrared reflectance of each garment dye of :data:`GARMENT_COLOURS` under active near-infrared
 #: light (850 nm), at full shade on a material of factor 1 (cotton). Textile dyes absorb in the visible
 #: and most pass near infrared, so most colours are light there whatever their visible darkness (reds,
@@ -262,7 +265,7 @@ def dye_nir(name: str, colour: Colour, material: str = "cotton") -> float:
     and by the material's factor; no noise."""
     if name not in DYE_NIR:
         raise ValueError(f"dye {name!r} has no near-infrared reflectance; known: {', '.join(DYE_NIR)}")
-    palette = next(c for n, c, _ in GARMENT_COLOURS if n == name)
+    palette = GARMENT_COLOUR_BY_NAME[name]
     shade = float(np.mean(colour)) / max(float(np.mean(palette)), 1e-6)
     return DYE_NIR[name] * shade * MATERIALS[material].nir
 
