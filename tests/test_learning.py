@@ -13,6 +13,7 @@ sabotaged training too. bench/learning.py measures the full tiny recipes.
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,14 +62,28 @@ def _break_cross_modal_pairs(root: Path, train_ids: list[int]) -> None:
             tmp.rename(folder / tmp.name[3:])
 
 
-def _train_and_measure(tmp_path: Path, model_name: str, *, broken: bool = False, ids: int = 20,
-                       test_ids: int = 4, steps: int = 60, anneal_at: int | None = None) -> dict[str, float]:
-    root = generate("sysu", tmp_path / "data", ids=ids, test_ids=test_ids, seed=3, images_per_camera=3,
-                    size=(H, W), workers=1, progress=False)
-    dataset = build_dataset("sysu", root)
+@pytest.fixture(scope="module")
+def synthetic_set(tmp_path_factory):
+    """``synthetic_set(ids, test_ids)``: the guard's seeded SYSU-MM01-layout set, generated once per size
+    for the whole module (tests that change it work on a copy)."""
+    made: dict[tuple[int, int], Path] = {}
+
+    def get(ids: int, test_ids: int) -> Path:
+        if (ids, test_ids) not in made:
+            made[ids, test_ids] = generate("sysu", tmp_path_factory.mktemp(f"sysu{ids}") / "data", ids=ids,
+                                           test_ids=test_ids, seed=3, images_per_camera=3, size=(H, W),
+                                           workers=1, progress=False)
+        return made[ids, test_ids]
+
+    return get
+
+
+def _train_and_measure(tmp_path: Path, root: Path, model_name: str, *, broken: bool = False,
+                       steps: int = 60) -> dict[str, float]:
     if broken:
-        _break_cross_modal_pairs(root, sorted({r.pid for r in dataset.train_records()}))
-        dataset = build_dataset("sysu", root)
+        root = Path(shutil.copytree(root, tmp_path / "data"))
+        _break_cross_modal_pairs(root, sorted({r.pid for r in build_dataset("sysu", root).train_records()}))
+    dataset = build_dataset("sysu", root)
     overrides = {"agw": {}, "dam": {"specific_stages": 1, "mca_after": [3], "pca_after": [4], "local_parts": 3,
                                     "local_dim": 32}}[model_name]
     config = write_tiny_config(
@@ -76,8 +91,7 @@ def _train_and_measure(tmp_path: Path, model_name: str, *, broken: bool = False,
         data={"height": H, "width": W, "pad": 2, "ids_per_batch": 6, "images_per_id": 2, "random_erasing": 0.0},
         model={"name": model_name, **overrides},
         loss={"metric": "batch_hard" if model_name == "dam" else "wrt", "lambda3": 0.1},
-        optim={"name": "adam", "lr": 1e-3, "backbone_lr": 1e-3, "warmup_epochs": 1,
-               "milestones": [] if anneal_at is None else [anneal_at // 10]},
+        optim={"name": "adam", "lr": 1e-3, "backbone_lr": 1e-3, "warmup_epochs": 1, "milestones": []},
         train={"epochs": steps // 10, "iters_per_epoch": 10, "eval_every": 0, "seed": 0, "deterministic": True},
         test={"trials": 1, "batch_size": 64},
     )
@@ -93,8 +107,8 @@ def _train_and_measure(tmp_path: Path, model_name: str, *, broken: bool = False,
 
 
 @pytest.mark.parametrize("model_name", ["agw", "dam"])
-def test_short_training_beats_the_untrained_model(tmp_path, model_name):
-    m = _train_and_measure(tmp_path, model_name)
+def test_short_training_beats_the_untrained_model(tmp_path, synthetic_set, model_name):
+    m = _train_and_measure(tmp_path, synthetic_set(20, 4), model_name)
     print(f"\n{model_name}: infrared->visible mAP of the training identities {m['seen_before']:.1f} -> "
           f"{m['seen_after']:.1f}")
     assert m["seen_after"] > m["seen_before"] + 15, m
@@ -109,11 +123,12 @@ UNSEEN_SET = {"ids": 84, "test_ids": 24, "steps": 120}
 
 
 @pytest.mark.parametrize("broken", [False, True], ids=["paired", "pairs-broken"])
-def test_short_training_matches_unseen_identities_across_modalities(tmp_path, broken):
+def test_short_training_matches_unseen_identities_across_modalities(tmp_path, synthetic_set, broken):
     """Tiny AGW lifts the infrared-to-visible mAP of identities it never saw by UNSEEN_MARGIN points; the
     same training with the cross-modal correspondence broken (each training identity's infrared images
     given to another) cannot: the margin measures cross-modal learning, not memorising."""
-    m = _train_and_measure(tmp_path, UNSEEN_MODEL, broken=broken, **UNSEEN_SET)
+    m = _train_and_measure(tmp_path, synthetic_set(UNSEEN_SET["ids"], UNSEEN_SET["test_ids"]), UNSEEN_MODEL,
+                           broken=broken, steps=UNSEEN_SET["steps"])
     print(f"\n{'broken pairs' if broken else 'paired'}: infrared->visible mAP, training identities "
           f"{m['seen_before']:.1f} -> {m['seen_after']:.1f}, unseen identities {m['unseen_before']:.1f} -> "
           f"{m['unseen_after']:.1f}")
