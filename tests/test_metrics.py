@@ -478,3 +478,98 @@ def test_from_features_torch_tensors_match_numpy():
     a = rank_metrics_from_features(q, g, qp, gp, qc, gc, protocol="sysu", chunk_size=6)
     b = rank_metrics_from_features(torch.from_numpy(q), torch.from_numpy(g), qp, gp, qc, gc, protocol="sysu", chunk_size=6)
     assert_same(b, a, tol=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate_rank: torchreid's and fastreid's call (the Market-1501 rule)
+# --------------------------------------------------------------------------------------------
+def peer_evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
+    """torchreid's / fastreid's eval_market1501 rule, re-derived one query at a time: argsort each row,
+    drop gallery items with the query's pid and camera, skip queries without a match, cumulative-sum
+    CMC clipped at 1, AP over the hits, INP = hits / position of the last hit; max_rank capped at G."""
+    num_q, num_g = distmat.shape
+    max_rank = min(max_rank, num_g)
+    cmcs, aps, inps = [], [], []
+    for i in range(num_q):
+        order = np.argsort(distmat[i], kind="stable")
+        keep = ~((g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i]))
+        raw = (g_pids[order][keep] == q_pids[i]).astype(np.int32)
+        if not raw.any():
+            continue
+        cmc = raw.cumsum()
+        cmc[cmc > 1] = 1
+        cmcs.append(cmc[:max_rank])
+        hits = raw.cumsum()
+        precision = hits / np.arange(1, raw.size + 1)
+        aps.append(float((precision * raw).sum() / raw.sum()))
+        inps.append(float(raw.sum() / (np.flatnonzero(raw)[-1] + 1)))
+    cmc = np.asarray(cmcs).astype(np.float32).sum(0) / len(cmcs)
+    return cmc, aps, inps
+
+
+def test_evaluate_rank_hand_worked_case():
+    from vireid.evaluation import evaluate_rank
+
+    dist = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.1, 0.2, 0.3, 0.4]])
+    q_pids, q_cams = np.array([1, 2]), np.array([1, 2])
+    g_pids, g_cams = np.array([1, 2, 1, 3, 2]), np.array([1, 1, 2, 2, 2])
+    # query 0 loses g0 (same pid, same camera): kept ranking 2, 1, 3, 2 -> first hit at 2, AP 1/2, INP 1/2
+    # query 1 loses g4: kept ranking 2, 1, 3, 1 -> hit at 1, AP 1, INP 1
+    cmc, mAP = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=3)
+    np.testing.assert_allclose(cmc, [0.5, 1.0, 1.0])
+    assert cmc.dtype == np.float32
+    assert mAP == pytest.approx(0.75)
+    cmc_f, all_ap, all_inp = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, 3, returns="fastreid")
+    np.testing.assert_allclose(all_ap, [0.5, 1.0])
+    np.testing.assert_allclose(all_inp, [0.5, 1.0])
+    result = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams)
+    assert result.mINP == pytest.approx(0.75) and result.num_valid_queries == 2
+    assert len(result.cmc) == 5  # max_rank 50 shortened to the gallery's 5 images, as the peers do
+
+
+def test_evaluate_rank_agrees_with_the_peers_rule():
+    from vireid.evaluation import evaluate_rank
+
+    rng = np.random.default_rng(3)
+    dist = rng.random((40, 90))
+    q_pids, g_pids = rng.integers(0, 12, 40), rng.integers(0, 12, 90)
+    q_cams, g_cams = rng.integers(0, 4, 40), rng.integers(0, 4, 90)  # any camera numbering
+    cmc_ref, ap_ref, inp_ref = peer_evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
+    cmc, mAP = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
+    np.testing.assert_allclose(cmc, cmc_ref, rtol=1e-6)
+    assert mAP == pytest.approx(np.mean(ap_ref), abs=1e-12)
+    _, all_ap, all_inp = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, 20, returns="fastreid")
+    np.testing.assert_allclose(all_ap, ap_ref, atol=1e-12)
+    np.testing.assert_allclose(all_inp, inp_ref, atol=1e-12)
+
+
+def test_evaluate_rank_refuses_what_it_does_not_do():
+    from vireid.evaluation import evaluate_rank
+
+    dist = np.zeros((1, 2))
+    with pytest.raises(ValueError, match="use_metric_cuhk03"):
+        evaluate_rank(dist, [1], [1, 2], [1], [2], 50, True)
+    with pytest.raises(ValueError, match="returns must be one of"):
+        evaluate_rank(dist, [1], [1, 2], [1], [2], returns="matlab")
+    with pytest.raises(ValueError, match="no query has a true match"):
+        evaluate_rank(dist, [1], [1, 2], [2], [2, 2])  # the only match shares the query's camera
+
+
+@pytest.mark.parametrize("protocol, q_cams, g_cams, expected", [
+    ("sysu", [3, 6], [0, 1, 3, 4], r"g_cams holds camera ids 0, but protocol 'sysu' numbers its cameras 1\.\.6"),
+    ("sysu", [3, 7], [1, 2, 4, 5], r"q_cams holds camera ids 7"),
+    ("llcm", [1, 10], [1, 2, 4, 5], r"q_cams holds camera ids 10, but protocol 'llcm' numbers its cameras 1\.\.9"),
+])
+def test_protocols_refuse_foreign_camera_ids(protocol, q_cams, g_cams, expected):
+    dist = np.arange(8, dtype=np.float32).reshape(2, 4)
+    with pytest.raises(ValueError, match=expected):
+        rank_metrics(dist, [1, 2], [1, 2, 1, 2], q_cams, g_cams, protocol=protocol)
+
+
+def test_zero_based_sysu_cameras_get_a_hint():
+    # SYSU-MM01 numbered 0..5 (camera 3 is then 2): the camera-3 / camera-2 rule would silently move
+    dist = np.arange(8, dtype=np.float32).reshape(2, 4)
+    with pytest.raises(ValueError, match="look 0-based: add 1"):
+        rank_metrics(dist, [1, 2], [1, 2, 1, 2], [2, 5], [0, 1, 3, 4], protocol="sysu")
+    ok = rank_metrics(dist, [1, 2], [1, 2, 1, 2], [3, 6], [1, 2, 4, 5], protocol="sysu")
+    assert ok["num_valid_queries"] == 2

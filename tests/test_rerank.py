@@ -262,3 +262,17 @@ def test_vireid_test_rerank(tmp_path, monkeypatch, capsys):
                             [r.camera for r in gallery], protocol="sysu")
     assert paper["rerank_params"]["variant"] == "paper"
     assert paper["mean"]["mAP"] == pytest.approx(100 * expected["mAP"], abs=1e-4)
+
+
+def test_features_that_are_not_unit_length_are_refused_or_normalised_on_request():
+    rng = np.random.default_rng(5)
+    q, g = unit(rng.normal(size=(6, 8))), unit(rng.normal(size=(30, 8)))
+    scale = rng.uniform(0.2, 5.0, size=(30, 1)).astype(np.float32)
+    for variant in ("code", "paper"):
+        with pytest.raises(ValueError, match=r"g_feats: .*expects L2-normalised.*30 of 30 rows.*normalize=True"):
+            k_reciprocal_rerank(q, g * scale, variant=variant)
+        # normalize=True gives exactly the re-ranking of the unit features
+        np.testing.assert_allclose(k_reciprocal_rerank(q * 3, g * scale, variant=variant, normalize=True),
+                                   k_reciprocal_rerank(q, g, variant=variant), atol=1e-6)
+    half = np.float16  # features stored in half precision still count as unit length
+    k_reciprocal_rerank(q.astype(half), g.astype(half))

@@ -12,6 +12,9 @@ The rules follow the datasets' documentation and the community's reference code 
 ``"llcm"`` (LLCM)
     Gallery images with the query's identity **and** camera are removed. CMC deduplicated as for
     SYSU-MM01, mAP and mINP on the raw ranking.
+``"market1501"`` (the single-modality re-id rule of torchreid, fastreid and the Market-1501 code)
+    Removal as LLCM (same identity and same camera); standard CMC on the ranking after removal (no
+    de-duplication). :func:`vireid.evaluation.market.evaluate_rank` is the peers' call over it.
 
 Definitions, per query, on its ranking after the removal rule:
 
@@ -65,13 +68,21 @@ __all__ = [
 ]
 
 #: Valid values of the ``protocol`` argument.
-PROTOCOLS = ("sysu", "regdb", "llcm")
+PROTOCOLS = ("sysu", "regdb", "llcm", "market1501")
+#: Protocols that remove gallery images of the query's identity seen by the query's camera.
+SAME_CAMERA_RULE = ("llcm", "market1501")
+#: Protocols whose camera rule needs both sides' cameras.
+NEEDS_CAMERAS = ("sysu",) + SAME_CAMERA_RULE
 #: Default number of ``chunk x gallery`` elements per chunk (about 2 M: a few tens of MiB per array).
 DEFAULT_CHUNK_ELEMENTS = 1 << 21
 
 
 _SYSU_INFRARED_INDOOR_CAMERA = 3
 _SYSU_VISIBLE_SAME_ROOM_CAMERA = 2
+#: The camera numbers each dataset's rule is written for (the folder names ``cam1``.. of its layout).
+#: A rule applied to other numbers would silently test something else (0-based ids switch SYSU-MM01's
+#: camera-3/camera-2 rule off), so they are refused.
+PROTOCOL_CAMERAS = {"sysu": range(1, 7), "llcm": range(1, 10)}
 
 
 def default_chunk_size(num_gallery: int, num_queries: int | None = None) -> int:
@@ -123,6 +134,23 @@ def check_chunk_size(chunk_size: int | None, num_gallery: int, num_queries: int)
     return int(chunk_size)
 
 
+def check_cameras(protocol: str, cams: np.ndarray, name: str) -> None:
+    """Refuse camera numbers outside the dataset's own (:data:`PROTOCOL_CAMERAS`), naming them."""
+    allowed = PROTOCOL_CAMERAS.get(protocol)
+    if allowed is None or cams.size == 0:
+        return
+    lo, hi = allowed.start, allowed.stop - 1
+    bad = np.unique(cams[(cams < lo) | (cams > hi)])
+    if bad.size:
+        shown = ", ".join(str(int(c)) for c in bad[:8]) + (", ..." if bad.size > 8 else "")
+        hint = ""
+        if int(cams.min()) == lo - 1 and int(cams.max()) <= hi - 1:
+            hint = "; these look 0-based: add 1 to every camera id"
+        raise ValueError(f"{name} holds camera ids {shown}, but protocol {protocol!r} numbers its cameras "
+                         f"{lo}..{hi} (the dataset's cam{lo}..cam{hi} folders; its camera rule depends on "
+                         f"them){hint}")
+
+
 @dataclass
 class Labels:
     q_codes: np.ndarray  # int32 [Q], index into the gallery's sorted unique ids, -1 if absent
@@ -137,11 +165,14 @@ def prepare_labels(
     check_protocol(protocol)
     qp = _labels(q_pids, "q_pids", num_q, "the number of queries")
     gp = _labels(g_pids, "g_pids", num_g, "the number of gallery items")
-    if protocol in ("sysu", "llcm") and (q_cams is None or g_cams is None):
+    if protocol in NEEDS_CAMERAS and (q_cams is None or g_cams is None):
         missing = " and ".join(n for n, v in (("q_cams", q_cams), ("g_cams", g_cams)) if v is None)
         raise ValueError(f"protocol {protocol!r} needs query and gallery cameras; {missing} not given")
     qc = _labels(q_cams, "q_cams", num_q, "the number of queries") if q_cams is not None else None
     gc = _labels(g_cams, "g_cams", num_g, "the number of gallery items") if g_cams is not None else None
+    for name, cams in (("q_cams", qc), ("g_cams", gc)):
+        if cams is not None:
+            check_cameras(protocol, cams, name)
     uniq, g_codes = np.unique(gp, return_inverse=True)
     pos = np.minimum(np.searchsorted(uniq, qp), len(uniq) - 1)
     q_codes = np.where(uniq[pos] == qp, pos, -1)
@@ -245,7 +276,7 @@ def _chunk_metrics(
     if removed_rows is not None and layout.num_removed:
         keep = ~(removed_rows[rows] & (cols >= g - layout.num_removed))  # the tail holds removed images
         rows, cols, ranks = rows[keep], cols[keep], ranks[keep]
-    elif protocol == "llcm":
+    elif protocol in SAME_CAMERA_RULE:
         assert labels.g_cams is not None and q_cams is not None
         removed = labels.g_cams[order[rows, cols]] == q_cams[rows]
         if removed.any():
@@ -296,7 +327,7 @@ class _Accumulator:
     def put(self, rows: slice, result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         self.ap[rows], self.inp[rows], self.first_rank[rows] = result
 
-    def finish(self, max_rank: int, protocol: str) -> dict[str, Any]:
+    def finish(self, max_rank: int, protocol: str, per_query: bool = False) -> dict[str, Any]:
         valid = self.first_rank > 0
         num_valid = int(valid.sum())
         if num_valid == 0:
@@ -306,12 +337,16 @@ class _Accumulator:
             )
         hist = np.bincount(np.minimum(self.first_rank[valid], max_rank + 1), minlength=max_rank + 2)
         cmc = np.cumsum(hist[1 : max_rank + 1]) / num_valid
-        return {
+        out = {
             "cmc": cmc.astype(np.float64),
             "mAP": float(np.mean(self.ap[valid])),
             "mINP": float(np.mean(self.inp[valid])),
             "num_valid_queries": num_valid,
         }
+        if per_query:
+            out.update(AP=self.ap[valid], INP=self.inp[valid], first_rank=self.first_rank[valid],
+                       valid=valid)
+        return out
 
 
 def run_chunks(
@@ -325,6 +360,7 @@ def run_chunks(
     chunk: int,
     progress: bool,
     desc: str,
+    per_query: bool = False,
 ) -> dict[str, Any]:
     """Evaluate every chunk of rows; ``block_of(rows, layout, ws)`` gives the chunk's distances."""
     from tqdm import tqdm
@@ -339,7 +375,7 @@ def run_chunks(
             dist = block_of(rows, layout, ws)
             acc.put(rows, _chunk_metrics(dist, labels.q_codes[rows], q_cams, labels, layout, ws, protocol))
             bar.update(rows.stop - rows.start)
-    return acc.finish(max_rank, protocol)
+    return acc.finish(max_rank, protocol, per_query)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,8 +386,8 @@ def gallery_exclusion_mask(q_pids: Any, g_pids: Any, q_cams: Any = None, g_cams:
     """Boolean ``[Q, G]``: which gallery images each query ignores under ``protocol``'s removal rule
     (the rule :func:`rank_metrics` applies; for pictures and search results that must agree with it).
 
-    ``"sysu"``: camera-3 queries ignore every camera-2 gallery image; ``"llcm"``: same id and same
-    camera; ``"regdb"``: nothing.
+    ``"sysu"``: camera-3 queries ignore every camera-2 gallery image; ``"llcm"`` and ``"market1501"``:
+    same id and same camera; ``"regdb"``: nothing.
     """
     check_protocol(protocol)
     qp, gp = np.asarray(q_pids).reshape(-1), np.asarray(g_pids).reshape(-1)
@@ -379,6 +415,7 @@ def rank_metrics(
     max_rank: int = 20,
     chunk_size: int | None = None,
     progress: bool = False,
+    per_query: bool = False,
 ) -> dict[str, Any]:
     """CMC, mAP and mINP of a query x gallery distance matrix under a dataset's protocol.
 
@@ -386,14 +423,17 @@ def rank_metrics(
         distmat: ``[Q, G]`` distances (smaller is more similar); float16/32/64 or integers
             (within +-2**62); NumPy array or CPU tensor. NaN is an error.
         q_pids, g_pids: integer person ids of the ``Q`` queries and ``G`` gallery images.
-        q_cams, g_cams: integer camera numbers; required by ``"sysu"`` and ``"llcm"``, unused by
-            ``"regdb"`` (checked for length when given).
-        protocol: ``"sysu"``, ``"regdb"`` or ``"llcm"`` (the removal and de-duplication rules in the
+        q_cams, g_cams: integer camera numbers; required by ``"sysu"`` (1..6), ``"llcm"`` (1..9) and
+            ``"market1501"`` (any), unused by ``"regdb"`` (checked for length when given). Numbers
+            outside a dataset's own are an error (0-based ids would silently change its camera rule).
+        protocol: ``"sysu"``, ``"regdb"``, ``"llcm"`` or ``"market1501"`` (the removal and de-duplication rules in the
             module docstring).
         max_rank: length of the CMC curve.
         chunk_size: query rows per chunk (default :func:`default_chunk_size`, about 2 M
             ``chunk x gallery`` elements); the results do not depend on it.
         progress: show a tqdm progress bar over the queries.
+        per_query: also return each valid query's ``"AP"``, ``"INP"`` and ``"first_rank"`` (arrays in
+            query order) and ``"valid"`` (bool ``[Q]``: which queries kept a true match).
 
     Returns:
         ``{"cmc": float64 array [max_rank] of fractions in [0, 1], "mAP": float, "mINP": float,
@@ -425,6 +465,6 @@ def rank_metrics(
         return np.take(dist[rows], layout.cols, axis=1, out=out)
 
     return run_chunks(num_q, num_g, block_of, labels, protocol=protocol, max_rank=max_rank, chunk=chunk,
-                progress=progress, desc=f"{protocol} metrics")
+                      progress=progress, desc=f"{protocol} metrics", per_query=per_query)
 
 

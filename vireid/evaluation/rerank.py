@@ -53,6 +53,8 @@ import numpy as np
 K1, K2, LAMBDA = 20, 6, 0.3
 #: ``variant`` values: the authors' code (default, what published re-ranked numbers use) or the paper.
 RERANK_VARIANTS = ("code", "paper")
+#: Largest accepted ``| ||row|| - 1 |`` of re-ranking's input features (float16 features pass).
+UNIT_NORM_TOLERANCE = 1e-2
 #: Query-gallery pairs per chunk of the Jaccard accumulation.
 _PAIR_CHUNK = 1 << 22
 
@@ -223,12 +225,37 @@ def k_reciprocal_rerank_distance(
     return (1.0 - lambda_value) * d_j + lambda_value * dist[:num_query, num_query:].astype(np.float64)
 
 
+def unit_rows(x: np.ndarray, name: str, *, normalize: bool = False) -> np.ndarray:
+    """``x`` checked (or, with ``normalize``, made) L2-normalised row by row.
+
+    Re-ranking's input contract: both variants are defined on unit-length features (the paper's original
+    distance is ``(1 - cos) / 2``; the code's squared Euclidean distance only orders like the cosine on the
+    unit sphere). Rows whose norm differs from 1 by more than :data:`UNIT_NORM_TOLERANCE` are refused,
+    naming their range, unless ``normalize`` is given (zero rows then stay zero).
+    """
+    norms = np.linalg.norm(x, axis=1)
+    if normalize:
+        return (x / np.maximum(norms, 1e-12)[:, None]).astype(np.float32, copy=False)
+    off = np.abs(norms - 1.0) > UNIT_NORM_TOLERANCE
+    if off.any():
+        raise ValueError(
+            f"{name}: k-reciprocal re-ranking expects L2-normalised features (every row of norm 1), but "
+            f"{int(off.sum())} of {len(x)} rows have norms in [{norms[off].min():.4g}, {norms[off].max():.4g}]; "
+            "normalise them first, or pass normalize=True"
+        )
+    return x
+
+
 def k_reciprocal_rerank(
     q_feats: np.ndarray, g_feats: np.ndarray, *, k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA,
-    variant: str = "code",
+    variant: str = "code", normalize: bool = False,
 ) -> np.ndarray:
     """Re-ranked distances ``[Q, G]`` (smaller is more similar) of L2-normalised query and gallery
-    features; ``variant``: ``code`` (the authors' code, default) or ``paper`` (see the module docstring)."""
+    features; ``variant``: ``code`` (the authors' code, default) or ``paper`` (see the module docstring).
+
+    Features that are not L2-normalised are refused with a ``ValueError`` (:func:`unit_rows`: the
+    re-ranked order of unnormalised features is not the published method's); ``normalize=True``
+    normalises them first."""
     check_variant(variant)
     q = np.asarray(q_feats, dtype=np.float32)
     g = np.asarray(g_feats, dtype=np.float32)
@@ -236,6 +263,8 @@ def k_reciprocal_rerank(
         raise ValueError(f"expected features [Q, D] and [G, D], got {q.shape} and {g.shape}")
     if len(q) == 0 or len(g) == 0:
         raise ValueError("need at least one query and one gallery feature")
+    q = unit_rows(q, "q_feats", normalize=normalize)
+    g = unit_rows(g, "g_feats", normalize=normalize)
     universe = np.concatenate([q, g])
     dist = code_original_distance(universe) if variant == "code" else original_distance(universe)
     return k_reciprocal_rerank_distance(dist, len(q), k1=k1, k2=k2, lambda_value=lambda_value, variant=variant)
