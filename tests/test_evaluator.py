@@ -191,8 +191,9 @@ def test_evaluate_matches_rank_metrics_and_caches_features(records, transform, m
     results = evaluator.evaluate(model)
     # every image once: the 10 shared queries and the union of the overlapping galleries (all 20 visible)
     assert model.images_seen == 10 + 20
-    assert set(results) == {"dataset", "protocol", "trials", "mean"}
+    assert set(results) == {"dataset", "protocol", "flip", "trials", "mean"}
     assert results["dataset"] == "fake" and results["protocol"] == protocol.describe()
+    assert results["flip"] is False  # how the features were taken is recorded with the numbers
     keys = {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
     assert [row["trial"] for row in results["trials"]] == [0, 1, 2]
     assert all(set(row) == keys | {"trial", "cmc"} for row in results["trials"])

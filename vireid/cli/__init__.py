@@ -24,8 +24,8 @@ from vireid import __version__
 from vireid.errors import VireidError
 
 #: Command modules in the order ``vireid --help`` lists them.
-COMMAND_MODULES = ["synth", "data", "train", "test", "export", "embed", "index", "search", "demo", "visualize", "serve",
-                   "convert"]
+COMMAND_MODULES = ["synth", "data", "train", "test", "report", "export", "embed", "index", "search", "demo", "visualize",
+                   "serve", "convert"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

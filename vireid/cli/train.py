@@ -63,13 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "output_dir: config.yaml (resolved), checkpoints/last.pt and best.pt, metrics.jsonl, TensorBoard "
         "events and log.txt. At the end the final weights are tested over test.trials trials; the table "
         "is printed and written to output_dir/results.json. RegDB trains on data.trial (one model per "
-        "trial); --all-trials trains and tests all 10 trials. Multi-GPU: torchrun --nproc_per_node N -m "
+        "trial); --all-trials trains and tests all 10 trials. --seeds trains one run per seed. Multi-GPU: torchrun --nproc_per_node N -m "
         "vireid train CONFIG.",
         formatter_class=HelpFormatter,
         epilog="examples:\n"
         "  vireid train configs/sysu/dam.yaml output_dir=runs/dam train.epochs=100\n"
         "  vireid train configs/sysu/dam.yaml output_dir=runs/dam --resume\n"
         "  vireid train configs/regdb/dam.yaml output_dir=runs/dam_regdb --all-trials\n"
+        "  vireid train configs/sysu/dam.yaml output_dir=runs/dam_seeds --seeds 0 1 2 --parallel 3\n"
         "  torchrun --nproc_per_node 2 -m vireid train configs/sysu/dam.yaml output_dir=runs/dam_ddp",
     )
     parser.add_argument("config", help="YAML config file (inherits with _base_)")
@@ -78,20 +79,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="continue the run in output_dir from checkpoints/last.pt")
     parser.add_argument("--all-trials", action="store_true",
                         help="RegDB: train and test one model per trial (output_dir/trial<t>), report the mean")
+    parser.add_argument("--seeds", nargs="+", default=None, metavar="S",
+                        help="train once per seed, each in output_dir/seed<S> with train.seed=S (resumable with "
+                        "--resume); output_dir/results.json holds each seed's mean and their mean and standard "
+                        "deviation; 'vireid report output_dir' aggregates over trials and seeds")
     parser.add_argument("--parallel", type=int, default=1, metavar="N",
-                        help="with --all-trials: train N trials at once, each in its own process (one GPU fits "
-                        "several small trainings); results equal a sequential run's")
+                        help="with --seeds (or else --all-trials): train N seeds (trials) at once, each in its own "
+                        "process (one GPU fits several small trainings); results equal a sequential run's")
     accept_late_overrides(parser)
     parser.set_defaults(func=cmd_train)
+
+
+def split_seeds(values: list[str] | None, overrides: list[str]) -> list[int] | None:
+    """``--seeds`` values as integers; ``key=value`` overrides that followed them go back to ``overrides``."""
+    if values is None:
+        return None
+    from vireid.errors import ConfigError
+
+    seeds = []
+    for v in values:
+        if "=" in v:
+            overrides.append(v)
+        elif v.lstrip("-").isdigit():
+            seeds.append(int(v))
+        else:
+            raise ConfigError(f"--seeds takes integers, got {v!r}")
+    return seeds
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vireid.config import load_config
     from vireid.engine.run import RESULTS_FILE, run_all_trials, run_training
 
+    args.overrides = list(args.overrides or [])
+    seeds = split_seeds(args.seeds, args.overrides)
     cfg = load_config(args.config, args.overrides)
     setup_console_logging()
-    if args.all_trials:
+    if seeds is not None:
+        from vireid.engine.seeds import run_seeds
+
+        results = run_seeds(cfg, seeds, resume=args.resume, parallel=args.parallel, all_trials=args.all_trials)
+    elif args.all_trials:
         results = run_all_trials(cfg, resume=args.resume, parallel=args.parallel)
     else:
         results = run_training(cfg, resume=args.resume)

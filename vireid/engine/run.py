@@ -426,4 +426,22 @@ def run_test(
         results["onnx"] = [str(p) for p in (onnx if isinstance(onnx, list) else [onnx])]
     if ckpt is not None:
         results["epoch"] = ckpt.get("epoch")
+    results["config"] = tested_config(cfg, ckpt)
     return results
+
+
+def tested_config(cfg: Any, ckpt: dict[str, Any] | None) -> dict[str, Any]:
+    """What a test result describes, for ``vireid report``: the training config the checkpoint recorded
+    (the model as trained), with this test's ``test.*`` keys and ``data`` location; ``cfg`` itself when the
+    weights carry no config (untrained, ONNX, reference-code files)."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    tested = OmegaConf.to_container(cfg, resolve=True)
+    recorded = (ckpt or {}).get("config")
+    trained = yaml.safe_load(recorded) if isinstance(recorded, str) else None
+    if not isinstance(trained, dict):
+        return tested
+    trained["test"] = tested["test"]
+    trained.setdefault("data", {})["root"] = tested["data"]["root"]
+    return trained

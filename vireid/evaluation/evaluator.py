@@ -239,6 +239,7 @@ class Evaluator:
         return {
             "dataset": self.dataset_name,
             "protocol": self.protocol.describe(),
+            "flip": bool(self.flip),  # how the features were taken: part of how the number was tested
             "trials": rows,
             "mean": mean_of_trials(rows),
         }
