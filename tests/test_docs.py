@@ -121,6 +121,7 @@ def test_readme_tour_runs_start_to_end_on_small_data(tmp_path, monkeypatch, caps
         assert code == 0, (command, captured.err[-2000:])
     assert (tmp_path / "out" / "idx").is_dir() and (tmp_path / "out" / "worst.png").is_file()
     assert (tmp_path / "out" / "curves.png").is_file() and (tmp_path / "runs" / "dam_tiny" / "test.json").is_file()
+    assert (tmp_path / "out" / "report.png").is_file()  # vireid report --plot
 
     # the README's Python blocks, in order, where the tour left its files (the API section builds on it)
     code = "\n".join(blocks(README, "python"))
