@@ -210,6 +210,17 @@ def test_evaluate_matches_rank_metrics_and_caches_features(records, transform, m
     assert results["mean"]["cmc"] == pytest.approx(np.mean([r["cmc"] for r in results["trials"]], axis=0))
     # not a constant: the metrics differ between trials (different galleries)
     assert len({round(row["mAP"], 6) for row in results["trials"]}) > 1
+    # open-set figures on request: each trial's pairs of its own features, and their mean
+    from vireid.evaluation.verification import pair_scores, roc_figures
+
+    opened = evaluator.evaluate(model, [0, 1], verification=True)
+    assert opened["trials"] == evaluator.evaluate(model, [0, 1])["trials"]  # the ranking rows are unchanged
+    per_trial = opened["verification"]["trials"]
+    for row, (t, query, gallery, q, g) in zip(per_trial, evaluator.trial_features(model, [0, 1])):
+        genuine, impostor = pair_scores(q.numpy() @ g.numpy().T, [r.pid for r in query], [r.pid for r in gallery],
+                                        [r.camera for r in query], [r.camera for r in gallery], protocol=metric)
+        assert row == pytest.approx({"trial": t, **roc_figures(genuine, impostor)})
+    assert opened["verification"]["AUC"] == pytest.approx(np.mean([r["AUC"] for r in per_trial]))
 
 
 def test_evaluate_subset_of_trials_and_flip(records, transform) -> None:

@@ -189,3 +189,77 @@ def test_cli_search_add_and_info(world, tmp_path, capsys):
     assert f"images: {len(index)}" in text and "kind: flat" in text and str(world["ckpt"]) in text
     assert cli.main(["search", "--index", str(tmp_path / "nothing"), "--query", query]) == 2
     assert "index folder does not exist" in capsys.readouterr().err
+
+
+def test_open_set_threshold_calibrated_on_the_gallery_impostors(world, capsys):
+    from vireid.evaluation.verification import threshold_at_fpr
+    from vireid.retrieval.open_set import MatchThreshold
+
+    searcher = Searcher.from_index(world["idx"])
+    t = searcher.set_threshold(fpr=0.05)
+    # independently: every pair of gallery images of different people (one modality: visible-visible)
+    g, pids = world["g"], np.array([r.pid for r in world["gallery"]])
+    i, j = np.triu_indices(len(pids), k=1)
+    impostor = (g @ g.T)[i, j][pids[i] != pids[j]]
+    assert t.pairs == "visible-visible" and t.impostor_pairs == impostor.size
+    assert t.value == pytest.approx(threshold_at_fpr(impostor, 0.05), abs=1e-5)
+    assert np.mean(impostor > t.value) <= 0.05
+    paths = [r.path for r in world["queries"]]
+    sims = world["q"] @ world["g"].T
+    for qi, hits in enumerate(searcher.search_paths(paths, topk=10)):
+        assert [h.id for h in hits] == [k for k in np.argsort(-sims[qi], kind="stable")[:10] if sims[qi, k] > t.value]
+    # a threshold above every similarity: "no match" for each query, said by the command line
+    searcher.threshold = MatchThreshold(value=1.0)
+    assert all(hits == [] for hits in searcher.search_paths(paths, topk=5))
+    assert cli.main(["search", "--index", str(world["idx"]), "--query", str(paths[0]), "--threshold", "0.9999"]) == 0
+    out = capsys.readouterr().out
+    assert "no match above the threshold 0.9999 (given)" in out
+    assert cli.main(["search", "--index", str(world["idx"]), "--query", str(paths[0]), "--fpr", "0.05", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)[0]
+    assert answer["threshold"]["fpr"] == 0.05 and answer["match"] == bool(answer["hits"])
+    assert all(h["score"] > answer["threshold"]["value"] for h in answer["hits"])
+
+
+def test_open_set_refuses_what_it_cannot_calibrate(world, capsys):
+    searcher = Searcher.from_index(world["idx"])
+    from vireid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="finer than the gallery resolves"):
+        searcher.set_threshold(fpr=1e-6)
+    with pytest.raises(ConfigError, match=r"cosine similarity in \[-1, 1\]"):
+        searcher.set_threshold(2.0)
+    assert cli.main(["search", "--index", str(world["idx"]), "--query", "x.jpg", "--fpr", "2"]) == 2
+    assert "--fpr is a false-positive rate in (0, 1), got 2.0" in capsys.readouterr().err
+
+
+class _FakeIndex:
+    """The three calls calibration makes, over hand-made features."""
+
+    folder = "fake-index"
+
+    def __init__(self, feats, pids, modalities):
+        self.feats = np.asarray(feats, np.float32)
+        self.rows = [{"id": i, "pid": p, "modality": m} for i, (p, m) in enumerate(zip(pids, modalities))]
+
+    def metadata(self):
+        return self.rows
+
+    def reconstruct(self, ids):
+        return self.feats[np.asarray(ids)]
+
+
+def test_calibration_uses_cross_modal_impostors_when_the_gallery_has_both_modalities():
+    from vireid.errors import ConfigError
+    from vireid.retrieval.open_set import calibrate_threshold
+
+    # four unit features; pairs of different people: (0,2) V-I 0.8, (0,3) V-I 0.0, (1,2) V-I 0.6, (1,3) V-I 0.0,
+    # and the same-modality (0,1) 0.0 and (2,3) 0.0 that a cross-modal calibration leaves out
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    feats = [a, b, 0.8 * a + 0.6 * b, np.array([0.0, -1.0])]
+    feats[1] = np.array([0.6, -0.8])  # (0,1) 0.6 V-V, (1,2) 0.0, (1,3) 0.8
+    index = _FakeIndex(feats, [1, 2, 3, 4], ["visible", "visible", "infrared", "infrared"])
+    t = calibrate_threshold(index, 0.25)  # 4 cross-modal impostor pairs: 1 may pass -> the 2nd largest
+    cross = sorted([feats[i] @ feats[j] for i in (0, 1) for j in (2, 3)], reverse=True)
+    assert t.pairs == "visible-infrared" and t.impostor_pairs == 4 and t.value == pytest.approx(cross[1])
+    with pytest.raises(ConfigError, match="have no person id"):
+        calibrate_threshold(_FakeIndex(feats, [1, None, 3, 4], ["visible"] * 4), 0.25)

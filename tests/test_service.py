@@ -730,3 +730,17 @@ def test_loopback_load_8_clients_x_50_searches_without_errors(searcher, query_pa
             t.join(300)
     assert errors == [] and len(statuses) == 400 and set(statuses) == {200}, (errors[:3], set(statuses))
     assert len(rankings) == 1
+
+
+def test_open_set_service_says_whether_there_is_a_match(searcher, query_path):
+    image = Image.open(query_path)
+    ids, scores = expected_ranking(searcher, image, "infrared", 10)
+    cut = float((scores[2] + scores[3]) / 2)  # between the 3rd and 4th best: three results pass
+    own = local_client(create_app(Searcher(index=searcher.index, extractor=searcher.extractor), threshold=cut))
+    body = post(own, query_path.read_bytes(), filename="q.jpg", content_type="image/jpeg").json()
+    assert [r["id"] for r in body["results"]] == ids[:3]
+    assert body["match"] is True and body["threshold"]["value"] == pytest.approx(cut)
+    assert body["threshold"]["text"].startswith("threshold ") and body["threshold"]["fpr"] is None
+    none = local_client(create_app(Searcher(index=searcher.index, extractor=searcher.extractor), threshold=1.0))
+    body = post(none, query_path.read_bytes(), filename="q.jpg", content_type="image/jpeg").json()
+    assert body["results"] == [] and body["match"] is False

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  vireid search --index idx --query ir_0001.jpg ir_0002.jpg --topk 10\n"
         "  vireid search --index idx --query probes/ --query-modality infrared --json --rerank\n"
-        "  vireid search --index idx --query q.jpg --backend onnx --onnx model.onnx",
+        "  vireid search --index idx --query q.jpg --backend onnx --onnx model.onnx\n"
+        "  vireid search --index idx --query q.jpg --fpr 1e-3   # 'no match' below the calibrated threshold",
     )
     parser.add_argument("--index", type=Path, required=True, metavar="DIR", help="gallery index folder")
     parser.add_argument("--query", type=Path, nargs="+", required=True, metavar="IMG",
@@ -38,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "numbers; default) or paper (the printed equations)")
     parser.add_argument("--rerank-candidates", type=int, default=100, metavar="N",
                         help="gallery candidates per query that --rerank re-orders (default 100)")
+    open_set = parser.add_mutually_exclusive_group()
+    open_set.add_argument("--threshold", type=float, default=None, metavar="T",
+                          help="open-set search: only results with cosine similarity above T; a query may get "
+                          "'no match'")
+    open_set.add_argument("--fpr", type=float, default=None, metavar="F",
+                          help="open-set search with the threshold calibrated on the gallery's own impostor pairs "
+                          "for false-positive rate F (e.g. 1e-3); needs person ids in the index")
     parser.add_argument("--checkpoint", type=Path, default=None, metavar="PATH",
                         help="the index's checkpoint at another location (must have the recorded fingerprint)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="PyTorch or ONNX Runtime")
@@ -67,22 +75,31 @@ def cmd_search(args: argparse.Namespace) -> int:
     searcher = Searcher.from_index(args.index, checkpoint=args.checkpoint, device=device_name(args.device),
                                    backend=args.backend, onnx=args.onnx, nprobe=args.nprobe,
                                    rerank_candidates=args.rerank_candidates, rerank_variant=args.rerank_variant)
+    threshold = searcher.set_threshold(args.threshold, fpr=args.fpr)
     modality = args.query_modality or searcher.default_query_modality()
     paths = _query_paths(args.query)
     results = searcher.search_paths(paths, modality, topk=args.topk, rerank=args.rerank)
     if args.json:
-        print(json.dumps(to_json(paths, modality, results, args.rerank), indent=2))
+        print(json.dumps(to_json(paths, modality, results, args.rerank, threshold), indent=2))
         return 0
     label = (f" -- RE-RANKED: k-reciprocal, {args.rerank_variant} variant (k1=20, k2=6, lambda=0.3)"
              if args.rerank else "")
+    if threshold is not None:
+        print(f"open-set search: {threshold.describe()}")
     for path, hits in zip(paths, results):
         print(f"query: {path} ({modality}){label}")
-        print(_table(hits, args.rerank))
+        if threshold is not None and not hits:
+            print(f"no match above the {threshold.describe()}")
+        else:
+            print(_table(hits, args.rerank))
     return 0
 
 
-def to_json(paths: list[Path], modality: str, results: list[list[Any]], rerank: bool) -> list[dict[str, Any]]:
-    return [{"query": str(p), "modality": modality, "rerank": bool(rerank), "hits": [h.to_dict() for h in hits]}
+def to_json(paths: list[Path], modality: str, results: list[list[Any]], rerank: bool,
+            threshold: Any = None) -> list[dict[str, Any]]:
+    extra = {} if threshold is None else {"threshold": threshold.to_dict()}
+    return [{"query": str(p), "modality": modality, "rerank": bool(rerank), **extra,
+             **({} if threshold is None else {"match": bool(hits)}), "hits": [h.to_dict() for h in hits]}
             for p, hits in zip(paths, results)]
 
 

@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--token", default=None, metavar="TOKEN",
                         help="bearer token every /api/ request must carry (default: $VIREID_SERVE_TOKEN); required "
                         "when --host is not a loopback address")
+    open_set = parser.add_mutually_exclusive_group()
+    open_set.add_argument("--threshold", type=float, default=None, metavar="T",
+                          help="open-set search: only results with cosine similarity above T ('no match' otherwise)")
+    open_set.add_argument("--fpr", type=float, default=None, metavar="F",
+                          help="open-set search, the threshold calibrated on the gallery's impostor pairs for "
+                          "false-positive rate F (needs person ids in the index)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                         help="uvicorn log level (default: info)")
     parser.set_defaults(func=cmd_serve)
@@ -93,7 +99,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_console_logging()
     app = create_app(args.index, checkpoint=args.checkpoint, device=args.device, backend=args.backend,
                      max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)), max_topk=args.max_topk,
-                     allowed_hosts=allowed, token=token)
+                     allowed_hosts=allowed, token=token, threshold=args.threshold, fpr=args.fpr)
+    if app.state.searcher.threshold is not None:
+        print(f"vireid serve: open-set search, {app.state.searcher.threshold.describe()}", flush=True)
     host = f"[{args.host}]" if ":" in args.host else args.host
     suffix = "?token=<TOKEN>" if token else ""
     print(f"vireid serve: {len(app.state.searcher.index)} gallery images; open http://{host}:{args.port}/{suffix}",

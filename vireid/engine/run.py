@@ -410,7 +410,7 @@ def run_test(
         def distance(q, g):
             return k_reciprocal_rerank(q.cpu().numpy(), g.cpu().numpy(), **rerank)
 
-    results = evaluator.evaluate(model, trial_list, distance=distance)
+    results = evaluator.evaluate(model, trial_list, distance=distance, verification=True)
     if rerank is not None:
         results["rerank"] = True
         results["rerank_params"] = rerank_params(**rerank)

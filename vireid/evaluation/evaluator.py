@@ -32,6 +32,7 @@ from vireid.data.training import default_workers, load_rgb
 from vireid.data.transforms import build_test_transform
 from vireid.evaluation.feature_metrics import rank_metrics_from_features
 from vireid.evaluation.metrics import rank_metrics
+from vireid.evaluation.verification import mean_verification, verification_metrics
 
 #: The metrics of each trial and of the mean, in percent, in table order.
 METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
@@ -216,16 +217,19 @@ class Evaluator:
         trials: Sequence[int] | None = None,
         *,
         distance: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
+        verification: bool = False,
     ) -> dict[str, Any]:
         """Metrics (percent) of each trial in ``trials`` (default: all of the protocol's) and their mean.
 
         ``distance(query_features, gallery_features)`` gives the ``[Q, G]`` distance matrix; the
         default is the negative dot product of the L2-normalised features (k-reciprocal re-ranking
-        passes its own, :mod:`vireid.evaluation.rerank`).
+        passes its own, :mod:`vireid.evaluation.rerank`). ``verification``: also the open-set figures of
+        every query-gallery pair's cosine similarity (:mod:`vireid.evaluation.verification`: TPR at FPR
+        1e-4, 1e-3, 1e-2 and AUC): ``results["verification"]`` holds their mean and ``"trials"``.
         """
         on_device = distance is None and self.rank_on_device
         distance = distance or (lambda q, g: (-(q @ g.T)).cpu().numpy())
-        rows = []
+        rows, opened = [], []
         for t, query, gallery, q_feats, g_feats in self.trial_features(model, trials):
             labels = ([r.pid for r in query], [r.pid for r in gallery], [r.camera for r in query],
                       [r.camera for r in gallery])
@@ -236,13 +240,20 @@ class Evaluator:
                 metrics = rank_metrics(distance(q_feats, g_feats), *labels, protocol=self.protocol.metric,
                                        max_rank=max(RANKS))
             rows.append({"trial": t, **percentages(metrics), "cmc": [100.0 * float(c) for c in metrics["cmc"]]})
-        return {
+            if verification:
+                opened.append({"trial": t, **verification_metrics(q_feats.float().cpu().numpy(),
+                                                                  g_feats.float().cpu().numpy(), *labels,
+                                                                  protocol=self.protocol.metric)})
+        results = {
             "dataset": self.dataset_name,
             "protocol": self.protocol.describe(),
             "flip": bool(self.flip),  # how the features were taken: part of how the number was tested
             "trials": rows,
             "mean": mean_of_trials(rows),
         }
+        if verification:  # beside the ranking rows, which stay those of a training run's final test
+            results["verification"] = {**mean_verification(opened), "trials": opened}
+        return results
 
 
 def mean_of_trials(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -12,6 +12,9 @@ With ``rerank=True`` the results are re-ranked with k-reciprocal encoding
 images of each query (the union over the queries of one call): the neighbourhood structure is
 computed on the queries and those candidates, since a large gallery's full pairwise distances would not
 fit in memory. For an IVF-PQ index the candidates' features are the product-quantised reconstructions.
+
+Open-set search (:meth:`Searcher.set_threshold`, :mod:`vireid.retrieval.open_set`): with a threshold, only
+hits whose cosine similarity is strictly above it are returned, so a query may get none ("no match").
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from vireid.retrieval.embed import (
     load_model,
 )
 from vireid.retrieval.index import Embeddings, GalleryIndex, ModelMismatchError, SearchHit
+from vireid.retrieval.open_set import MatchThreshold, accepted, calibrate_threshold, given_threshold
 
 logger = logging.getLogger("vireid.retrieval")
 
@@ -58,6 +62,7 @@ class Searcher:
         k2: int = 6,
         lambda_value: float = 0.3,
         rerank_variant: str = "code",
+        threshold: MatchThreshold | None = None,
     ):
         from vireid.evaluation.rerank import check_variant
 
@@ -75,6 +80,21 @@ class Searcher:
         self.rerank_candidates = int(rerank_candidates)
         self.k1, self.k2, self.lambda_value = int(k1), int(k2), float(lambda_value)
         self.rerank_variant = check_variant(rerank_variant)
+        self.threshold = threshold  # open-set search: hits at or below it are dropped (vireid.retrieval.open_set)
+
+    def set_threshold(self, value: float | None = None, *, fpr: float | None = None) -> MatchThreshold | None:
+        """Answer "no match" below a similarity: ``value`` as given, or calibrated for false-positive rate
+        ``fpr`` on the gallery's impostor pairs (:func:`~vireid.retrieval.open_set.calibrate_threshold`);
+        neither clears it. Returns the threshold in use."""
+        if value is not None and fpr is not None:
+            raise ValueError("give a threshold value or a false-positive rate, not both")
+        if value is not None:
+            self.threshold = given_threshold(value)
+        elif fpr is not None:
+            self.threshold = calibrate_threshold(self.index, fpr)
+        else:
+            self.threshold = None
+        return self.threshold
 
     @classmethod
     def from_index(
@@ -146,9 +166,8 @@ class Searcher:
         """Results of query features (an :class:`Embeddings` is checked against the index's model; a
         plain array is taken as embedded by this searcher's model)."""
         emb = features if isinstance(features, Embeddings) else Embeddings(np.asarray(features), self.fingerprint)
-        if not rerank:
-            return self.index.search(emb, topk)
-        return self._search_reranked(emb, topk)
+        results = self.index.search(emb, topk) if not rerank else self._search_reranked(emb, topk)
+        return [accepted(hits, self.threshold) for hits in results]
 
     def search_images(self, images: Sequence[Any], modality: str | None = None, topk: int = 10,
                       rerank: bool = False) -> list[list[SearchHit]]:

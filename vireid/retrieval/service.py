@@ -14,7 +14,8 @@
     ``topk`` (1..``max_topk``, default ``min(10, max_topk)``) and ``rerank`` (``true`` | ``false``,
     k-reciprocal re-ranking, default false). Answers ``{"results": [{"id", "rank", "score", "camera",
     "modality", "pid", "image_url"}, ...], "query_modality", "topk", "rerank", "gallery_size"}``, best
-    first (``score`` is the cosine similarity).
+    first (``score`` is the cosine similarity). An open-set service (``threshold`` / ``fpr``) returns only
+    results above its threshold and adds ``"threshold"`` (value, how it was set) and ``"match"``.
 ``GET /api/gallery/{id}/image``
     The file of indexed gallery image ``id``. The id is parsed as an integer and looked up in the
     index; the path served is the one the index records, so no part of a request ever reaches the
@@ -287,6 +288,8 @@ def create_app(
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     allowed_hosts: list[str] | tuple[str, ...] = LOOPBACK_HOSTS,
     token: str | None = None,
+    threshold: float | None = None,
+    fpr: float | None = None,
 ) -> Any:
     """The FastAPI application of the search service (see the module docstring).
 
@@ -298,7 +301,8 @@ def create_app(
     is the largest query image accepted (413 above), ``max_topk`` the largest ``topk``,
     ``max_image_pixels`` the largest decoded image (default :func:`default_max_pixels` of the model's
     input), ``max_concurrent`` the searches decoded and embedded at once (more get 503 with
-    ``Retry-After``).
+    ``Retry-After``). ``threshold`` or ``fpr``: open-set search (:meth:`Searcher.set_threshold`): only
+    results above the threshold are returned, and the answer says whether there was a match.
     """
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, JSONResponse
@@ -319,6 +323,8 @@ def create_app(
     else:
         raise TypeError(f"source must be an index folder or a Searcher, got {type(source).__name__}")
 
+    if threshold is not None or fpr is not None:
+        searcher.set_threshold(threshold, fpr=fpr)
     index = searcher.index
     model_lock = threading.Lock()
     input_size = tuple(searcher.extractor.input_size)
@@ -488,13 +494,12 @@ def create_app(
             slots.release()
         logger.info("search %s query %dx%d topk=%d rerank=%s: %d results in %.0f ms", modality, image.width,
                     image.height, topk, rerank, len(hits), 1000 * (time.perf_counter() - started))
-        return {
-            "results": [hit_to_json(h) for h in hits],
-            "query_modality": modality,
-            "topk": topk,
-            "rerank": rerank,
-            "gallery_size": len(index),
-        }
+        answer = {"results": [hit_to_json(h) for h in hits], "query_modality": modality, "topk": topk,
+                  "rerank": rerank, "gallery_size": len(index)}
+        if searcher.threshold is not None:  # open-set search: the threshold and whether anything passed it
+            answer.update(threshold=searcher.threshold.to_dict() | {"text": searcher.threshold.describe()},
+                          match=bool(hits))
+        return answer
 
     @app.get("/api/gallery/{image_id}/image")
     def gallery_image(image_id: str) -> FileResponse:

@@ -163,8 +163,13 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
       resultsTitle.hidden = false;
       resultsTitle.textContent =
         `Ranked gallery: top ${body.results.length} of ${body.gallery_size} for the ${body.query_modality} query` +
-        (body.rerank ? " (re-ranked)" : "");
-      clearMessage();
+        (body.rerank ? " (re-ranked)" : "") +
+        (body.threshold ? `, above the ${body.threshold.text}` : "");
+      if (body.threshold && !body.match) {
+        showMessage(`No match: no gallery image is above the ${body.threshold.text}.`, "info");
+      } else {
+        clearMessage();
+      }
     } catch (e) {
       showMessage(`The service cannot be reached (${e.message}).`, "error");
     } finally {
