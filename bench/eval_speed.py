@@ -14,11 +14,19 @@ two ways: the peak of NumPy allocations during the call (``tracemalloc``; NumPy 
 it, BLAS scratch space is not included) and the process's peak resident set size
 (``resource.getrusage(...).ru_maxrss``, everything the process ever held, features included).
 
+3. with ``--peers DIR``: vireid's ``evaluate_rank`` against the compiled (Cython) ranking of fastreid and
+   torchreid on the same distance matrices (the Market-1501 rule they share), at every ``--peer-sizes``:
+   wall time (vireid with one thread and with its default threads), the ratio to the fastest peer, and
+   whether the figures agree. The peers are installed by this script into ``DIR`` (``pip install --target``,
+   their Cython extension compiled there), never into the environment; a peer whose package ships no
+   Cython source is reported as not measured.
+
 Usage::
 
     python bench/eval_speed.py                          # both parts, defaults below
     python bench/eval_speed.py --skip-large             # SYSU-sized trial only
     python bench/eval_speed.py --queries 20000 --gallery 20000 --dim 512 --skip-sysu
+    python bench/eval_speed.py --skip-sysu --skip-large --peers out/bench/peers
 """
 
 from __future__ import annotations
@@ -146,6 +154,79 @@ def large_eval(args, rng):
     print(f"  ru_maxrss: {rss_before:.0f} MiB before the call, {maxrss_mib():.0f} MiB after (process peak)")
 
 
+#: The peers' packages: (pip requirement, the folder of their Cython ranking inside the install).
+PEERS = {"fastreid": ("fastreid==1.4.0", "fastreid/evaluation/rank_cylib"),
+         "torchreid": ("torchreid==0.2.5", "torchreid/reid/metrics/rank_cylib")}
+
+
+def install_peers(folder: str) -> dict[str, object]:
+    """Each peer's compiled ``evaluate_cy`` (installed into ``folder`` with Cython), or why it is not there."""
+    import glob
+    import importlib.util
+    import subprocess
+    import sys
+
+    folder = os.path.abspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    out: dict[str, object] = {}
+    for name, (requirement, cylib) in PEERS.items():
+        if not os.path.isdir(os.path.join(folder, cylib)):
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", folder,
+                            requirement, "Cython"], check=True)
+        source = os.path.join(folder, cylib, "rank_cy.pyx")
+        if not os.path.isfile(source):
+            out[name] = f"not measured: {requirement} ships no Cython ranking source ({cylib}/rank_cy.pyx)"
+            continue
+        built = glob.glob(os.path.join(folder, cylib, "rank_cy*.so"))
+        if not built:
+            env = {**os.environ, "PYTHONPATH": folder}
+            subprocess.run([sys.executable, "-c", "from Cython.Build import cythonize; import numpy, setuptools; "
+                            "setuptools.setup(script_args=['build_ext', '--inplace'], ext_modules=cythonize("
+                            "[setuptools.Extension('rank_cy', ['rank_cy.pyx'], include_dirs=[numpy.get_include()])]))"],
+                           cwd=os.path.join(folder, cylib), env=env, check=True, capture_output=True)
+            built = glob.glob(os.path.join(folder, cylib, "rank_cy*.so"))
+        spec = importlib.util.spec_from_file_location("rank_cy", built[0])  # the name the extension was built with
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        out[name] = module.evaluate_cy
+    return out
+
+
+def peers_comparison(args, rng) -> None:
+    from vireid.evaluation import evaluate_rank
+    from vireid.evaluation.metrics import default_threads
+
+    peers = install_peers(args.peers)
+    print(f"== vireid evaluate_rank against the peers' compiled ranking (Market-1501 rule, max_rank 50, float32 "
+          f"distances; vireid threads: 1 and the default {default_threads()})")
+    for name, peer in peers.items():
+        if isinstance(peer, str):
+            print(f"{name}: {peer}")
+    for size in args.peer_sizes:
+        num_q, num_g = (int(x) for x in size.split("x"))
+        ids = max(10, num_g // 30)
+        q_pids, g_pids = rng.integers(0, ids, num_q), rng.integers(0, ids, num_g)
+        q_cams, g_cams = rng.integers(1, 7, num_q), rng.integers(1, 7, num_g)
+        dist = rng.random((num_q, num_g), dtype=np.float32)
+        labels = (q_pids, g_pids, q_cams, g_cams)
+        repeats = args.repeats if num_q * num_g <= 2e7 else 1
+        times = {}
+        for name, peer in peers.items():
+            if not isinstance(peer, str):
+                t, _, _, (cmc, all_ap, _) = timed(lambda p=peer: p(dist, *labels, 50, False), repeats)
+                times[name] = t
+        t1, _, _, mine = timed(lambda: evaluate_rank(dist, *labels, 50, threads=1), repeats)
+        tn, _, _, _ = timed(lambda: evaluate_rank(dist, *labels, 50), repeats)
+        best = min(times.values()) if times else float("nan")
+        agree = ""
+        if times:
+            agree = (f"; figures agree: CMC max diff {np.abs(cmc - mine[0]).max():.1e}, "
+                     f"mAP diff {abs(np.mean(all_ap) - mine[1]):.1e}")
+        peer_text = ", ".join(f"{n} {t:.3f} s" for n, t in times.items())
+        print(f"{num_q} x {num_g}: {peer_text}; vireid 1 thread {t1:.3f} s ({best / t1:.2f}x the fastest peer), "
+              f"default threads {tn:.3f} s ({best / tn:.2f}x){agree}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--queries", type=int, default=50_000, help="queries of the large evaluation")
@@ -160,6 +241,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-sysu", action="store_true")
     p.add_argument("--skip-large", action="store_true")
+    p.add_argument("--peers", default=None, metavar="DIR",
+                   help="compare with fastreid's and torchreid's compiled ranking, installed into DIR")
+    p.add_argument("--peer-sizes", nargs="+", default=["3803x3010", "10000x10000", "20000x20000"],
+                   metavar="QxG", help="distance-matrix sizes of the peer comparison")
     args = p.parse_args()
     print(f"numpy {np.__version__}, python {platform.python_version()}, {os.cpu_count()} CPUs")
     rng = np.random.default_rng(args.seed)
@@ -167,6 +252,8 @@ def main() -> None:
         sysu_trial(args, rng)
     if not args.skip_large:
         large_eval(args, rng)
+    if args.peers:
+        peers_comparison(args, rng)
 
 
 if __name__ == "__main__":

@@ -573,3 +573,29 @@ def test_zero_based_sysu_cameras_get_a_hint():
         rank_metrics(dist, [1, 2], [1, 2, 1, 2], [2, 5], [0, 1, 3, 4], protocol="sysu")
     ok = rank_metrics(dist, [1, 2], [1, 2, 1, 2], [3, 6], [1, 2, 4, 5], protocol="sysu")
     assert ok["num_valid_queries"] == 2
+
+
+@pytest.mark.parametrize("protocol", ["sysu", "regdb", "llcm", "market1501"])
+def test_value_rank_path_equals_exact_path_and_threads_change_nothing(protocol):
+    """float32 distances take the value-ranks path (rows where a tie matters go to the exact one); the
+    same order as dense integer ranks takes the exact path: every figure, per query, must agree."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(11)
+    q, g = 120, 260
+    dist = rng.random((q, g)).astype(np.float32)
+    dist[::3] = np.round(dist[::3], 2)  # a third of the rows full of ties, some of them on true matches
+    q_pids, g_pids = rng.integers(0, 15, q), rng.integers(0, 15, g)
+    cams = (rng.choice([3, 6], q), rng.choice([1, 2, 4, 5], g)) if protocol == "sysu" else \
+        (rng.integers(1, 10, q), rng.integers(1, 10, g))
+    as_ints = rankdata(dist, method="dense", axis=1).astype(np.int64)  # the exact path's input
+    fast = rank_metrics(dist, q_pids, g_pids, *cams, protocol=protocol, per_query=True, chunk_size=17, threads=1)
+    exact = rank_metrics(as_ints, q_pids, g_pids, *cams, protocol=protocol, per_query=True, chunk_size=17, threads=1)
+    threaded = rank_metrics(dist, q_pids, g_pids, *cams, protocol=protocol, per_query=True, chunk_size=17, threads=3)
+    for other in (exact, threaded):
+        for key in ("cmc", "AP", "INP", "first_rank", "valid"):
+            np.testing.assert_array_equal(fast[key], other[key], err_msg=key)
+    ref = reference_metrics(dist, q_pids, g_pids, *cams, protocol, 20) if protocol != "market1501" else None
+    if ref is not None:
+        np.testing.assert_allclose(fast["cmc"], ref["cmc"])
+        assert fast["mAP"] == pytest.approx(ref["mAP"], abs=1e-12)

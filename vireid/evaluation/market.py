@@ -73,12 +73,13 @@ def evaluate_rank(
     use_cython: bool = True,
     *,
     returns: str = "torchreid",
+    threads: int | None = None,
 ) -> RankResult:
     """CMC and mAP of a ``[Q, G]`` distance matrix under the Market-1501 rule (module docstring), in the
     argument order and return shape of torchreid's and fastreid's ``evaluate_rank``.
 
     ``returns="torchreid"`` gives ``(cmc, mAP)``; ``"fastreid"`` gives ``(cmc, all_AP, all_INP)``. Either
-    result also has ``.mINP`` and the other figures as attributes.
+    result also has ``.mINP`` and the other figures as attributes. ``threads``: as :func:`rank_metrics`.
     """
     if use_metric_cuhk03:
         raise ValueError("use_metric_cuhk03=True (the CUHK03 single-gallery-shot rule) is not provided by vireid; "
@@ -90,7 +91,7 @@ def evaluate_rank(
         raise ValueError(f"distmat must be 2-D [queries, gallery], got shape {dist.shape}")
     max_rank = min(int(max_rank), dist.shape[1]) if dist.shape[1] else int(max_rank)
     metrics = rank_metrics(dist, q_pids, g_pids, q_camids, g_camids, protocol="market1501",
-                           max_rank=max(max_rank, 1), per_query=True)
+                           max_rank=max(max_rank, 1), per_query=True, threads=threads)
     cmc = metrics["cmc"].astype(np.float32)
     named = {"cmc": cmc, "mAP": metrics["mAP"], "mINP": metrics["mINP"], "all_AP": metrics["AP"],
              "all_INP": metrics["INP"], "num_valid_queries": metrics["num_valid_queries"]}

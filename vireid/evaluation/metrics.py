@@ -52,12 +52,14 @@ No Python loop runs over queries or gallery items.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from vireid.evaluation.ranking_keys import check_distance_dtype, sorted_chunk
+from vireid.evaluation.chunk_metrics import chunk_metrics
+from vireid.evaluation.ranking_keys import check_distance_dtype
 
 __all__ = [
     "PROTOCOLS",
@@ -83,6 +85,27 @@ _SYSU_VISIBLE_SAME_ROOM_CAMERA = 2
 #: A rule applied to other numbers would silently test something else (0-based ids switch SYSU-MM01's
 #: camera-3/camera-2 rule off), so they are refused.
 PROTOCOL_CAMERAS = {"sysu": range(1, 7), "llcm": range(1, 10)}
+
+
+#: Most threads :func:`rank_metrics` uses by default (each holds a workspace of a few chunk x G buffers).
+MAX_THREADS = 8
+
+
+def default_threads() -> int:
+    """The CPUs this process may run on, at most :data:`MAX_THREADS`."""
+    import os
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_THREADS))
+
+
+def check_threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    return int(threads)
 
 
 def default_chunk_size(num_gallery: int, num_queries: int | None = None) -> int:
@@ -257,63 +280,14 @@ def _chunk_metrics(
     ws: Workspace,
     protocol: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """AP, INP and first-match rank of each row (NaN, NaN and 0 for rows without a true match).
-
-    ``dist`` holds the chunk's distances with columns in the layout's order.
-    """
-    c, g = dist.shape
+    """AP, INP and first-match rank of each row (NaN, NaN and 0 for rows without a true match), by
+    :func:`vireid.evaluation.chunk_metrics.chunk_metrics`. ``dist`` holds the chunk's distances with
+    columns in the layout's order."""
     removed_rows = None
     if protocol == "sysu":
         assert q_cams is not None
         removed_rows = q_cams == _SYSU_INFRARED_INDOOR_CAMERA
-    keys, order, best = sorted_chunk(dist, removed_rows, layout, ws)
-    codes = ws.get("codes", np.int32, (c, g))
-    np.take(labels.g_codes, order, out=codes)
-    match = ws.get("match", np.bool_, (c, g))
-    np.equal(codes, q_codes[:, None], out=match)
-    rows, cols = np.nonzero(match)  # row-major: rows ascending, ranks ascending within a row
-    ranks = cols + 1
-    if removed_rows is not None and layout.num_removed:
-        keep = ~(removed_rows[rows] & (cols >= g - layout.num_removed))  # the tail holds removed images
-        rows, cols, ranks = rows[keep], cols[keep], ranks[keep]
-    elif protocol in SAME_CAMERA_RULE:
-        assert labels.g_cams is not None and q_cams is not None
-        removed = labels.g_cams[order[rows, cols]] == q_cams[rows]
-        if removed.any():
-            # removed images all have the query's identity: the rank of a kept match drops by the
-            # number of removed matches before it in the same row
-            n_all = np.bincount(rows, minlength=c)
-            nonempty = n_all > 0
-            before = np.cumsum(removed) - removed
-            before -= np.repeat(before[(np.cumsum(n_all) - n_all)[nonempty]], n_all[nonempty])
-            keep = ~removed
-            rows, cols, ranks = rows[keep], cols[keep], ranks[keep] - before[keep]
-    ap = np.full(c, np.nan)
-    inp = np.full(c, np.nan)
-    first_rank = np.zeros(c, dtype=np.int64)
-    n = np.bincount(rows, minlength=c)
-    valid = n > 0
-    if not valid.any():
-        return ap, inp, first_rank
-    start = np.cumsum(n) - n
-    hits = np.arange(rows.size) - np.repeat(start, n) + 1
-    precision = hits / ranks
-    ap[valid] = np.bincount(rows, weights=precision, minlength=c)[valid] / n[valid]
-    first = start[valid]
-    last = first + n[valid] - 1
-    inp[valid] = n[valid] / ranks[last]
-    if best is None:  # RegDB: raw CMC
-        first_rank[valid] = ranks[first]
-    else:
-        # deduplicated rank: 1 + number of other identities whose best-ranked kept image ranks before
-        # the first true match
-        vrows = np.flatnonzero(valid)
-        vbest = best if vrows.size == c else best[vrows]
-        first_key = keys[vrows, cols[first]]
-        ahead = vbest < first_key[:, None]
-        own = ahead[np.arange(vrows.size), np.searchsorted(layout.pid_of_block, q_codes[vrows])]
-        first_rank[valid] = np.count_nonzero(ahead, axis=1) - own + 1
-    return ap, inp, first_rank
+    return chunk_metrics(dist, q_codes, q_cams, removed_rows, protocol in SAME_CAMERA_RULE, labels, layout, ws)
 
 
 class _Accumulator:
@@ -361,20 +335,38 @@ def run_chunks(
     progress: bool,
     desc: str,
     per_query: bool = False,
+    threads: int = 1,
 ) -> dict[str, Any]:
-    """Evaluate every chunk of rows; ``block_of(rows, layout, ws)`` gives the chunk's distances."""
+    """Evaluate every chunk of rows; ``block_of(rows, layout, ws)`` gives the chunk's distances.
+    ``threads`` chunks at a time (each thread with its own workspace; the results do not depend on it)."""
     from tqdm import tqdm
 
     layout = gallery_layout(labels, num_g, protocol)
-    ws = Workspace(chunk, num_g)
     acc = _Accumulator(num_q)
+    starts = range(0, num_q, chunk)
+    threads = max(1, min(int(threads), len(starts)))
+    local = threading.local()
+
+    def one(s: int) -> int:
+        ws = getattr(local, "ws", None)
+        if ws is None:
+            ws = local.ws = Workspace(chunk, num_g)  # each thread its own buffers
+        rows = slice(s, min(s + chunk, num_q))
+        q_cams = labels.q_cams[rows] if labels.q_cams is not None else None
+        dist = block_of(rows, layout, ws)
+        acc.put(rows, _chunk_metrics(dist, labels.q_codes[rows], q_cams, labels, layout, ws, protocol))
+        return rows.stop - rows.start
+
     with tqdm(total=num_q, desc=desc, unit="query", disable=not progress) as bar:
-        for s in range(0, num_q, chunk):
-            rows = slice(s, min(s + chunk, num_q))
-            q_cams = labels.q_cams[rows] if labels.q_cams is not None else None
-            dist = block_of(rows, layout, ws)
-            acc.put(rows, _chunk_metrics(dist, labels.q_codes[rows], q_cams, labels, layout, ws, protocol))
-            bar.update(rows.stop - rows.start)
+        if threads == 1:
+            for s in starts:
+                bar.update(one(s))
+        else:  # NumPy's sorts and ufuncs release the GIL: chunks run side by side, results land by row
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:
+                for done in pool.map(one, starts):
+                    bar.update(done)
     return acc.finish(max_rank, protocol, per_query)
 
 
@@ -416,6 +408,7 @@ def rank_metrics(
     chunk_size: int | None = None,
     progress: bool = False,
     per_query: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """CMC, mAP and mINP of a query x gallery distance matrix under a dataset's protocol.
 
@@ -432,6 +425,8 @@ def rank_metrics(
         chunk_size: query rows per chunk (default :func:`default_chunk_size`, about 2 M
             ``chunk x gallery`` elements); the results do not depend on it.
         progress: show a tqdm progress bar over the queries.
+        threads: chunks ranked at once (default :func:`default_threads`: the CPUs this process may use, at
+            most :data:`MAX_THREADS`); 1 ranks them one after another. The results do not depend on it.
         per_query: also return each valid query's ``"AP"``, ``"INP"`` and ``"first_rank"`` (arrays in
             query order) and ``"valid"`` (bool ``[Q]``: which queries kept a true match).
 
@@ -465,6 +460,7 @@ def rank_metrics(
         return np.take(dist[rows], layout.cols, axis=1, out=out)
 
     return run_chunks(num_q, num_g, block_of, labels, protocol=protocol, max_rank=max_rank, chunk=chunk,
-                      progress=progress, desc=f"{protocol} metrics", per_query=per_query)
+                      progress=progress, desc=f"{protocol} metrics", per_query=per_query,
+                      threads=default_threads() if threads is None else check_threads(threads))
 
 

@@ -29,41 +29,50 @@ def check_distance_dtype(dtype: np.dtype) -> None:
         raise ValueError(f"distances must be real numbers (float16/32/64 or integers), got dtype {dtype}")
 
 
+def float32_codes(dist: np.ndarray, ws: Workspace) -> np.ndarray | None:
+    """``uint32`` codes ``[c, G']`` (a view of the workspace's ``"f32"`` buffer) whose unsigned order is the
+    order of ``dist``'s values, when every value is exactly a float32 (float16/32, small integers, float64
+    holding float32 values); None otherwise. ``-0.0`` and ``+0.0`` get the same code."""
+    shape = dist.shape
+    dt = dist.dtype.type
+    if dt not in _EXACT_IN_FLOAT32 and dt is not np.float64:
+        return None
+    b = ws.get("f32", np.float32, shape)
+    if dt is np.float32:
+        np.add(dist, np.float32(0.0), out=b)  # a working copy; -0.0 becomes +0.0
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.copyto(b, dist, casting="unsafe")
+        eq = ws.get("match", np.bool_, shape)
+        if dt is np.float64 and not bool(np.equal(b, dist, out=eq).all()):
+            return None
+        b += np.float32(0.0)
+    flip = ws.get("codes", np.int32, shape)  # scratch: sign mask
+    np.right_shift(b.view(np.int32), 31, out=flip)  # -1 for negative values, 0 otherwise
+    fu = flip.view(np.uint32)
+    fu |= np.uint32(0x80000000)
+    bu = b.view(np.uint32)
+    bu ^= fu  # negative: all bits flipped; positive: sign bit set -> unsigned order = float order
+    return bu
+
+
 def _keys(dist: np.ndarray, layout: GalleryLayout, ws: Workspace) -> tuple[np.ndarray, bool]:
     """Sort keys ``[c, G']`` (uint64, in the workspace) ordered like ``dist`` row by row, ties by
     gallery index; and whether the value part was truncated (64-bit values: collisions possible).
 
-    32-bit value keys when the values are exactly float32 (float16/32, small integers, float64 holding
-    float32 values) or integers spanning less than 2**32 in this block, 64-bit ones otherwise. Keys
-    are only compared within one row.
+    32-bit value keys when the values are exactly float32 (:func:`float32_codes`) or integers spanning
+    less than 2**32 in this block, 64-bit ones otherwise. Keys are only compared within one row.
     """
     shape = dist.shape
     keys = ws.get("keys", np.uint64, shape)
     dt = dist.dtype.type
-    if dt in _EXACT_IN_FLOAT32 or dt is np.float64:
-        if dt is np.float32:
-            b = ws.get("f32", np.float32, shape)
-            np.add(dist, np.float32(0.0), out=b)  # a working copy; -0.0 becomes +0.0
-            exact32 = True
-        else:
-            b = ws.get("f32", np.float32, shape)
-            with np.errstate(over="ignore", invalid="ignore"):
-                np.copyto(b, dist, casting="unsafe")
-            eq = ws.get("match", np.bool_, shape)
-            exact32 = dt is not np.float64 or bool(np.equal(b, dist, out=eq).all())
-            if exact32:
-                b += np.float32(0.0)
-        if exact32:
-            flip = ws.get("codes", np.int32, shape)  # scratch: sign mask
-            np.right_shift(b.view(np.int32), 31, out=flip)  # -1 for negative values, 0 otherwise
-            fu = flip.view(np.uint32)
-            fu |= np.uint32(0x80000000)
-            bu = b.view(np.uint32)
-            bu ^= fu  # negative: all bits flipped; positive: sign bit set -> unsigned order = float order
-            np.copyto(keys, bu)
-            keys <<= np.uint64(layout.index_bits)
-            keys |= layout.col_index
-            return keys, False
+    codes = float32_codes(dist, ws)
+    if codes is not None:
+        np.copyto(keys, codes)
+        keys <<= np.uint64(layout.index_bits)
+        keys |= layout.col_index
+        return keys, False
+    if dt is np.float64:
         fv = keys.view(np.float64)
         np.add(dist, 0.0, out=fv)
         flip = np.right_shift(fv.view(np.int64), 63).view(np.uint64)
