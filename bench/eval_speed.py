@@ -213,10 +213,10 @@ def peers_comparison(args, rng) -> None:
         times = {}
         for name, peer in peers.items():
             if not isinstance(peer, str):
-                t, _, _, (cmc, all_ap, _) = timed(lambda p=peer: p(dist, *labels, 50, False), repeats)
+                t, _, _, (cmc, all_ap, _) = timed(lambda p=peer, d=dist, lab=labels: p(d, *lab, 50, False), repeats)
                 times[name] = t
-        t1, _, _, mine = timed(lambda: evaluate_rank(dist, *labels, 50, threads=1), repeats)
-        tn, _, _, _ = timed(lambda: evaluate_rank(dist, *labels, 50), repeats)
+        t1, _, _, mine = timed(lambda d=dist, lab=labels: evaluate_rank(d, *lab, 50, threads=1), repeats)
+        tn, _, _, _ = timed(lambda d=dist, lab=labels: evaluate_rank(d, *lab, 50), repeats)
         best = min(times.values()) if times else float("nan")
         agree = ""
         if times:
