@@ -230,6 +230,12 @@ def test_report_of_the_tiny_runs(tiny_runs, capsys, tmp_path):
     pooled = statistics.fmean(r["rank1"] for s in seeds for r in s["trials"])
     assert f"| {pooled:.2f} ± " in lines[1]
     assert out_png.stat().st_size > 10_000 and (tmp_path / "t.md").read_text() in text
+    # without --against: the same rows, no published lines
+    assert vireid("report", str(base / "seeds"), str(base / "no_hc"), "--format", "csv") == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["row"] for r in table] == ["loss.lambda3=2.0", "without the hetero-center loss (eq 12)"]
+    assert float(table[0]["rank1"]) == pytest.approx(pooled) and "rank1_published" not in table[0]
+    assert table[0]["seeds"] == "0 1" and table[0]["trials"] == "2"
 
 
 def test_seeds_resume_reads_finished_seeds_back(tmp_path, monkeypatch):

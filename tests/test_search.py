@@ -263,3 +263,48 @@ def test_calibration_uses_cross_modal_impostors_when_the_gallery_has_both_modali
     assert t.pairs == "visible-infrared" and t.impostor_pairs == 4 and t.value == pytest.approx(cross[1])
     with pytest.raises(ConfigError, match="have no person id"):
         calibrate_threshold(_FakeIndex(feats, [1, None, 3, 4], ["visible"] * 4), 0.25)
+
+
+def test_an_index_of_a_dataset_layout_knows_who_is_in_it(world, tmp_path, capsys):
+    data = world["base"] / "data"
+    common = [str(world["config"]), "--checkpoint", str(world["ckpt"]), "--device", "cpu"]
+    assert cli.main(["index", "build", *common, "--images", str(data), "--modality", "visible",
+                     "--out", str(tmp_path / "ds")]) == 0  # the layout is detected: SYSU-MM01
+    assert "person ids: " in capsys.readouterr().out
+    index = GalleryIndex.open(tmp_path / "ds")
+    test_visible = [r for r in build_dataset("sysu", data).test_records() if r.modality == "visible"]
+    assert sorted((m["path"], m["pid"], m["camera"]) for m in index.metadata()) == sorted(
+        (str(r.path), r.pid, r.camera) for r in test_visible)
+    # an infrared query of a test person: its id is read from the layout, the verdict matches the hits
+    query = next(r for r in build_dataset("sysu", data).test_records() if r.modality == "infrared")
+    assert cli.main(["search", "--index", str(tmp_path / "ds"), "--query", str(query.path), "--topk", "3"]) == 0
+    out = capsys.readouterr().out
+    hits = Searcher.from_index(tmp_path / "ds").search_paths([query.path], topk=3)[0]
+    ranks = [h.rank for h in hits if h.pid == query.pid]
+    assert f"(infrared, person {query.pid})" in out
+    expected = f"person {query.pid}: FOUND at rank {ranks[0]}" if ranks else f"person {query.pid}: not found in the top 3"
+    assert expected in out and "person  match" in out.replace("person match", "person  match")
+    # the same folder read as plain images: no ids, and the search says it cannot tell
+    assert cli.main(["index", "build", *common, "--images", str(data / "cam1"), "--modality", "visible",
+                     "--out", str(tmp_path / "plain")]) == 0
+    assert "person ids: none (a folder of images" in capsys.readouterr().out
+    assert cli.main(["search", "--index", str(tmp_path / "plain"), "--query", str(query.path), "--topk", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "who the results are is unknown: the index has no person ids" in out
+    assert " id " not in out.splitlines()[1]  # the header: no row number where a person id would be expected
+
+
+def test_dataset_splits_of_an_image_list(world):
+    from vireid.retrieval.image_lists import list_images, person_of_image
+
+    data = world["base"] / "data"
+    ds = build_dataset("sysu", data)
+    assert len(list_images(data, split="train")) == len(ds.train_records())
+    assert len(list_images(data, split="all", modality="infrared")) == len(
+        [r for r in ds.all_records() if r.modality == "infrared"])
+    with pytest.raises(ValueError, match="query and gallery are manifest splits"):
+        list_images(data, split="gallery")
+    plain = list_images(data / "cam1", modality="visible")
+    assert all(r["pid"] is None for r in plain)
+    rec = ds.all_records()[0]
+    assert person_of_image(rec.path) == rec.pid and person_of_image(world["ckpt"]) is None

@@ -44,12 +44,17 @@ def add_image_options(parser: argparse.ArgumentParser, *, required: bool = True,
     """``--images``, ``--modality``, ``--split``, ``--workers``; ``folder_modality`` says what a folder's
     modality is when ``--modality`` is not given (in the help)."""
     parser.add_argument("--images", type=Path, metavar="DIR|manifest.csv", required=required,
-                        help="a folder of images (searched recursively) or a manifest.csv")
+                        help="a dataset in its official layout (person ids and cameras from its files), a folder "
+                        "of images (searched recursively; no person ids) or a manifest.csv")
+    parser.add_argument("--dataset", default=None, metavar="NAME",
+                        help="the layout of --images: sysu, regdb, llcm (default: detected from its files) or "
+                        "'folder' (plain images, no person ids)")
     parser.add_argument("--modality", choices=["visible", "infrared"], default=None,
-                        help=f"modality of the images of a folder ({folder_modality}); with a manifest, "
-                        "keep only its rows of this modality")
-    parser.add_argument("--split", choices=["train", "query", "gallery"], default=None,
-                        help="with a manifest: keep only the rows of this split")
+                        help=f"modality of the images of a folder ({folder_modality}); with a dataset or a "
+                        "manifest, keep only its images of this modality")
+    parser.add_argument("--split", choices=["test", "train", "all", "query", "gallery"], default=None,
+                        help="with a dataset: test (its test identities, default), train or all; with a manifest: "
+                        "keep only the rows of this split (train, query, gallery)")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="processes reading images (default 0: in this process)")
 
@@ -115,7 +120,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         print(f"vireid embed: error: {problem}", file=sys.stderr)
         return 2
     cfg = load_config(args.config, args.overrides)
-    rows = list_images(args.images, modality=args.modality, split=args.split)
+    rows = list_images(args.images, modality=args.modality, split=args.split, dataset=args.dataset)
     extractor = build_cli_extractor(args, cfg)
     features = embed(extractor, rows, progress=progress_enabled(), workers=args.workers)
     source = Path(args.images).resolve()

@@ -103,6 +103,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(func=cmd_info)
 
 
+def dataset_layout(source: Path, dataset: str | None) -> str | None:
+    """The dataset layout ``--images`` is read with (named, or detected), None for a folder or a manifest."""
+    from vireid.data.registry import detect_dataset
+    from vireid.retrieval.image_lists import PLAIN_FOLDER
+
+    if dataset == PLAIN_FOLDER or not source.is_dir():
+        return None
+    return dataset or detect_dataset(source)
+
+
 def _fail(message: str) -> int:
     print(f"vireid index: error: {message}", file=sys.stderr)
     return 2
@@ -132,8 +142,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             return _fail(problem)
         cfg = _config(args)
         source = Path(args.images)
-        modality = args.modality if args.modality or source.is_file() else "visible"
-        rows = list_images(source, modality=modality, split=args.split)
+        layout = dataset_layout(source, args.dataset)
+        modality = args.modality if args.modality or source.is_file() or layout else "visible"
+        rows = list_images(source, modality=modality, split=args.split, dataset=args.dataset)
         features = embed(build_cli_extractor(args, cfg), rows, progress=progress_enabled(), workers=args.workers)
         roots = args.image_root or [source if source.is_dir() else source.parent]
     index = GalleryIndex.build(
@@ -184,10 +195,10 @@ def cmd_add(args: argparse.Namespace) -> int:
         index = searcher.index
         source = Path(args.images)
         modality = args.modality
-        if modality is None and not source.is_file():
+        if modality is None and not source.is_file() and not dataset_layout(source, args.dataset):
             counts = index.modalities()
             modality = max(counts, key=counts.get) if counts else "visible"
-        rows = list_images(source, modality=modality, split=args.split)
+        rows = list_images(source, modality=modality, split=args.split, dataset=args.dataset)
         feats = searcher.extractor.embed_metadata(rows, progress=progress_enabled(), workers=args.workers)
         new_ids = index.add(Embeddings(feats, searcher.fingerprint), rows, progress=progress_enabled(),
                             allow_outside_roots=args.allow_outside_roots)
@@ -215,6 +226,8 @@ def _describe(info: dict[str, Any]) -> str:
     lines = [
         f"index: {info['path']} (generation {info['generation']})",
         f"images: {info['count']} ({modalities}), dimension {info['dim']}",
+        "person ids: " + (f"{info['with_pid']} of {info['count']} images" if info.get("with_pid")
+                          else "none (a folder of images; search results cannot say who they are)"),
         f"kind: {info['kind']}" + (f" ({params})" if params else ""),
         f"model: {mi.get('model', '?')} {mi.get('arch', '')} fingerprint {str(mi.get('fingerprint'))[:12]}, "
         f"input {mi.get('input_size')}, flip={mi.get('flip')}",

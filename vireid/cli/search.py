@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="search a gallery index with query images",
         description="Embed the query images with the model the index was built with (by default through "
         "the other modality's branch than the gallery's: infrared queries for a visible gallery) and print "
-        "the --topk most similar gallery images of each, with their cosine similarity. --rerank re-ranks "
+        "the --topk most similar gallery images of each, with their cosine similarity and person id, and say "
+        "whether the query's person was found (its id from --query-pid or from the query's dataset layout). "
+        "--rerank re-ranks "
         "the best candidates with k-reciprocal encoding (Zhong et al. CVPR 2017; k1=20, k2=6, lambda=0.3); "
         "re-ranked results are labelled.",
         formatter_class=HelpFormatter,
@@ -32,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--query-modality", choices=["visible", "infrared"], default=None,
                         help="branch the queries go through (default: the other modality than the gallery's)")
     parser.add_argument("--topk", type=int, default=10, help="results per query (default 10)")
+    parser.add_argument("--query-pid", type=int, default=None, metavar="PID",
+                        help="the queries' person id, to mark correct matches (default: read from the query's "
+                        "dataset layout when it lies in one)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the candidates")
     parser.add_argument("--rerank-variant", choices=("code", "paper"), default="code",
@@ -70,6 +75,7 @@ def _query_paths(items: list[Path]) -> list[Path]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from vireid.cli.embed import device_name
+    from vireid.retrieval.image_lists import person_of_image
     from vireid.retrieval.search import Searcher
 
     searcher = Searcher.from_index(args.index, checkpoint=args.checkpoint, device=device_name(args.device),
@@ -86,13 +92,31 @@ def cmd_search(args: argparse.Namespace) -> int:
              if args.rerank else "")
     if threshold is not None:
         print(f"open-set search: {threshold.describe()}")
+    has_pids = searcher.index.count_with_pid() > 0
     for path, hits in zip(paths, results):
-        print(f"query: {path} ({modality}){label}")
+        pid = args.query_pid if args.query_pid is not None else person_of_image(path)
+        print(f"query: {path} ({modality}{'' if pid is None else f', person {pid}'}){label}")
         if threshold is not None and not hits:
             print(f"no match above the {threshold.describe()}")
         else:
-            print(_table(hits, args.rerank))
+            print(_table(hits, args.rerank, pid))
+        print(verdict(pid, hits, args.topk, has_pids, searcher.index.count_pid(pid) if pid is not None else 0))
     return 0
+
+
+def verdict(pid: int | None, hits: list[Any], topk: int, has_pids: bool, in_gallery: int) -> str:
+    """One line saying whether the query's person was found, or why that cannot be said."""
+    if not has_pids:
+        return ("who the results are is unknown: the index has no person ids (built from a folder of images; build "
+                "it from a dataset layout or a manifest to know)")
+    if pid is None:
+        return "the query's person is unknown (give --query-pid, or query an image of a dataset layout)"
+    if not in_gallery:
+        return f"person {pid} is not in the gallery"
+    ranks = [h.rank for h in hits if h.pid == pid]
+    if ranks:
+        return f"person {pid}: FOUND at rank {ranks[0]} ({len(ranks)} of the {len(hits)} results)"
+    return f"person {pid}: not found in the top {topk} ({in_gallery} gallery images of this person)"
 
 
 def to_json(paths: list[Path], modality: str, results: list[list[Any]], rerank: bool,
@@ -103,10 +127,12 @@ def to_json(paths: list[Path], modality: str, results: list[list[Any]], rerank: 
             for p, hits in zip(paths, results)]
 
 
-def _table(hits: list[Any], rerank: bool) -> str:
-    head = ["rank", "score"] + (["rerank"] if rerank else []) + ["id", "camera", "modality", "pid", "path"]
+def _table(hits: list[Any], rerank: bool, query_pid: int | None = None) -> str:
+    head = ["rank", "score"] + (["rerank"] if rerank else []) + ["person", "match", "camera", "modality", "path"]
     rows = [[str(h.rank), f"{h.score:.4f}"] + ([f"{h.rerank_distance:.4f}"] if rerank else [])
-            + [str(h.id), str(h.camera), h.modality, "-" if h.pid is None else str(h.pid), h.path] for h in hits]
+            + ["?" if h.pid is None else str(h.pid),
+               "" if query_pid is None or h.pid is None else ("yes" if h.pid == query_pid else "no"),
+               str(h.camera), h.modality, h.path] for h in hits]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
 
     def line(cells: list[str]) -> str:

@@ -73,6 +73,17 @@ class VIReIDDataset(abc.ABC):
     def all_records(self) -> list[ImageRecord]:
         """Every image the layout references (training and test), each once, for checking and previews."""
 
+    def test_records(self) -> list[ImageRecord]:
+        """Images of the test identities (default: every image not in the training split; RegDB: trial 1's)."""
+        train = {r.path for r in self.train_records(trial=1)}
+        return [r for r in self.all_records() if r.path not in train]
+
+    @classmethod
+    def looks_like(cls, root: Path) -> bool:
+        """Whether ``root`` has this dataset's official layout (its marker files), without parsing it;
+        :func:`vireid.data.registry.detect_dataset` asks every registered reader. Default: never."""
+        return False
+
     # -- shared behaviour ---------------------------------------------------------------------
     def relpath(self, record: ImageRecord) -> str:
         """The record's path relative to the dataset root, with forward slashes."""

@@ -42,6 +42,10 @@ _ID_FOLDER = re.compile(r"^(\d{4})$")
 class LLCM(VIReIDDataset):
     """LLCM reader: ``LLCM(root)``; ``protocol(direction)``, trials 0..9."""
 
+    @classmethod
+    def looks_like(cls, root: Path) -> bool:
+        return (root / "idx" / "test_id.txt").is_file() and (root / "test_vis").is_dir()
+
     def __init__(self, root: str | Path):
         super().__init__(root)
         idx = self.root / "idx"

@@ -40,6 +40,10 @@ _ID_FOLDER = re.compile(r"^(\d+)$")
 class RegDB(VIReIDDataset):
     """RegDB reader: ``RegDB(root)``; ``train_records(trial)`` and ``protocol(direction)``, trials 1..10."""
 
+    @classmethod
+    def looks_like(cls, root: Path) -> bool:
+        return all((root / sub).is_dir() for sub in ("idx", "Visible", "Thermal"))
+
     def __init__(self, root: str | Path):
         super().__init__(root)
         for sub in ("idx", "Visible", "Thermal"):

@@ -41,6 +41,17 @@ def build_dataset(name: str, root: str | Path, **kwargs: Any) -> VIReIDDataset:
     return DATASETS[name](root, **kwargs)
 
 
+def detect_dataset(root: str | Path) -> str | None:
+    """The name of the registered dataset whose official layout ``root`` has (its readers'
+    :meth:`~vireid.data.base.VIReIDDataset.looks_like`), or None for any other folder."""
+    _load_builtin()
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        return None
+    found = [name for name, cls in sorted(DATASETS.items()) if cls.looks_like(path)]
+    return found[0] if len(found) == 1 else None
+
+
 def _load_builtin() -> None:
     # Importing the modules registers the built-in readers.
     from vireid.data import llcm, manifest, regdb, sysu  # noqa: F401

@@ -37,6 +37,10 @@ class SYSUMM01(VIReIDDataset):
     Records are ordered by person id, then camera, then file name.
     """
 
+    @classmethod
+    def looks_like(cls, root: Path) -> bool:
+        return (root / "exp" / "test_id.txt").is_file() and any((root / f"cam{c}").is_dir() for c in range(1, 7))
+
     def __init__(self, root: str | Path):
         super().__init__(root)
         exp = self.root / "exp"

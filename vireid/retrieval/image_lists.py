@@ -1,5 +1,6 @@
-"""Image lists for embedding and indexing: the images of a folder (recursively, with the camera parsed from
-the path) or of a ``manifest.csv`` (pid, camera and modality from its rows).
+"""Image lists for embedding and indexing: the images of a dataset in its official layout (person ids and
+cameras from its reader), of a folder (recursively, with the camera parsed from the path) or of a
+``manifest.csv`` (pid, camera and modality from its rows).
 
 A folder's ``camera`` comes from the path below the folder, the folder's own name included: a SYSU-MM01
 ``cam<N>/`` folder, else a Market-1501/DukeMTMC-style ``_c<N>`` / ``c<N>s`` file-name token, else 0; such
@@ -37,19 +38,53 @@ def parse_camera(path: str | Path) -> int:
     return int(m.group(1)) if m else 0
 
 
+#: ``split`` values of a dataset in its official layout: the test identities' images (default), the
+#: training split's (RegDB: trial 1's), or every image.
+DATASET_SPLITS = ("test", "train", "all")
+#: ``dataset`` value that reads a folder as plain images even when it has a dataset's layout.
+PLAIN_FOLDER = "folder"
+
+
+def dataset_rows(name: str, root: str | Path, *, modality: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
+    """Metadata rows of a dataset in its official layout: person ids and cameras from the reader."""
+    from vireid.data import build_dataset
+
+    split = split or "test"
+    if split not in DATASET_SPLITS:
+        raise ValueError(f"a dataset's split is one of {', '.join(DATASET_SPLITS)} (query and gallery are manifest "
+                         f"splits), got {split!r}")
+    ds = build_dataset(name, root)
+    records = {"test": ds.test_records, "train": lambda: ds.train_records(trial=1), "all": ds.all_records}[split]()
+    rows = [{"path": str(r.path), "pid": r.pid, "camera": r.camera, "modality": r.modality, "timestamp": None}
+            for r in records if modality is None or r.modality == modality]
+    if not rows:
+        raise DatasetError(f"the {name} layout has no {split} images{' of modality ' + modality if modality else ''}",
+                           path=Path(root))
+    return rows
+
+
 def list_images(
-    source: str | Path, *, modality: str | None = None, split: str | None = None
+    source: str | Path, *, modality: str | None = None, split: str | None = None, dataset: str | None = None
 ) -> list[dict[str, Any]]:
     """Metadata rows (``path`` absolute, ``pid``, ``camera``, ``modality``, ``timestamp``) of the images
-    of a folder or a ``manifest.csv`` (see the module docstring).
+    of a dataset in its official layout, a folder or a ``manifest.csv`` (see the module docstring).
 
-    A folder needs ``modality`` (all its images have it); a manifest keeps its rows' modalities, or only
-    the rows of ``modality`` when given, and only the rows of ``split`` (train, query, gallery) when
-    given; an image listed in several splits appears once.
+    ``dataset``: the layout of the folder (``sysu``, ``regdb``, ``llcm``...; default: detected from its
+    marker files, :func:`vireid.data.registry.detect_dataset`; ``"folder"``: plain images). A dataset gives
+    person ids and cameras, its ``split`` (:data:`DATASET_SPLITS`, default test) and, when given, only
+    ``modality``'s images. A plain folder needs ``modality`` (all its images have it) and has no person ids.
+    A manifest keeps its rows' modalities, or only the rows of ``modality`` when given, and only the rows of
+    ``split`` (train, query, gallery) when given; an image listed in several splits appears once.
     """
     src = Path(source).expanduser()
     if modality is not None and modality not in MODALITIES:
         raise ValueError(f"modality must be one of {'|'.join(MODALITIES)}, got {modality!r}")
+    if src.is_dir() and dataset != PLAIN_FOLDER:
+        from vireid.data.registry import detect_dataset
+
+        name = dataset or detect_dataset(src)
+        if name is not None:
+            return dataset_rows(name, src, modality=modality, split=split)
     if src.is_file():
         if src.suffix.lower() != ".csv":
             raise DatasetError("expected a folder of images or a manifest .csv file", path=src)
@@ -84,3 +119,20 @@ def list_images(
     # about its images
     return [{"path": os.path.abspath(f), "pid": None, "camera": parse_camera(Path(src.resolve().name) / f.relative_to(src)),
              "modality": modality, "timestamp": None} for f in files]
+
+
+def person_of_image(path: str | Path, *, levels: int = 4) -> int | None:
+    """The person id of an image file that lies in a dataset's official layout (the dataset root found among
+    its ``levels`` nearest parent folders, :func:`vireid.data.registry.detect_dataset`), else None."""
+    from vireid.data import build_dataset
+    from vireid.data.registry import detect_dataset
+
+    file = Path(path).expanduser().resolve()
+    for root in list(file.parents)[:levels]:
+        name = detect_dataset(root)
+        if name is not None:
+            for rec in build_dataset(name, root).all_records():
+                if rec.path == file:
+                    return rec.pid
+            return None
+    return None

@@ -277,11 +277,25 @@ class GalleryIndex(GalleryWrite, GallerySearch):
             rows = self._db.execute("SELECT modality, COUNT(*) FROM images GROUP BY modality ORDER BY modality")  # type: ignore[union-attr]
             return {str(m): int(c) for m, c in rows}
 
+    def count_with_pid(self) -> int:
+        """Number of gallery images whose person id is known (0 for an index of a plain image folder)."""
+        with self._lock:
+            self._check_open()
+            return int(self._db.execute("SELECT COUNT(*) FROM images WHERE pid IS NOT NULL").fetchone()[0])  # type: ignore[union-attr]
+
+    def count_pid(self, pid: int) -> int:
+        """Number of gallery images of person ``pid``."""
+        with self._lock:
+            self._check_open()
+            return int(self._db.execute("SELECT COUNT(*) FROM images WHERE pid = ?", (int(pid),)).fetchone()[0])  # type: ignore[union-attr]
+
     def info(self) -> dict[str, Any]:
-        """``count``, ``dim``, ``kind``, ``model_info``, ``created``, ``updated``, ``generation``,
-        ``params`` (IVF-PQ: nlist, pq_m, nbits, nprobe, train_size, refine), ``modalities`` and ``path``."""
+        """``count``, ``with_pid`` (images with a person id), ``dim``, ``kind``, ``model_info``, ``created``,
+        ``updated``, ``generation``, ``params`` (IVF-PQ: nlist, pq_m, nbits, nprobe, train_size, refine),
+        ``modalities`` and ``path``."""
         return {
             "count": len(self),
+            "with_pid": self.count_with_pid(),
             "dim": self.dim,
             "kind": self.kind,
             "model_info": self.model_info,
