@@ -60,11 +60,13 @@ def test_export_parity_and_metadata(setup):
 
     result, loaded = setup["export"], setup["loaded"]
     base = setup["base"] / "onnx"
-    assert result.paths == {"visible": base / "model_visible.onnx", "infrared": base / "model_infrared.onnx"}
+    assert result.paths == {"visible": base / "model_visible.onnx", "infrared": base / "model_infrared.onnx",
+                            "both": base / "model.onnx"}  # the name asked for exists
     assert all(d is not None and d <= 1e-4 for d in result.max_abs_diff.values())
     x = torch.rand(5, 3, 32, 16, generator=torch.Generator().manual_seed(3))  # a batch size not traced
     outputs = {}
-    for modality, path in result.paths.items():
+    for modality in ("visible", "infrared"):
+        path = result.paths[modality]
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         assert [i.name for i in session.get_inputs()] == ["images"]
         got = session.run(["features"], {"images": x.numpy()})[0]
@@ -79,6 +81,29 @@ def test_export_parity_and_metadata(setup):
         assert load_config(None).data.height != 32 and "height: 32" in meta["config"]
     # each graph runs its own stem: the same images give different features
     assert np.abs(outputs["visible"] - outputs["infrared"]).max() > 1e-3
+    # model.onnx: one graph, both branches, the same features as the one-branch graphs
+    session = ort.InferenceSession(str(result.paths["both"]), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["features_visible", "features_infrared"]
+    both = session.run(None, {"images": x.numpy()})
+    np.testing.assert_allclose(both[0], outputs["visible"], atol=1e-5)
+    np.testing.assert_allclose(both[1], outputs["infrared"], atol=1e-5)
+    assert read_onnx_metadata(result.paths["both"])["modality"] == "both"
+
+
+def test_the_exported_name_is_accepted_back_alone_or_with_its_siblings(setup, tmp_path):
+    base = setup["base"] / "onnx"
+    # with its one-branch siblings beside it, model.onnx stands for them (half the work per image)
+    assert resolve_onnx_paths(base / "model.onnx") == {"visible": base / "model_visible.onnx",
+                                                       "infrared": base / "model_infrared.onnx"}
+    # model.onnx copied alone: the two-output graph serves both modalities, with the same features
+    alone = tmp_path / "deploy" / "model.onnx"
+    alone.parent.mkdir()
+    shutil.copy(base / "model.onnx", alone)
+    assert resolve_onnx_paths(alone) == {"visible": alone, "infrared": alone}
+    rows = list_images(setup["base"] / "data" / "cam3", modality="infrared")
+    paths = [r["path"] for r in rows]
+    np.testing.assert_allclose(OnnxExtractor.from_paths(alone).embed_paths(paths, "infrared"),
+                               OnnxExtractor.from_paths(base / "model.onnx").embed_paths(paths, "infrared"), atol=1e-5)
 
 
 def test_onnx_and_torch_extractors_agree_with_the_evaluator(setup):

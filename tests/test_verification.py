@@ -71,3 +71,8 @@ def test_verification_of_features_is_cosine_similarity():
     # genuine: q0-g0 1.0, q1-g1 0.8, q1-g2 1.0; impostor: q0-g1 0.6, q0-g2 0.0, q1-g0 0.0
     # FPR 0.5 of 3 impostors: 1 accepted -> threshold 0.0 -> every genuine pair above it
     assert v[fpr_key(0.5)] == pytest.approx(100.0) and v["AUC"] == pytest.approx(100.0)
+
+
+def test_no_impostor_pairs_gives_no_figures_rather_than_an_error():
+    v = roc_figures([0.9, 0.8], [], fprs=(1e-2,))
+    assert v == {fpr_key(1e-2): None, "AUC": None, "genuine_pairs": 2, "impostor_pairs": 0}

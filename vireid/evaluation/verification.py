@@ -61,11 +61,13 @@ def auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
 
 
 def roc_figures(genuine: Any, impostor: Any, fprs: Sequence[float] = DEFAULT_FPRS) -> dict[str, Any]:
-    """TPR at each FPR (percent, or None where unresolvable), AUC (percent) and the pair counts."""
+    """TPR at each FPR (percent, or None where unresolvable), AUC (percent) and the pair counts; every
+    figure is None when there are no genuine or no impostor pairs (a gallery of one person)."""
     g = np.asarray(genuine, dtype=np.float64).reshape(-1)
     imp = np.asarray(impostor, dtype=np.float64).reshape(-1)
     if g.size == 0 or imp.size == 0:
-        raise ValueError(f"verification needs genuine and impostor pairs, got {g.size} and {imp.size}")
+        return {**{fpr_key(f): None for f in fprs}, "AUC": None, "genuine_pairs": int(g.size),
+                "impostor_pairs": int(imp.size)}
     out: dict[str, Any] = {}
     for f in fprs:
         t = threshold_at_fpr(imp, f)
@@ -117,6 +119,7 @@ def format_verification(results: dict[str, Any]) -> str:
     direction = str(protocol.get("direction", default)).replace("_", "-")
     figures = ", ".join(f"{k} {'n/a' if val is None else f'{val:.2f}'}" for k, val in v.items()
                         if k.startswith("TPR@"))
-    return (f"verification ({direction} pairs, cosine similarity; mean over trials): {figures}, AUC {v['AUC']:.2f} "
+    auc_text = "n/a" if v["AUC"] is None else f"{v['AUC']:.2f}"
+    return (f"verification ({direction} pairs, cosine similarity; mean over trials): {figures}, AUC {auc_text} "
             f"({v['genuine_pairs']:,} genuine / {v['impostor_pairs']:,} impostor pairs per trial; n/a: FPR finer "
             "than the pairs resolve)")

@@ -4,7 +4,10 @@ test interface so that ``vireid test --onnx`` scores an exported model with the 
 and metrics as a checkpoint. The write side is :mod:`vireid.retrieval.export`.
 
 One graph per modality: a two-stream model routes each image by its modality code, which an exported graph
-cannot keep, so each graph is ``model.extract(images, modality)`` with the modality fixed.
+cannot keep, so each graph is ``model.extract(images, modality)`` with the modality fixed. ``--modality
+both`` also writes the name the user gave as one graph holding both branches (outputs
+``features_visible`` and ``features_infrared``, every image through both); given that name, vireid runs the
+one-branch graphs beside it when they are there (half the work), else the two-output graph.
 """
 
 from __future__ import annotations
@@ -31,35 +34,46 @@ class ExportError(VireidError):
     """An export failed, an exported graph cannot be read, or it does not reproduce the PyTorch features."""
 
 
+#: Output of a one-branch graph, and of each branch of the two-output graph (``--modality both``).
+ONNX_OUTPUT = "features"
+BRANCH_OUTPUTS = {m: f"{ONNX_OUTPUT}_{m}" for m in MODALITIES}
+
+
 def onnx_output_paths(out: str | Path, modality: str) -> dict[str, Path]:
-    """Where :func:`export_onnx` writes: ``out`` itself for one modality; ``<stem>_visible<suffix>`` and
-    ``<stem>_infrared<suffix>`` next to it for ``both``."""
+    """Where :func:`export_onnx` writes: ``out`` itself for one modality; for ``both``, ``out`` (the
+    two-output graph, key ``"both"``) and ``<stem>_visible<suffix>`` / ``<stem>_infrared<suffix>`` beside it."""
     if modality not in EXPORT_MODALITIES:
         raise ValueError(f"modality must be one of {'|'.join(EXPORT_MODALITIES)}, got {modality!r}")
     p = Path(out).expanduser()
     if modality != "both":
         return {modality: p}
     suffix = p.suffix or ".onnx"
-    return {m: p.with_name(f"{p.stem}_{m}{suffix}") for m in MODALITIES}
+    return {**{m: p.with_name(f"{p.stem}_{m}{suffix}") for m in MODALITIES}, "both": p.with_suffix(suffix)}
 
 
 def resolve_onnx_paths(paths: str | Path | Sequence[str | Path]) -> dict[str, Path]:
-    """Graphs by modality from one or more paths. A path that does not exist but whose
-    ``<stem>_visible`` / ``<stem>_infrared`` siblings do (``--modality both`` output) stands for them;
-    each graph's modality is read from its metadata."""
+    """Graphs by modality from one or more paths (each graph's modality is read from its metadata). The
+    two-output graph of ``--modality both`` serves both modalities, unless its one-branch siblings
+    ``<stem>_visible`` / ``<stem>_infrared`` are there (they run half the work); a missing path whose
+    siblings exist stands for them (exports of earlier versions)."""
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     out: dict[str, Path] = {}
     for item in items:
         p = Path(item).expanduser()
-        candidates = [p] if p.is_file() else [q for q in onnx_output_paths(p, "both").values() if q.is_file()]
+        siblings = [q for m, q in onnx_output_paths(p, "both").items() if m != "both" and q.is_file()]
+        if p.is_file() and read_onnx_metadata(p)["modality"] == "both":
+            candidates = siblings or [p]
+        else:
+            candidates = [p] if p.is_file() else siblings
         if not candidates:
             raise ExportError(f"{p}: ONNX graph does not exist (nor {p.stem}_visible / {p.stem}_infrared next to it); "
                               "write it with 'vireid export'")
         for c in candidates:
             modality = read_onnx_metadata(c)["modality"]
-            if modality in out and out[modality] != c:
-                raise ExportError(f"two {modality} graphs given: {out[modality]} and {c}")
-            out[modality] = c
+            for m in (MODALITIES if modality == "both" else (modality,)):
+                if m in out and out[m] != c:
+                    raise ExportError(f"two {m} graphs given: {out[m]} and {c}")
+                out[m] = c
     return out
 
 
@@ -128,7 +142,12 @@ class OnnxGraphs:
         self.input_size = (int(first["input_size"][0]), int(first["input_size"][1]))
         self.graphs = {m: Path(p) for m, p in graphs.items()}
         self.metadata = metas
-        self.sessions = {m: ort_session(p, device) for m, p in self.graphs.items()}
+        loaded: dict[Path, Any] = {}  # the two-output graph serves both modalities from one session
+        self.sessions = {}
+        for m, p in self.graphs.items():
+            if p not in loaded:
+                loaded[p] = ort_session(p, device)
+            self.sessions[m] = loaded[p]
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -137,7 +156,9 @@ class OnnxGraphs:
     def run(self, images: np.ndarray, modality: str) -> np.ndarray:
         """Raw features ``[N, D]`` of a float32 batch ``[N, 3, H, W]`` in [0, 1] through one graph."""
         session = self.sessions[modality]
-        return session.run(None, {session.get_inputs()[0].name: images})[0]
+        names = [o.name for o in session.get_outputs()]
+        output = BRANCH_OUTPUTS[modality] if BRANCH_OUTPUTS[modality] in names else names[0]
+        return session.run([output], {session.get_inputs()[0].name: images})[0]
 
 
 class OnnxReIDModel(nn.Module):

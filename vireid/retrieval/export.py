@@ -5,8 +5,10 @@ routing is data-dependent control flow (``TwoStreamResNet.forward`` branches on 
 exported graph cannot keep. Each exported graph is therefore ``model.extract(images, modality)`` with
 the modality fixed (:class:`FixedModalityExtractor`): ``model_visible.onnx`` runs the visible stem and
 ``model_infrared.onnx`` the infrared one; the shared layers are stored in each file. Running only the
-branch that is needed keeps inference as cheap as in PyTorch (a single graph with one output per
-branch would run both branches for every image).
+branch that is needed keeps inference as cheap as in PyTorch. ``--out model.onnx`` with both modalities
+also writes ``model.onnx`` itself: one graph with both branches (:class:`BothBranchesExtractor`, outputs
+``features_visible`` and ``features_infrared``, every image through both), the single file a deployment can
+carry; vireid's commands given ``model.onnx`` run the one-branch graphs beside it when they are there.
 
 Graph interface: input ``images`` float32 ``[batch, 3, H, W]`` in **[0, 1]** (the model normalises its
 own input; the batch dimension is dynamic), output ``features`` float32 ``[batch, D]``, L2-normalised
@@ -35,14 +37,15 @@ import torch
 from vireid.data.records import MODALITIES
 from vireid.io import write_bytes_atomic
 from vireid.models.onnx_model import (  # the read side of the graph format (models floor: the engine's tests use it)
+    BRANCH_OUTPUTS,
     GRAPH_FORMAT,
+    ONNX_OUTPUT,
     ExportError,
     onnx_output_paths,
     read_onnx_metadata,
 )
 
 ONNX_INPUT = "images"
-ONNX_OUTPUT = "features"
 DEFAULT_OPSET = 17
 #: Largest accepted |PyTorch - ONNX Runtime| over the features of the parity check.
 PARITY_TOLERANCE = 1e-4
@@ -68,7 +71,19 @@ class FixedModalityExtractor(torch.nn.Module):
         return self.model.extract(images, self.modality)
 
 
-def _trace_to_bytes(module: Any, dummy: Any, opset: int) -> bytes:
+class BothBranchesExtractor(torch.nn.Module):
+    """Both fixed-modality extractors in one graph: every image through each branch, one output per branch
+    (the single file ``--out NAME.onnx`` names; no data-dependent routing)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.branches = torch.nn.ModuleList(FixedModalityExtractor(model, m) for m in MODALITIES)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(branch(images) for branch in self.branches)
+
+
+def _trace_to_bytes(module: Any, dummy: Any, opset: int, outputs: Sequence[str] = (ONNX_OUTPUT,)) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -81,8 +96,8 @@ def _trace_to_bytes(module: Any, dummy: Any, opset: int) -> bytes:
             (dummy,),
             buf,
             input_names=[ONNX_INPUT],
-            output_names=[ONNX_OUTPUT],
-            dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
+            output_names=list(outputs),
+            dynamic_axes={ONNX_INPUT: {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
@@ -117,11 +132,13 @@ def export_onnx(
     dummy = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))
     result = ExportResult(paths={}, max_abs_diff={})
     for mod, path in targets.items():
-        module = FixedModalityExtractor(model, mod).eval()
+        both = mod == "both"
+        module = (BothBranchesExtractor(model) if both else FixedModalityExtractor(model, mod)).eval()
+        outputs = [BRANCH_OUTPUTS[m] for m in MODALITIES] if both else [ONNX_OUTPUT]
         with torch.inference_mode():
-            dim = int(module(dummy).shape[1])
+            dim = int((module(dummy)[0] if both else module(dummy)).shape[1])
         try:
-            data = _trace_to_bytes(module, dummy, opset)
+            data = _trace_to_bytes(module, dummy, opset, outputs)
         except Exception as exc:  # the exporter raises many types
             raise ExportError(f"ONNX export of the {mod} branch failed ({type(exc).__name__}: {exc})") from exc
         graph = onnx.load_from_string(data)
@@ -142,12 +159,14 @@ def export_onnx(
         for k, v in meta.items():
             graph.metadata_props.add(key=k, value=v)
         graph.doc_string = (f"vireid {loaded.cfg.model.name} test features of {mod} images: input {ONNX_INPUT} "
-                            f"[batch, 3, {h}, {w}] in [0, 1], output {ONNX_OUTPUT} [batch, {dim}] L2-normalised")
+                            f"[batch, 3, {h}, {w}] in [0, 1], output{'s' if both else ''} {', '.join(outputs)} "
+                            f"[batch, {dim}] L2-normalised")
         write_bytes_atomic(path, graph.SerializeToString())
         result.paths[mod] = path
         result.max_abs_diff[mod] = None
         if check:
-            diff = parity_check(model, path, mod, input_size=(h, w))
+            diff = max(parity_check(model, path, m, input_size=(h, w), output=out)
+                       for m, out in zip(MODALITIES if both else (mod,), outputs))
             result.max_abs_diff[mod] = diff
             if not diff <= tolerance:
                 raise ExportError(f"{path}: ONNX Runtime features differ from PyTorch by up to {diff:.3g} "
@@ -157,7 +176,7 @@ def export_onnx(
 
 def parity_check(
     model: Any, path: str | Path, modality: str, *, input_size: tuple[int, int],
-    batch_sizes: Sequence[int] = (1, 3), seed: int = 0,
+    batch_sizes: Sequence[int] = (1, 3), seed: int = 0, output: str = ONNX_OUTPUT,
 ) -> float:
     """Max abs difference between ``model.extract`` and the ONNX graph at ``path`` on random images
     in [0, 1] (one batch of each size in ``batch_sizes``)."""
@@ -173,7 +192,7 @@ def parity_check(
         x = torch.rand(int(n), 3, *input_size, generator=gen)
         with torch.inference_mode():
             ref = model.extract(x, modality).float().cpu().numpy()
-        got = session.run([ONNX_OUTPUT], {ONNX_INPUT: x.numpy()})[0]
+        got = session.run([output], {ONNX_INPUT: x.numpy()})[0]
         if got.shape != ref.shape:
             raise ExportError(f"{path}: ONNX output shape {got.shape} differs from PyTorch's {ref.shape} for batch {n}")
         worst = max(worst, float(np.abs(got - ref).max()))

@@ -235,12 +235,14 @@ def _cached_onnx(index: GalleryIndex, loaded: Any) -> dict[str, Path]:
     from vireid.retrieval.export import export_onnx, onnx_output_paths
 
     folder = index.folder / ONNX_CACHE_DIR / loaded.fingerprint[:16]
-    paths = onnx_output_paths(folder / "model.onnx", "both")
+    paths = {m: p for m, p in onnx_output_paths(folder / "model.onnx", "both").items() if m in MODALITIES}
     if all(p.is_file() for p in paths.values()):
         return paths
     logger.info("exporting the index's model to ONNX in %s", folder)
     try:
-        return export_onnx(loaded, folder / "model.onnx", modality="both").paths
+        for m, path in paths.items():  # the one-branch graphs only: the search runs one branch per query
+            export_onnx(loaded, path, modality=m)
+        return paths
     except OSError as exc:
         from vireid.errors import VireidError
 
