@@ -49,3 +49,26 @@ def test_bad_results_files(tmp_path):
     old.write_text(json.dumps(data))
     with pytest.raises(VireidError, match="no CMC curve"):
         plot_curves([old], tmp_path / "x.png")
+
+
+def test_axes_follow_the_data_and_rank_one_has_a_tick(tmp_path, monkeypatch):
+    import vireid.visualization.curves as curves
+    from vireid.visualization.curves import axis_top
+
+    assert [axis_top(v) for v in (4.0, 24.5, 27.9, 95.0, 100.0)] == [10.0, 30.0, 40.0, 100.0, 100.0]
+    drawn = {}
+
+    def keep(fig, path, **kw):
+        drawn["fig"] = fig
+        return path
+
+    monkeypatch.setattr(curves, "save_png", keep)
+    a = _results(tmp_path / "a" / "results.json", [12, 20, 15])
+    data = json.loads(a.read_text())
+    data["protocol"], data["synthetic_data"] = {"dataset": "sysu", "mode": "all", "shots": 1, "sampler": "community"}, True
+    a.write_text(json.dumps(data))
+    plot_curves([a], tmp_path / "c.png")
+    ax_cmc, ax_trials = drawn["fig"].axes
+    assert ax_trials.get_ylim() == (0.0, 30.0)  # every per-trial line is below 25: not a 0-100 axis
+    assert 1 in ax_cmc.get_xticks()
+    assert drawn["fig"]._suptitle.get_text().startswith("synthetic SYSU-MM01-layout data all-search")

@@ -85,8 +85,32 @@ def test_pick_queries_worst_and_per_identity(tmp_path):
     # query 0: its match (g0) first; query 1: match third; query 2: match (g1) second
     dist = np.array([[0.1, 0.2, 0.3], [0.3, 0.1, 0.2], [0.1, 0.2, 0.3]])
     assert first_match_ranks(dist, queries, gallery, protocol="sysu").tolist() == [1, 3, 2]
-    assert pick_queries(dist, queries, gallery, protocol="sysu", how="worst", count=2) == [1, 2]
+    assert pick_queries(dist, queries, gallery, protocol="sysu", how="worst", count=2) == [1, 2]  # two people
     assert pick_queries(dist, queries, gallery, protocol="sysu", how="per_identity") == [0, 2]
+
+
+def test_worst_rows_are_distinct_people_and_show_where_the_true_match_is(tmp_path):
+    from vireid.visualization.ranks import SLIDE_SIZE, row_cells
+
+    # person 1 has three bad queries (one per camera of two), person 2 one; gallery: 1 true image each
+    queries = _records(tmp_path, [(1, 3), (1, 3), (1, 6), (2, 6)], "infrared")
+    gallery = _records(tmp_path, [(1, 1), (2, 1), (3, 1), (4, 1), (5, 4)], "visible")
+    dist = np.array([[0.9, 0.1, 0.2, 0.3, 0.4],   # true match (g0) fifth
+                     [0.8, 0.1, 0.2, 0.3, 0.9],   # fourth
+                     [0.7, 0.1, 0.2, 0.8, 0.9],   # third
+                     [0.5, 0.6, 0.1, 0.2, 0.3]])  # person 2's match (g1) fifth
+    assert first_match_ranks(dist, queries, gallery, protocol="sysu").tolist() == [5, 4, 3, 5]
+    # worst first, one per person before a second of any, then a new camera of person 1 before a repeat
+    assert pick_queries(dist, queries, gallery, protocol="sysu", how="worst", count=3) == [0, 3, 2]
+    ranked = ranked_lists(dist, queries, gallery, protocol="sysu", topk=2)
+    no_removal = np.zeros(5, dtype=bool)
+    cells = row_cells(dist, queries, gallery, 0, ranked=ranked, first_rank=5, excluded=no_removal)
+    assert cells == [(1, 1, False), (2, 2, False), (0, 5, True)]  # the true match, below the cut-off, at rank 5
+    assert row_cells(dist, queries, gallery, 0, ranked=ranked_lists(dist, queries, gallery, protocol="sysu", topk=5),
+                     first_rank=5, excluded=no_removal)[-1] == (0, 5, True)  # within the list: not repeated
+    out = draw_ranked_lists(dist, queries, gallery, tmp_path / "slide.png", protocol="sysu", rows=[0, 3], topk=2,
+                            title="t", canvas=SLIDE_SIZE)
+    assert Image.open(out).size == SLIDE_SIZE
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,9 @@ def add_ranks_parser(sub: argparse._SubParsersAction) -> None:
         description="Extract the features of one trial of CONFIG's test protocol with the checkpoint's model "
         "and draw the top-k ranked list of each chosen query (the protocol's removal rule applied, as in "
         "evaluation): the first query of each identity (default), the worst queries (--worst: first true "
-        "match ranked lowest), or given query indices (--query-index).",
+        "match ranked lowest, one per identity before a second of any), or given query indices (--query-index). "
+        "A row whose true match ranks below --topk ends with it, labelled with its rank. --layout slide fills a "
+        "16:9 picture.",
         formatter_class=HelpFormatter,
         epilog="examples:\n"
         "  vireid visualize ranks configs/sysu/dam.yaml --checkpoint runs/sysu/dam/checkpoints/last.pt --out ranks.png\n"
@@ -142,6 +144,9 @@ def add_ranks_parser(sub: argparse._SubParsersAction) -> None:
     choose.add_argument("--queries", type=int, default=8, help="rows: first query of N identities (default: 8)")
     choose.add_argument("--worst", type=int, metavar="N", help="rows: the N queries whose first match ranks lowest")
     choose.add_argument("--query-index", type=int, nargs="+", metavar="I", help="rows: these query indices")
+    parser.add_argument("--layout", choices=("sheet", "slide"), default="sheet",
+                        help="sheet: thumbnails at their size, as tall as the rows need; slide: everything scaled "
+                        "to fill a 1920x1080 (16:9) picture")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.set_defaults(func=cmd_ranks)
 
@@ -160,10 +165,14 @@ def cmd_ranks(args: argparse.Namespace) -> int:
     trial = protocol.trials[0] if args.trial is None else args.trial
     evaluator = Evaluator.from_config(cfg, protocol, device=args.device, progress=True)
     from vireid.data.protocols import describe_protocol
+    from vireid.data.synthetic import is_synthetic
+    from vireid.visualization.ranks import SLIDE_SIZE
 
-    title = f"{cfg.model.name.upper()} ({Path(args.checkpoint).name}) on {describe_protocol(protocol)}, trial {trial}"
+    data = describe_protocol(protocol, synthetic=is_synthetic(str(cfg.data.root)))
+    title = f"{cfg.model.name.upper()} ({Path(args.checkpoint).name}) on {data}, trial {trial}"
     print(ranked_list_picture(evaluator, model, args.out, trial=trial, how="worst" if args.worst else "per_identity",
-                              count=args.worst or args.queries, rows=args.query_index, topk=args.topk, title=title))
+                              count=args.worst or args.queries, rows=args.query_index, topk=args.topk, title=title,
+                              canvas=SLIDE_SIZE if args.layout == "slide" else None))
     return 0
 
 

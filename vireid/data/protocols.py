@@ -355,10 +355,14 @@ __all__ = [
 DATASET_TITLES = {"sysu": "SYSU-MM01", "regdb": "RegDB", "llcm": "LLCM", "manifest": "own data"}
 
 
-def protocol_title(described: Mapping[str, Any]) -> str:
+def protocol_title(described: Mapping[str, Any], *, synthetic: bool = False) -> str:
     """A readable name of a protocol from its ``describe()`` dict (as results files record it), e.g.
-    ``SYSU-MM01 all-search, single-shot, community gallery`` or ``RegDB visible to infrared``."""
+    ``SYSU-MM01 all-search, single-shot, community gallery`` or ``RegDB visible to infrared``; on
+    synthetic data ``synthetic SYSU-MM01-layout data all-search, ...`` (a picture must not pass for the
+    real benchmark)."""
     name = DATASET_TITLES.get(str(described.get("dataset")), str(described.get("dataset", "dataset")))
+    if synthetic:
+        name = f"synthetic {name}-layout data"
     if "mode" in described:
         shots = "single-shot" if described.get("shots") == 1 else f"{described.get('shots')}-shot"
         return f"{name} {described['mode']}-search, {shots}, {described.get('sampler')} gallery"
@@ -367,6 +371,6 @@ def protocol_title(described: Mapping[str, Any]) -> str:
     return name
 
 
-def describe_protocol(protocol: EvalProtocol) -> str:
+def describe_protocol(protocol: EvalProtocol, *, synthetic: bool = False) -> str:
     """:func:`protocol_title` of a protocol object."""
-    return protocol_title(protocol.describe())
+    return protocol_title(protocol.describe(), synthetic=synthetic)

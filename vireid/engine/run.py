@@ -210,6 +210,7 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
             results = trainer.evaluate(trainer.evaluator, final_trials)
             results["checkpoint"] = str(last) if last.exists() else None
             results["epoch"] = trainer.max_epochs - 1  # the final weights (== last.pt) are tested
+            mark_synthetic(results, cfg)
             write_json(results, output_dir / RESULTS_FILE)
             from vireid.evaluation.evaluator import format_results_table
 
@@ -427,7 +428,16 @@ def run_test(
     if ckpt is not None:
         results["epoch"] = ckpt.get("epoch")
     results["config"] = tested_config(cfg, ckpt)
+    mark_synthetic(results, cfg)
     return results
+
+
+def mark_synthetic(results: dict[str, Any], cfg: Any) -> None:
+    """``results["synthetic_data"] = True`` when the data are the generator's (pictures and reports say so)."""
+    from vireid.data.synthetic import is_synthetic
+
+    if is_synthetic(str(cfg.data.root)):
+        results["synthetic_data"] = True
 
 
 def tested_config(cfg: Any, ckpt: dict[str, Any] | None) -> dict[str, Any]:

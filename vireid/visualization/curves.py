@@ -38,6 +38,28 @@ def _label(path: Path, results: dict[str, Any]) -> str:
     return " ".join(tags)
 
 
+def on_synthetic_data(path: Path, results: dict[str, Any]) -> bool:
+    """Whether a result was measured on synthetic data: its flag, else the data root of its recorded config
+    (or of the run folder's config.yaml) carries the generator's marker."""
+    import yaml
+
+    from vireid.data.synthetic import is_synthetic
+
+    if "synthetic_data" in results:
+        return bool(results["synthetic_data"])
+    config = results.get("config")
+    if not isinstance(config, dict) and (path.parent / "config.yaml").is_file():
+        config = yaml.safe_load((path.parent / "config.yaml").read_text(encoding="utf-8"))
+    root = (config or {}).get("data", {}).get("root") if isinstance(config, dict) else None
+    return bool(root) and is_synthetic(root)
+
+
+def axis_top(value: float) -> float:
+    """The top of a percentage axis for data up to ``value``: the next multiple of 10 with some room, at most
+    100 (lines below 25 get a 0-30 axis, not 0-100)."""
+    return float(min(100, 10 * (int(value * 1.08) // 10 + 1)))
+
+
 def plot_curves(results_files: Sequence[str | Path], out: str | Path, *, labels: Sequence[str] | None = None) -> Path:
     """One PNG with two panels: the mean CMC curve of each run (rank 1..20) and its per-trial Rank-1,
     mAP and mINP, so runs can be compared side by side. Returns the path written."""
@@ -67,12 +89,18 @@ def plot_curves(results_files: Sequence[str | Path], out: str | Path, *, labels:
         for metric, style in zip(TRIAL_METRICS, ("-", "--", ":")):
             ax_trials.plot(trials, [row[metric] for row in res["trials"]], style, marker=".",
                            color=line.get_color(), label=f"{name} {metric}")
-    protocols = {protocol_title(r["protocol"]) for r in runs if isinstance(r.get("protocol"), dict)}
-    ax_cmc.set(xlabel="rank", ylabel="matching rate (%)", title="CMC (mean over trials)", ylim=(0, 100))
+    protocols = {protocol_title(r["protocol"], synthetic=on_synthetic_data(p, r))
+                 for p, r in zip(paths, runs) if isinstance(r.get("protocol"), dict)}
+    cmc_top = max(max(r["mean"]["cmc"]) for r in runs)
+    trial_top = max(row[m] for r in runs for row in r["trials"] for m in TRIAL_METRICS)
+    ax_cmc.set(xlabel="rank", ylabel="matching rate (%)", title="CMC (mean over trials)",
+               ylim=(0, axis_top(cmc_top)))
     ax_trials.set(xlabel="trial", ylabel="%", title="per trial: Rank-1 (solid), mAP (dashed), mINP (dotted)",
-                  ylim=(0, 100))
+                  ylim=(0, axis_top(trial_top)))
+    longest = max(len(r["mean"]["cmc"]) for r in runs)
+    ax_cmc.set_xticks([1, *range(5, longest + 1, 5)])  # rank 1 is the figure everyone reads
+    ax_trials.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
     for ax in (ax_cmc, ax_trials):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ranks and trials are whole numbers
         ax.grid(alpha=0.3)
         ax.title.set_fontsize(13)
         ax.xaxis.label.set_fontsize(12)

@@ -58,6 +58,44 @@ def _thumb(path: Path, size: tuple[int, int]) -> Image.Image:
         return im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
 
 
+def row_cells(distmat: np.ndarray, queries: Sequence[ImageRecord], gallery: Sequence[ImageRecord], qi: int, *,
+              ranked: np.ndarray, first_rank: int, excluded: np.ndarray) -> list[tuple[int, int, bool]]:
+    """What a query's row shows: ``(gallery index, rank, true match)`` of its top-k, and when its first true
+    match ranks below them, that match too (every row shows where the person was). ``excluded``: the
+    gallery images the protocol's removal rule takes from this query's ranking."""
+    q = queries[qi]
+    cells = [(int(gi), k + 1, gallery[gi].pid == q.pid) for k, gi in enumerate(ranked[qi]) if gi >= 0]
+    if first_rank > len(ranked[qi]):
+        true = np.array([g.pid == q.pid for g in gallery]) & ~excluded
+        scores = np.where(true, np.asarray(distmat[qi], dtype=np.float64), np.inf)
+        cells.append((int(np.argmin(scores)), int(first_rank), True))  # ties: the lower gallery index, as ranked
+    return cells
+
+
+#: The slide layout: a 16:9 canvas the rows are fitted into (``--layout slide``).
+SLIDE_SIZE = (1920, 1080)
+
+
+def _geometry(th: int, tw: int, topk: int, extra: bool, rows: int, title: str | None, panels: int = 1) -> dict:
+    """Sizes of a ranked-list sheet with ``th x tw`` thumbnails (text, frames and gaps scale with them), its
+    rows in ``panels`` side by side."""
+    scale = max(1.0, th / 128)
+    pad, frame = int(8 * scale), max(4, int(4 * scale))
+    fonts = (slide_font(int(14 * scale)), slide_font(int(12 * scale)), slide_font(int(18 * scale)))
+    label_h, legend_h = int(34 * scale), int(30 * scale)
+    title_h = int(34 * scale) if title else 0
+    cell_w, cell_h = tw + 2 * frame + pad, th + 2 * frame + label_h + pad
+    gap = int(24 * scale)  # between the query and its ranked list, and before a true match below the cut-off
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max(int(measure.textlength(title or "", font=fonts[2])), int(720 * scale)) + 2 * pad
+    panel_w = pad + cell_w * (topk + 1 + int(extra)) + gap * (1 + int(extra))
+    width = max(panels * panel_w + (panels - 1) * 2 * gap, text_w)
+    height = title_h + legend_h + pad + cell_h * -(-rows // panels)
+    return {"scale": scale, "pad": pad, "frame": frame, "fonts": fonts, "label_h": label_h, "legend_h": legend_h,
+            "title_h": title_h, "cell_w": cell_w, "cell_h": cell_h, "gap": gap, "panel_w": panel_w, "panels": panels,
+            "per_panel": -(-rows // panels), "size": (width, height)}
+
+
 def draw_ranked_lists(
     distmat: np.ndarray,
     queries: Sequence[ImageRecord],
@@ -69,55 +107,79 @@ def draw_ranked_lists(
     topk: int = 10,
     thumb: tuple[int, int] = (128, 64),
     title: str | None = None,
+    canvas: tuple[int, int] | None = None,
 ) -> Path:
     """Draw the top-``topk`` ranked list of each query index in ``rows`` (default: the first 8) and
     write a PNG atomically. ``distmat`` holds negative cosine similarities (as the evaluator's); labels
-    show the similarity. Returns the path written."""
+    show the similarity. A row whose first true match ranks below ``topk`` ends with that match, framed
+    green and labelled with its rank. ``canvas`` (width, height), e.g. :data:`SLIDE_SIZE`: thumbnails
+    and text are scaled so the sheet fills it (for a 16:9 slide). Returns the path written."""
     rows = list(range(min(8, len(queries)))) if rows is None else list(rows)
     if not rows:
         raise ValueError("no query rows to draw")
     ranks = ranked_lists(distmat, queries, gallery, protocol=protocol, topk=topk)
     first = first_match_ranks(distmat, queries, gallery, protocol=protocol)
+    excluded = gallery_exclusion_mask(
+        np.array([q.pid for q in queries]), np.array([g.pid for g in gallery]),
+        np.array([q.camera for q in queries]), np.array([g.camera for g in gallery]), protocol=protocol)
+    cells_of = {qi: row_cells(distmat, queries, gallery, qi, ranked=ranks, first_rank=int(first[qi]),
+                              excluded=excluded[qi]) for qi in rows}
+    extra = any(len(c) > topk for c in cells_of.values())  # a column for the true matches below the cut-off
     th, tw = thumb
-    pad, frame = 8, 4
-    font, small, big = slide_font(14), slide_font(12), slide_font(18)
-    label_h = 34
-    title_h = 34 if title else 0
-    legend_h = 30
-    cell_w, cell_h = tw + 2 * frame + pad, th + 2 * frame + label_h + pad
-    gap = 24  # between the query and its ranked list
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    text_w = max(int(measure.textlength(title or "", font=big)), 720) + 2 * pad
-    width = max(pad + cell_w * (topk + 1) + gap, text_w)
-    height = title_h + legend_h + pad + cell_h * len(rows)
+    geo = _geometry(th, tw, topk, extra, len(rows), title)
+    if canvas is not None:  # the largest 2:1 thumbnails whose sheet fits the canvas, rows in 1-3 panels
+        best = None
+        for panels in range(1, min(3, len(rows)) + 1):
+            th = 2 * (canvas[1] // (2 * -(-len(rows) // panels)))
+            while th > 32:
+                fit = _geometry(th, th // 2, topk, extra, len(rows), title, panels)
+                if fit["size"][0] <= canvas[0] and fit["size"][1] <= canvas[1]:
+                    break
+                th -= 2
+            if best is None or th > best[0]:
+                best = (th, panels)
+        th, tw = best[0], best[0] // 2
+        geo = _geometry(th, tw, topk, extra, len(rows), title, best[1])
+    scale, pad, frame, gap = geo["scale"], geo["pad"], geo["frame"], geo["gap"]
+    font, small, big = geo["fonts"]
+    label_h, title_h, legend_h, cell_w, cell_h = (geo[k] for k in ("label_h", "title_h", "legend_h", "cell_w", "cell_h"))
+    width, height = geo["size"]
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     if title:
-        draw.text((pad, 8), title, fill=TEXT, font=big)
+        draw.text((pad, int(8 * scale)), title, fill=TEXT, font=big)
     x = pad
+    y0 = title_h + int(8 * scale)
     for colour, text in ((QUERY_FRAME, "query"), (GREEN, "same person"), (RED, "other person")):
-        draw.rectangle([x, title_h + 8, x + 16, title_h + 24], fill=colour)
-        draw.text((x + 22, title_h + 8), text, fill=TEXT, font=font)
-        x += 40 + int(draw.textlength(text, font=font))
-    draw.text((x + 10, title_h + 8), "labels: rank, person id, camera, cosine similarity", fill=TEXT, font=font)
+        draw.rectangle([x, y0, x + int(16 * scale), y0 + int(16 * scale)], fill=colour)
+        draw.text((x + int(22 * scale), y0), text, fill=TEXT, font=font)
+        x += int(40 * scale) + int(draw.textlength(text, font=font))
+    draw.text((x + 10, y0), "labels: rank, person id, camera, cosine similarity; last column: the true match "
+              "when it ranks below the list", fill=TEXT, font=font)
     for r, qi in enumerate(rows):
-        y = title_h + legend_h + pad + r * cell_h
+        panel, within = divmod(r, geo["per_panel"])
+        y = title_h + legend_h + pad + within * cell_h
+        x0 = panel * (geo["panel_w"] + 2 * gap)
         q = queries[qi]
-        found = f"true match at {first[qi]}" if first[qi] else "no true match"
-        cells = [(q, QUERY_FRAME, (f"query id {q.pid} c{q.camera}", found), pad)]
-        for k, gi in enumerate(ranks[qi]):
-            if gi < 0:
-                continue
+        found = f"match at {first[qi]}" if first[qi] else "no true match"
+        cells = [(q, QUERY_FRAME, (f"query {q.pid} c{q.camera}", found), x0 + pad)]
+        for gi, rank, correct in cells_of[qi]:
             g = gallery[gi]
-            colour = GREEN if g.pid == q.pid else RED
             score = -float(distmat[qi, gi])
-            cells.append((g, colour, (f"{k + 1}. id {g.pid} c{g.camera}", f"sim {score:.3f}"),
-                          pad + gap + (k + 1) * cell_w))
+            x = x0 + pad + gap + rank * cell_w if rank <= topk else x0 + pad + 2 * gap + (topk + 1) * cell_w
+            cells.append((g, GREEN if correct else RED, (f"{rank}. id {g.pid} c{g.camera}", f"sim {score:.3f}"), x))
         for rec, colour, (line1, line2), x in cells:
             draw.rectangle([x, y, x + tw + 2 * frame - 1, y + th + 2 * frame - 1], fill=colour)
-            sheet.paste(_thumb(rec.path, thumb), (x + frame, y + frame))
+            sheet.paste(_thumb(rec.path, (th, tw)), (x + frame, y + frame))
             draw.text((x, y + th + 2 * frame + 2), line1, fill=TEXT, font=small)
-            draw.text((x, y + th + 2 * frame + 17), line2, fill=TEXT, font=small)
+            draw.text((x, y + th + 2 * frame + int(17 * scale)), line2, fill=TEXT, font=small)
+        if len(cells_of[qi]) > topk:  # an ellipsis between the list and the true match below it
+            xe = x0 + pad + gap + (topk + 1) * cell_w
+            draw.text((xe + gap // 4, y + th // 2), "…", fill=TEXT, font=big)
+    if canvas is not None:  # centred on the slide
+        slide = Image.new("RGB", (max(width, canvas[0]), max(height, canvas[1])), BACKGROUND)
+        slide.paste(sheet, ((slide.width - width) // 2, (slide.height - height) // 2))
+        sheet = slide
     out = Path(out)
     with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
@@ -142,7 +204,8 @@ def first_match_ranks(distmat: np.ndarray, queries: Sequence[ImageRecord], galle
 def pick_queries(distmat: np.ndarray, queries: Sequence[ImageRecord], gallery: Sequence[ImageRecord], *,
                  protocol: str, how: str = "per_identity", count: int = 8) -> list[int]:
     """Query rows to draw: ``per_identity`` (the first query of each identity, so rows show different
-    people) or ``worst`` (the queries whose first true match ranks lowest)."""
+    people) or ``worst`` (the queries whose first true match ranks lowest, one per identity before a second
+    of any, and then one per identity and camera; worst first)."""
     if how == "per_identity":
         rows, seen = [], set()
         for i, rec in enumerate(queries):
@@ -153,14 +216,25 @@ def pick_queries(distmat: np.ndarray, queries: Sequence[ImageRecord], gallery: S
     if how == "worst":
         ranks = first_match_ranks(distmat, queries, gallery, protocol=protocol)
         valid = np.flatnonzero(ranks > 0)
-        order = valid[np.argsort(-ranks[valid], kind="stable")]
-        return [int(i) for i in order[:count]]
+        order = [int(i) for i in valid[np.argsort(-ranks[valid], kind="stable")]]
+        # the worst query of each identity first (a picture of one person seen twice repeats itself), then
+        # of each (identity, camera) not shown yet, then the rest
+        picked: list[int] = []
+        for key in (lambda i: queries[i].pid, lambda i: (queries[i].pid, queries[i].camera), lambda i: i):
+            seen = {key(i) for i in picked}
+            for i in order:
+                if len(picked) == count:
+                    return picked
+                if i not in picked and key(i) not in seen:
+                    seen.add(key(i))
+                    picked.append(i)
+        return picked
     raise ValueError(f"how must be 'per_identity' or 'worst', got {how!r}")
 
 
 def ranked_list_picture(evaluator, model, out: str | Path, *, trial: int | None = None, how: str = "per_identity",
                         count: int = 8, rows: Sequence[int] | None = None, topk: int = 10,
-                        title: str | None = None) -> Path:
+                        title: str | None = None, canvas: tuple[int, int] | None = None) -> Path:
     """Extract a trial's features with an :class:`~vireid.evaluation.evaluator.Evaluator` and draw the
     ranked lists of the query indices ``rows``, or of ``count`` queries chosen by :func:`pick_queries`."""
     protocol = evaluator.protocol
@@ -174,4 +248,4 @@ def ranked_list_picture(evaluator, model, out: str | Path, *, trial: int | None 
         if bad:
             raise VireidError(f"query indices {bad}: trial {trial} has queries 0..{len(queries) - 1}")
     return draw_ranked_lists(distmat, queries, gallery, out, protocol=protocol.metric, rows=rows, topk=topk,
-                             title=title)
+                             title=title, canvas=canvas)

@@ -23,6 +23,7 @@ from vireid.data.synthetic.layouts import (
     camera_specs,
     generate,
     identity_of,
+    is_synthetic,
 )
 from vireid.data.synthetic.person import Garment, PersonIdentity, sample_identity
 from vireid.data.synthetic.render import person_labels, render_person, render_shot
@@ -36,6 +37,7 @@ from vireid.data.synthetic.sysu_shape import (
 
 __all__ = [
     "DATASETS",
+    "is_synthetic",
     "DEFAULT_IMAGES",
     "DEFAULT_SIZE",
     "MARKER_DONE",

@@ -74,6 +74,12 @@ LLCM_CAMERAS = {VISIBLE: (1, 2, 3, 4, 5, 6, 7, 8, 9), INFRARED: (1, 2, 4, 5, 6, 
 # ----------------------------------------------------------------------------------------------
 # Cameras of each dataset
 # ----------------------------------------------------------------------------------------------
+def is_synthetic(root: str | Path) -> bool:
+    """Whether ``root`` is a finished synthetic dataset (the generator's marker file is there): pictures and
+    reports say so, since its numbers compare with nothing published."""
+    return (Path(root).expanduser() / MARKER_DONE).is_file()
+
+
 def camera_specs(dataset: str, seed: int = 0) -> dict[tuple[int, str], CameraSpec]:
     """The cameras of a synthetic ``dataset``, keyed by ``(camera number, modality)``.
 
