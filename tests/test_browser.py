@@ -181,14 +181,22 @@ def test_upload_search_and_ranked_grid(driver, server, query_path, tmp_path):
         assert card.find_element(By.CLASS_NAME, "score").text == f"score {hit['score']:.3f}"
         assert card.find_element(By.CLASS_NAME, "camera").text == f"camera {hit['camera']} \u00b7 {hit['modality']}"
         assert card.find_element(By.CLASS_NAME, "person").text == f"person {hit['pid']}"
-        assert card.find_element(By.CLASS_NAME, "name").text == hit["name"]
+        # the path below the image root, identity folder included (one file name stands under many people)
+        assert card.find_element(By.CLASS_NAME, "name").text == hit["path"] and hit["path"].endswith(hit["name"])
+        assert re.fullmatch(rf"cam\d/{hit['pid']:04d}/{re.escape(hit['name'])}", hit["path"])
     assert driver.find_element(By.ID, "results-title").text.startswith(f"Ranked gallery: top {TOPK} of ")
 
-    # a click on a result enlarges it
+    # a click on a result enlarges it: at least 3x its own size, whole pixels, with its neighbours
     cards[0].find_element(By.TAG_NAME, "img").click()
     wait.until(lambda d: d.execute_script("return document.getElementById('viewer').open"))
     assert driver.find_element(By.ID, "viewer-caption").text.startswith("#1 person ")  # HTML collapses spaces
-    driver.find_element(By.CSS_SELECTOR, "#viewer button").click()
+    size = _enlarged(driver, wait)
+    assert size["shown_w"] >= 3 * size["natural_w"] and size["shown_h"] >= 3 * size["natural_h"], size
+    assert size["shown_w"] % size["natural_w"] == 0 and size["rendering"] == "pixelated", size
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#viewer-neighbours li")) == 3  # itself and the next two
+    driver.find_element(By.ID, "viewer-next").click()
+    wait.until(lambda d: d.find_element(By.ID, "viewer-caption").text.startswith("#2 person "))
+    driver.find_element(By.CSS_SELECTOR, "#viewer .viewer-actions form button").click()
     wait.until(lambda d: not d.execute_script("return document.getElementById('viewer').open"))
 
     # with the query's person id given, correct matches are marked
@@ -197,6 +205,19 @@ def test_upload_search_and_ranked_grid(driver, server, query_path, tmp_path):
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result-card.correct"))
     marked = {int(c.get_attribute("data-id")): "correct" in c.get_attribute("class") for c in _cards(driver)}
     assert marked == {r["id"]: r["pid"] == api[0]["pid"] for r in api}
+    assert driver.find_element(By.ID, "results-title").text.endswith(f"person {api[0]['pid']} found at rank 1")
+
+    # an indexed image as the query: its person id is read from the index, and the matches are marked
+    driver.find_element(By.ID, "query-pid").clear()
+    _cards(driver)[1].find_element(By.TAG_NAME, "img").click()
+    wait.until(lambda d: d.execute_script("return document.getElementById('viewer').open"))
+    driver.find_element(By.ID, "viewer-search").click()
+    wait.until(lambda d: d.find_element(By.ID, "query-pid").get_attribute("value") == str(api[1]["pid"]))
+    wait.until(lambda d: d.find_element(By.ID, "drop-hint").text == api[1]["name"]
+               and "found at rank 1" in d.find_element(By.ID, "results-title").text)
+    first_card = _cards(driver)[0]
+    assert "correct" in first_card.get_attribute("class")  # the image itself comes back first
+    assert driver.find_element(By.ID, "modality").get_attribute("value") == "visible"
 
     shot = tmp_path / "search.png"
     assert driver.save_screenshot(str(shot))
@@ -204,6 +225,48 @@ def test_upload_search_and_ranked_grid(driver, server, query_path, tmp_path):
     keep = os.environ.get("VIREID_SCREENSHOT")  # a copy for a person to look at
     if keep:
         shutil.copyfile(shot, keep)
+
+
+def _enlarged(driver, wait) -> dict:
+    wait.until(lambda d: d.execute_script(
+        "const i = document.getElementById('viewer-image'); return i.complete && i.naturalWidth > 0 && i.style.width"))
+    return driver.execute_script(
+        "const i = document.getElementById('viewer-image'); const r = i.getBoundingClientRect();"
+        "return {natural_w: i.naturalWidth, natural_h: i.naturalHeight, shown_w: Math.round(r.width),"
+        " shown_h: Math.round(r.height), rendering: getComputedStyle(i).imageRendering};")
+
+
+def test_phone_layout_collapses_the_query_after_a_search(driver, server, query_path):
+    from selenium.webdriver.common.by import By
+
+    driver.set_window_size(390, 844)
+    try:
+        wait = _open_page(driver, server)
+        assert driver.execute_script("return window.innerWidth") <= 640
+        form = driver.find_element(By.ID, "search-form")
+        header_x = driver.find_element(By.CSS_SELECTOR, "header h1").location["x"]
+        assert abs(form.location["x"] - header_x) <= 2  # header and form share one left edge
+        driver.find_element(By.ID, "image-input").send_keys(str(query_path))
+        wait.until(lambda d: d.find_element(By.ID, "search-button").is_enabled())
+        driver.find_element(By.ID, "search-button").click()
+        wait.until(lambda d: len(_cards(d)) > 0 and "collapsed" in d.find_element(By.ID, "search-form")
+                   .get_attribute("class"))
+        height = driver.execute_script("return document.getElementById('search-form').getBoundingClientRect().height")
+        assert height <= 70, height  # one line, not half of the 844-px screen
+        assert driver.find_element(By.ID, "summary-text").text.startswith(f"{query_path.name} \u00b7 infrared")
+        # scrolled down, the one-line query stays at the top and the results get the rest of the screen
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        top = driver.execute_script("return document.getElementById('search-form').getBoundingClientRect().top")
+        assert abs(top) <= 1
+        # enlarging on a phone still gives at least 3x
+        _cards(driver)[0].find_element(By.TAG_NAME, "img").click()
+        size = _enlarged(driver, wait)
+        assert size["shown_w"] >= 3 * size["natural_w"] and size["shown_w"] <= 390, size
+        driver.find_element(By.CSS_SELECTOR, "#viewer .viewer-actions form button").click()
+        driver.find_element(By.ID, "edit-query").click()
+        assert driver.find_element(By.ID, "drop-zone").is_displayed()
+    finally:
+        driver.set_window_size(1280, 900)
 
 
 def test_dropped_image_is_searched(driver, server, query_path):

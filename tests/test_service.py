@@ -172,6 +172,9 @@ def test_search_ranks_gallery_like_brute_force(client, searcher, query_path, mod
         assert (r["camera"], r["modality"], r["pid"]) == (meta["camera"], "visible", meta["pid"])
         assert r["image_url"] == f"/api/gallery/{r['id']}/image"
         assert r["name"] == Path(meta["path"]).name and "/" not in r["name"]  # the file name, never the path
+        roots = [Path(p) for p in searcher.index.image_roots()]
+        assert r["path"] == next(Path(meta["path"]).relative_to(root).as_posix() for root in roots
+                                 if Path(meta["path"]).is_relative_to(root))  # below the image root only
 
 
 def test_result_images_are_the_indexed_files(client, searcher, query_path):

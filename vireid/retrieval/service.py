@@ -13,7 +13,8 @@
     (``visible`` | ``infrared``: the **query's** modality; default: the other one than the gallery's),
     ``topk`` (1..``max_topk``, default ``min(10, max_topk)``) and ``rerank`` (``true`` | ``false``,
     k-reciprocal re-ranking, default false). Answers ``{"results": [{"id", "rank", "score", "camera",
-    "modality", "pid", "image_url"}, ...], "query_modality", "topk", "rerank", "gallery_size"}``, best
+    "modality", "pid", "name", "path" (below the image root), "image_url"}, ...], "query_modality", "topk",
+    "rerank", "gallery_size"}``, best
     first (``score`` is the cosine similarity). An open-set service (``threshold`` / ``fpr``) returns only
     results above its threshold and adds ``"threshold"`` (value, how it was set) and ``"match"``.
 ``GET /api/gallery/{id}/image``
@@ -69,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from vireid.data.records import MODALITIES
+from vireid.retrieval.service_results import gallery_roots, hit_to_json, root_relative  # noqa: F401 (API)
 
 logger = logging.getLogger("vireid.retrieval")
 
@@ -205,23 +207,6 @@ def decode_image(data: bytes, filename: str, *, max_pixels: int = MIN_MAX_IMAGE_
         ) from None
 
 
-def hit_to_json(hit: Any) -> dict[str, Any]:
-    """The JSON of one :class:`~vireid.retrieval.index.SearchHit` (no server path: ``image_url`` instead)."""
-    out = {
-        "id": int(hit.id),
-        "rank": int(hit.rank),
-        "score": float(hit.score),
-        "camera": int(hit.camera),
-        "modality": str(hit.modality),
-        "pid": None if hit.pid is None else int(hit.pid),
-        "name": Path(str(hit.path)).name,  # the file name only: no server path leaves the service
-        "image_url": f"/api/gallery/{int(hit.id)}/image",
-    }
-    if getattr(hit, "rerank_distance", None) is not None:
-        out["rerank_distance"] = float(hit.rerank_distance)
-    return out
-
-
 #: Media types of the served image formats (from the bytes' format, never the file name).
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "GIF": "image/gif",
                "TIFF": "image/tiff", "WEBP": "image/webp"}
@@ -239,15 +224,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def gallery_roots(index: Any) -> list[Path]:
-    """The folders the service may serve gallery images from: the image roots the index records, or,
-    for an index that records none, the common folder of its indexed images."""
-    from vireid.retrieval.index import resolve_image_roots
-
-    recorded = index.image_roots() or resolve_image_roots([row["path"] for row in index.metadata()], None)
-    return [Path(r) for r in recorded]
 
 
 def safe_image_file(path: Path, roots: list[Path]) -> tuple[Path, str]:
@@ -494,7 +470,7 @@ def create_app(
             slots.release()
         logger.info("search %s query %dx%d topk=%d rerank=%s: %d results in %.0f ms", modality, image.width,
                     image.height, topk, rerank, len(hits), 1000 * (time.perf_counter() - started))
-        answer = {"results": [hit_to_json(h) for h in hits], "query_modality": modality, "topk": topk,
+        answer = {"results": [hit_to_json(h, roots) for h in hits], "query_modality": modality, "topk": topk,
                   "rerank": rerank, "gallery_size": len(index)}
         if searcher.threshold is not None:  # open-set search: the threshold and whether anything passed it
             answer.update(threshold=searcher.threshold.to_dict() | {"text": searcher.threshold.describe()},

@@ -23,9 +23,18 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
   const viewer = document.getElementById("viewer");
   const viewerImage = document.getElementById("viewer-image");
   const viewerCaption = document.getElementById("viewer-caption");
+  const viewerNeighbours = document.getElementById("viewer-neighbours");
+  const summary = document.getElementById("query-summary");
+  const summaryThumb = document.getElementById("summary-thumb");
+  const summaryText = document.getElementById("summary-text");
+  const phone = window.matchMedia("(max-width: 640px)");
+  // enlarged gallery images: at least this many times their own size (crisp pixels), more when the screen allows
+  const MIN_ZOOM = 3;
 
   let queryFile = null;
   let maxUploadBytes = null;
+  let shown = [];  // the hits on the page, in rank order
+  let viewing = -1;  // the index in `shown` of the enlarged image
 
   function showMessage(text, kind) {
     message.textContent = text;
@@ -63,6 +72,12 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
 
   input.addEventListener("change", () => setQuery(input.files[0]));
 
+  function collapse(on) {
+    form.classList.toggle("collapsed", on);
+    summary.hidden = !on;
+  }
+  document.getElementById("edit-query").addEventListener("click", () => collapse(false));
+
   ["dragenter", "dragover"].forEach((type) =>
     dropZone.addEventListener(type, (event) => {
       event.preventDefault();
@@ -80,7 +95,73 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
     if (files && files.length) setQuery(files[0]);
   });
 
-  function card(hit) {
+  function imageUrl(hit) {
+    return TOKEN ? `${hit.image_url}?token=${encodeURIComponent(TOKEN)}` : hit.image_url;
+  }
+
+  function personText(pid) {
+    return pid === null ? "person ?" : `person ${pid}`;
+  }
+
+  // the enlarged view: the image at MIN_ZOOM times its size or more (whole pixels, crisp), its neighbours
+  function fitZoom() {
+    const w = viewerImage.naturalWidth, h = viewerImage.naturalHeight;
+    if (!w || !h) return;
+    const room = Math.floor(Math.min((window.innerHeight * 0.62) / h, (window.innerWidth * 0.7) / w));
+    const zoom = Math.max(MIN_ZOOM, room);
+    viewerImage.style.width = `${w * zoom}px`;
+    viewerImage.style.height = `${h * zoom}px`;
+  }
+  viewerImage.addEventListener("load", fitZoom);
+
+  function view(index) {
+    if (index < 0 || index >= shown.length) return;
+    viewing = index;
+    const hit = shown[index];
+    viewerImage.style.width = viewerImage.style.height = "";
+    viewerImage.src = imageUrl(hit);
+    viewerImage.alt = `gallery image ${hit.id}: ${personText(hit.pid)}, ${hit.path}`;
+    viewerCaption.textContent = `#${hit.rank}  ${personText(hit.pid)}  camera ${hit.camera}  ` +
+      `${hit.path}  score ${hit.score.toFixed(3)}`;
+    document.getElementById("viewer-prev").disabled = index === 0;
+    document.getElementById("viewer-next").disabled = index === shown.length - 1;
+    viewerNeighbours.replaceChildren(...shown.slice(Math.max(0, index - 2), index + 3).map((other) => {
+      const li = document.createElement("li");
+      const thumb = document.createElement("img");
+      thumb.src = imageUrl(other);
+      thumb.alt = `#${other.rank} ${personText(other.pid)}`;
+      thumb.title = thumb.alt;
+      if (other === hit) li.classList.add("current");
+      thumb.addEventListener("click", () => view(shown.indexOf(other)));
+      li.append(thumb);
+      return li;
+    }));
+    if (!viewer.open) viewer.showModal();
+  }
+  document.getElementById("viewer-prev").addEventListener("click", () => view(viewing - 1));
+  document.getElementById("viewer-next").addEventListener("click", () => view(viewing + 1));
+  viewer.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowLeft") view(viewing - 1);
+    if (event.key === "ArrowRight") view(viewing + 1);
+  });
+
+  // a gallery image as the next query: its person id is known, so the correct matches are marked
+  document.getElementById("viewer-search").addEventListener("click", async () => {
+    const hit = shown[viewing];
+    const response = await fetch(imageUrl(hit), { headers: AUTH });
+    if (!response.ok) {
+      showMessage(`Error ${response.status}: the gallery image cannot be read.`, "error");
+      return;
+    }
+    const blob = await response.blob();
+    setQuery(new File([blob], hit.path.split("/").pop(), { type: blob.type || "image/jpeg" }));
+    queryPid.value = hit.pid === null ? "" : String(hit.pid);
+    modality.value = hit.modality;
+    viewer.close();
+    form.requestSubmit();
+  });
+
+  function card(hit, index) {
     const li = document.createElement("li");
     li.className = "result-card";
     li.dataset.id = String(hit.id);
@@ -88,20 +169,13 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
     if (known) li.classList.add(Number(queryPid.value) === hit.pid ? "correct" : "wrong");
 
     const img = document.createElement("img");
-    img.src = TOKEN ? `${hit.image_url}?token=${encodeURIComponent(TOKEN)}` : hit.image_url;
-    img.alt = `gallery image ${hit.id}: person ${hit.pid === null ? "unknown" : hit.pid}, ${hit.name}`;
+    img.src = imageUrl(hit);
+    img.alt = `gallery image ${hit.id}: ${personText(hit.pid)}, ${hit.path}`;
     img.loading = "lazy";
     img.tabIndex = 0;
     img.title = "click to enlarge";
-    const open = () => {
-      viewerImage.src = img.src;
-      viewerImage.alt = img.alt;
-      viewerCaption.textContent = `#${hit.rank}  person ${hit.pid === null ? "?" : hit.pid}  camera ${hit.camera}  ` +
-        `${hit.name}  score ${hit.score.toFixed(3)}`;
-      viewer.showModal();
-    };
-    img.addEventListener("click", open);
-    img.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
+    img.addEventListener("click", () => view(index));
+    img.addEventListener("keydown", (event) => { if (event.key === "Enter") view(index); });
 
     const rank = document.createElement("span");
     rank.className = "rank";
@@ -109,7 +183,7 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
 
     const person = document.createElement("span");
     person.className = "person";
-    person.textContent = `person ${hit.pid === null ? "?" : hit.pid}` + (known ? (li.classList.contains("correct") ? " \u2713" : " \u2717") : "");
+    person.textContent = personText(hit.pid) + (known ? (li.classList.contains("correct") ? " \u2713" : " \u2717") : "");
 
     const score = document.createElement("span");
     score.className = "score";
@@ -121,7 +195,7 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
 
     const name = document.createElement("span");
     name.className = "name";
-    name.textContent = hit.name;
+    name.textContent = hit.path;  // below the image root: the identity and camera folders say who and where
 
     li.append(rank, img, person, score, camera, name);
     return li;
@@ -159,12 +233,23 @@ const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
         return;
       }
       const body = await response.json();
+      shown = body.results;
       results.replaceChildren(...body.results.map(card));
       resultsTitle.hidden = false;
+      let verdict = "";
+      if (queryPid.value !== "") {
+        const hitRank = body.results.findIndex((r) => r.pid === Number(queryPid.value));
+        verdict = hitRank >= 0 ? ` \u2014 person ${queryPid.value} found at rank ${hitRank + 1}`
+          : ` \u2014 person ${queryPid.value} not in the top ${body.results.length}`;
+      }
       resultsTitle.textContent =
         `Ranked gallery: top ${body.results.length} of ${body.gallery_size} for the ${body.query_modality} query` +
         (body.rerank ? " (re-ranked)" : "") +
-        (body.threshold ? `, above the ${body.threshold.text}` : "");
+        (body.threshold ? `, above the ${body.threshold.text}` : "") + verdict;
+      summaryThumb.src = preview.src;
+      summaryText.textContent = `${queryFile.name} \u00b7 ${modality.value} \u00b7 top ${topk.value}` +
+        (queryPid.value !== "" ? ` \u00b7 person ${queryPid.value}` : "");
+      if (phone.matches) collapse(true);  // on a phone the results get the screen; the query is one line
       if (body.threshold && !body.match) {
         showMessage(`No match: no gallery image is above the ${body.threshold.text}.`, "info");
       } else {
