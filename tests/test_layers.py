@@ -90,3 +90,71 @@ def test_no_module_is_over_about_500_lines() -> None:
     long = {str(p.relative_to(REPO)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them along their ideas): {long}"
+
+
+def module_name(path: Path, root: Path = REPO) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_names(path: Path, root: Path = REPO) -> set[str]:
+    """Every dotted name an import of ``path`` may bind: modules and ``module.name`` for from-imports
+    (relative imports resolved; imports inside functions and ``TYPE_CHECKING`` blocks included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    own = module_name(path, root).split(".")
+    base_parts = own if path.name == "__init__.py" else own[:-1]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = base_parts[: len(base_parts) - (node.level - 1)] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else [])) if node.level else (node.module or "")
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in node.names}
+    return out
+
+
+def import_cycles(package: Path, root: Path = REPO) -> list[list[str]]:
+    """Cycles of file-level imports among the modules of one folder (its ``__init__`` aside: a package
+    re-exporting its modules imports them one way)."""
+    modules = {module_name(p, root): p for p in package.rglob("*.py")}
+    graph = {name: {m for m in imported_names(path, root) if m in modules and m != name} for name, path in modules.items()}
+    cycles = []
+    for start, path in modules.items():
+        if path.name == "__init__.py":
+            continue
+        folder = path.parent
+        # depth-first search for a way back to `start` through modules of the same folder
+        stack = [(start, [start])]
+        seen = {start}
+        while stack:
+            node, trail = stack.pop()
+            for nxt in sorted(graph[node]):
+                p = modules[nxt]
+                if p.parent != folder or p.name == "__init__.py":
+                    continue
+                if nxt == start:
+                    cycles.append(trail + [start])
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, trail + [nxt]))
+    return cycles
+
+
+def test_no_file_imports_its_importer() -> None:
+    cycles = import_cycles(PACKAGE)
+    assert not cycles, "import rings inside a package (move the shared piece to a module both import):\n" + \
+        "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_sees_a_ring(tmp_path: Path) -> None:
+    """Two modules of a folder that import each other (one only for type checking) are a ring."""
+    pkg = tmp_path / "vireid" / "engine"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from vireid.engine import a\n")
+    (pkg / "a.py").write_text("from vireid.engine.b import thing\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import other\n")
+    (pkg / "c.py").write_text("def f():\n    from vireid.engine import a\n")
+    cycles = import_cycles(tmp_path / "vireid", root=tmp_path)
+    assert sorted(c[0] for c in cycles) == ["vireid.engine.a", "vireid.engine.b"]

@@ -82,7 +82,7 @@ class DecodedImages:
         from torchvision import transforms as T
         from tqdm import tqdm
 
-        from vireid.data.training import load_rgb
+        from vireid.data.records import load_rgb
         from vireid.data.transforms import RESIZE_FILTERS
 
         paths = sorted({str(r.path) for r in records})

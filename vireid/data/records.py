@@ -43,3 +43,19 @@ class ImageRecord:
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r} for {self.path}")
+
+
+def load_rgb(path: Any) -> Any:
+    """Open an image file as a 3-channel RGB PIL image (infrared images get three equal channels); a missing
+    or unreadable file is a :class:`~vireid.errors.DatasetError` naming it."""
+    from PIL import Image
+
+    from vireid.errors import DatasetError
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError("image file is missing", path=path) from None
+    except Exception as exc:  # PIL raises many types for corrupt files
+        raise DatasetError(f"image cannot be read ({type(exc).__name__}: {exc})", path=path) from exc

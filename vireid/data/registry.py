@@ -1,4 +1,7 @@
-"""Dataset plug-in registry: ``@register_dataset("name")`` on a :class:`VIReIDDataset` subclass."""
+"""Dataset plug-in registry: ``@register_dataset("name")`` on a :class:`VIReIDDataset` subclass.
+
+The built-in readers (SYSU-MM01, RegDB, LLCM, manifest) register themselves when their modules are imported,
+which the ``vireid.data`` package does; this module imports none of them (it is imported by each)."""
 
 from __future__ import annotations
 
@@ -27,13 +30,11 @@ def register_dataset(name: str) -> Callable[[type[VIReIDDataset]], type[VIReIDDa
 
 
 def dataset_names() -> list[str]:
-    _load_builtin()
     return sorted(DATASETS)
 
 
 def build_dataset(name: str, root: str | Path, **kwargs: Any) -> VIReIDDataset:
     """Read the dataset ``name`` from ``root``; an unknown name lists the valid ones."""
-    _load_builtin()
     if name not in DATASETS:
         near = difflib.get_close_matches(name, DATASETS, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
@@ -44,14 +45,8 @@ def build_dataset(name: str, root: str | Path, **kwargs: Any) -> VIReIDDataset:
 def detect_dataset(root: str | Path) -> str | None:
     """The name of the registered dataset whose official layout ``root`` has (its readers'
     :meth:`~vireid.data.base.VIReIDDataset.looks_like`), or None for any other folder."""
-    _load_builtin()
     path = Path(root).expanduser()
     if not path.is_dir():
         return None
     found = [name for name, cls in sorted(DATASETS.items()) if cls.looks_like(path)]
     return found[0] if len(found) == 1 else None
-
-
-def _load_builtin() -> None:
-    # Importing the modules registers the built-in readers.
-    from vireid.data import llcm, manifest, regdb, sysu  # noqa: F401

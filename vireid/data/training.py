@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vireid.config.checks import AUGMENT_SITES
 from vireid.data.batch_augment import BatchAugment, SplitView
-from vireid.data.records import INFRARED, INTERMEDIATE_CODE, MODALITY_CODES, VISIBLE, ImageRecord
+from vireid.data.records import INFRARED, INTERMEDIATE_CODE, MODALITY_CODES, VISIBLE, ImageRecord, load_rgb
 from vireid.data.sampler import IdentitySampler, reference_batches_per_epoch
 from vireid.data.transforms import build_train_transforms
 from vireid.errors import ConfigError, DatasetError, check_choice
@@ -44,17 +44,6 @@ logger = logging.getLogger(__name__)
 
 #: A training sample key: ``(visible_index, infrared_index)`` or with a per-sample augmentation seed.
 SampleKey = tuple[int, int] | tuple[int, int, int]
-
-
-def load_rgb(path: Any) -> Image.Image:
-    """Open an image file as a 3-channel RGB PIL image (infrared images get three equal channels)."""
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise DatasetError("image file is missing", path=path) from None
-    except Exception as exc:  # PIL raises many types for corrupt files
-        raise DatasetError(f"image cannot be read ({type(exc).__name__}: {exc})", path=path) from exc
 
 
 class TrainSet(Dataset):

@@ -14,13 +14,14 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vireid.engine.distributed import all_gather_objects
 from vireid.models.checkpoint import rng_state
 
-if TYPE_CHECKING:
-    from vireid.engine.trainer import Trainer
+#: The :class:`vireid.engine.trainer.Trainer` a hook is called with (not imported: the trainer imports the
+#: hooks, and a file never imports its importer); hooks read its state attributes, listed in its docstring.
+Trainer = Any
 
 logger = logging.getLogger("vireid.engine")
 

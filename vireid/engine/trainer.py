@@ -211,14 +211,6 @@ class Trainer:
             self.hooks.append(TextLogHook(self.output_dir / LOG_FILE, int(t.log_every)))
         self.hooks.extend(hooks)
 
-    @classmethod
-    def from_config(cls, cfg: Any, *, dist: DistributedContext | None = None, hooks: Iterable[Hook] = ()) -> Trainer:
-        """Everything from the config: dataset, this rank's training loader, model and the evaluator of
-        the test protocol (see :func:`vireid.engine.run.build_trainer`)."""
-        from vireid.engine.run import build_trainer
-
-        return build_trainer(cfg, dist=dist, hooks=list(hooks))
-
     # -- properties ------------------------------------------------------------------------
     @property
     def model_without_ddp(self) -> nn.Module:

@@ -27,7 +27,7 @@ import numpy as np
 from vireid.evaluation.ranking_keys import float32_codes, sorted_chunk
 
 if TYPE_CHECKING:
-    from vireid.evaluation.metrics import GalleryLayout, Labels, Workspace
+    from vireid.evaluation.ranking_layout import GalleryLayout, Labels, Workspace
 
 #: The code of a removed column (above every real value's code: +inf is 0xFF800000).
 REMOVED_CODE = np.uint32(0xFFFFFFFF)

@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vireid.data.base import EvalProtocol
-from vireid.data.records import MODALITY_CODES, ImageRecord
-from vireid.data.training import default_workers, load_rgb
+from vireid.data.records import MODALITY_CODES, ImageRecord, load_rgb
+from vireid.data.training import default_workers
 from vireid.data.transforms import build_test_transform
 from vireid.evaluation.feature_metrics import rank_metrics_from_features
 from vireid.evaluation.metrics import rank_metrics

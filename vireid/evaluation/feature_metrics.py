@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 
 from vireid.evaluation.metrics import (
-    GalleryLayout,
-    Workspace,
     check_chunk_size,
     check_max_rank,
     check_protocol,
@@ -22,6 +20,7 @@ from vireid.evaluation.metrics import (
     run_chunks,
     to_numpy,
 )
+from vireid.evaluation.ranking_layout import GalleryLayout, Workspace
 
 #: Metrics accepted by :func:`pairwise_distances` and :func:`rank_metrics_from_features`.
 DISTANCE_METRICS = ("cosine", "euclidean")

@@ -80,7 +80,7 @@ def load_images(records: Sequence[Any], size: tuple[int, int] | None = None, res
     all files must have one size."""
     from torchvision.transforms import Resize
 
-    from vireid.data.training import load_rgb
+    from vireid.data.records import load_rgb
     from vireid.data.transforms import RESIZE_FILTERS
 
     to_size = None if size is None else Resize(tuple(size), interpolation=RESIZE_FILTERS[resize])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from vireid.evaluation.metrics import GalleryLayout, Workspace
+    from vireid.evaluation.ranking_layout import GalleryLayout, Workspace
 
 
 _EXACT_IN_FLOAT32 = (np.int8, np.uint8, np.int16, np.uint16, np.bool_, np.float16, np.float32)

@@ -256,7 +256,7 @@ class _ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Any:
-        from vireid.data.training import load_rgb
+        from vireid.data.records import load_rgb
 
         return self.transform(load_rgb(self.paths[i]))
 

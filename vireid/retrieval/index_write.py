@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,15 +35,16 @@ from vireid.retrieval.index_metadata import (
     write_info,
 )
 
-if TYPE_CHECKING:
-    from vireid.retrieval.index import GalleryIndex
+#: The index class a build returns (``GalleryIndex``, of which this is the writing half; not imported: the
+#: index module imports this one).
+IndexT = TypeVar("IndexT", bound="GalleryWrite")
 
 
 class GalleryWrite:
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def build(
-        cls,
+        cls: type[IndexT],
         out_dir: str | Path,
         features: np.ndarray | Embeddings,
         metadata: Sequence[Mapping[str, Any]],
@@ -61,7 +62,7 @@ class GalleryWrite:
         progress: bool = True,
         image_roots: Sequence[str | Path] | None = None,
         allow_outside_roots: bool = False,
-    ) -> GalleryIndex:
+    ) -> IndexT:
         """Write a new index of ``features`` ``[N, D]`` (float32, L2-normalised) and their ``metadata``
         (one dict per row: ``path``, ``camera``, ``modality``, optional ``pid`` and ``timestamp``; other
         keys are kept as extra JSON) into ``out_dir``; returns it opened.

@@ -158,7 +158,7 @@ def render_attention(
     ``min_height`` pixels. Writes ``<name>_attention.png`` per image (:func:`picture_name`; columns: the
     image, then one per source) and ``attention_grid.png`` (all rows).
     """
-    from vireid.data.training import load_rgb
+    from vireid.data.records import load_rgb
 
     if not sources:
         raise ValueError("render_attention needs at least one model")
