@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,42 @@ def test_switches_accept_yaml_booleans(tmp_path: Path) -> None:
     assert load_config(tmp_path / "c.yaml").train.channels_last == "true"
     with pytest.raises(ConfigError, match="train.channels_last='sometimes' is not valid"):
         load_config(None, ["train.channels_last=sometimes"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=-1", "train.epochs=-1 is out of range; expected epochs >= 0"),            # below the range
+    ("data.random_erasing=1.5", "data.random_erasing=1.5 is out of range; expected a probability in [0, 1]"),  # above
+    ("data.height=8", "data.height=8 is out of range; expected an image height in pixels >= 16"),
+    ("optim.lr=0", "optim.lr=0.0 is out of range; expected a learning rate > 0"),            # an open bound
+    ("optim.lr=.nan", "optim.lr=nan is out of range"),                                        # NaN is never in range
+    ("model.mca_after=[3,5]", "model.mca_after=[3, 5] is out of range; expected ResNet stages 1..4"),  # a list element
+    ("optim.milestones=[50,20]", "optim.milestones=[50, 20] is out of range; expected epochs >= 1, ascending"),
+    ("model.csa_kernel=4", "model.csa_kernel=4 is out of range; expected an odd kernel size >= 1"),   # a rule
+    ("test.batch_size=0", "test.batch_size=0 is out of range; expected a batch size >= 1"),
+])
+def test_numeric_values_are_checked_against_their_range_when_loaded(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config("configs/sysu/dam_tiny.yaml", [override])
+    assert str(exc.value).startswith(message), str(exc.value)
+
+
+def test_every_range_key_exists_and_every_shipped_config_is_in_range() -> None:
+    from vireid.config.checks import RANGES
+
+    assert set(RANGES) <= set(config_keys())
+    for path in sorted(Path("configs").rglob("*.yaml")):
+        if path.parent.name != "_base_":
+            load_config(path)  # the defaults and every shipped config pass the checks
+
+
+def test_registered_names_and_architectures_are_checked_before_work() -> None:
+    """Values only the registries know (model.name, model.arch, loss.metric) are checked by building the
+    model on the meta device: no memory, no weights, before a run folder exists."""
+    from vireid.engine.run import check_model_config
+
+    for override, message in (("model.arch=resnet5", "model.arch: unknown backbone 'resnet5'"),
+                              ("model.name=dma", "model.name: unknown model 'dma'"),
+                              ("loss.metric=nope", "loss.metric: unknown or unsupported metric loss 'nope'")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_model_config(load_config("configs/sysu/dam_tiny.yaml", [override]), 10)
+    check_model_config(load_config("configs/sysu/fafe.yaml"), 10)  # a paper config: no ImageNet weights read

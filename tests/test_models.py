@@ -136,7 +136,7 @@ def test_builtin_models_registered():
 
 
 def test_unknown_model_lists_valid_names_and_suggests():
-    with pytest.raises(ValueError, match=r"unknown model 'dma'.*agw, caj, dam.*Did you mean 'dam'"):
+    with pytest.raises(ConfigError, match=r"unknown model 'dma'.*agw, caj, dam.*Did you mean 'dam'"):
         build_model(load_config(None, ["model.name=dma"]), NUM_CLASSES)
 
 

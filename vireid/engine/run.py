@@ -150,6 +150,22 @@ def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Se
     return trainer
 
 
+def check_model_config(cfg: Any, num_classes: int) -> None:
+    """The model of ``cfg`` constructed on the meta device (no memory, no weights read): every ``model.*``
+    and ``loss.*`` value the registries and constructors check (``model.name``, ``model.arch``, the
+    attention placements...) fails here, before a run folder exists, with the constructor's message."""
+    import torch
+
+    from vireid.losses.build import build_metric_loss
+    from vireid.models import build_model
+
+    probe = copy.deepcopy(cfg)
+    probe.model.pretrained = "none"
+    with torch.device("meta"):
+        model = build_model(probe, max(int(num_classes), 1))
+        build_metric_loss(probe, num_classes=max(int(num_classes), 1), feat_dim=getattr(model, "feat_dim", None))
+
+
 def preflight(cfg: Any) -> Any:
     """Check what a run needs before anything is written, and return the dataset: it reads
     (``data.name``, ``data.root``), its protocol takes the ``test.*`` options, the test trials exist and
@@ -162,6 +178,7 @@ def preflight(cfg: Any) -> Any:
     dataset = build_dataset(cfg.data.name, cfg.data.root)
     final_test_trials(dataset, build_protocol(dataset, cfg), cfg)
     records = _train_records(dataset, cfg)
+    check_model_config(cfg, len({r.pid for r in records}))
     if cfg.data.cache:
         from vireid.data.cache import DecodedImages
 

@@ -39,13 +39,13 @@ def model_names() -> list[str]:
 def build_model(cfg: Any, num_classes: int) -> ReIDModel:
     """Build ``cfg.model.name`` from the resolved config for ``num_classes`` training identities.
 
-    An unknown name raises ``ValueError`` listing the valid names (and the nearest one).
+    An unknown name raises :class:`~vireid.errors.ConfigError` listing the valid names (and the nearest one).
     """
     name = cfg.model.name
     if name not in MODELS:
         near = difflib.get_close_matches(str(name), MODELS, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"model.name: unknown model {name!r}; valid names: {', '.join(model_names())}.{hint}")
+        raise ConfigError(f"model.name: unknown model {name!r}; valid names: {', '.join(model_names())}.{hint}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"build_model: num_classes must be a positive integer (training identities), got {num_classes!r}")
     return MODELS[name].from_config(cfg, num_classes)
