@@ -20,8 +20,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m vireid demo --out $(DEMO_DIR)
 
+# one worker per CPU (torch runs one thread in each: tests/conftest.py); a test file stays on one worker,
+# so its module fixtures are built once
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vireid tests bench
