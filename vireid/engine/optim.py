@@ -29,6 +29,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from vireid.config.checks import OPTIMIZERS, SPEED_SWITCHES
+from vireid.engine.settings import OptimSettings, optim_settings
 from vireid.errors import ConfigError, check_choice
 
 
@@ -65,8 +66,9 @@ def _parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     return groups
 
 
-def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimiser of ``cfg.optim`` over ``model.parameter_groups()``.
+def build_optimizer(settings: OptimSettings | Any, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimiser of ``settings`` (:class:`~vireid.engine.settings.OptimSettings`, or a config's
+    ``optim.*``) over ``model.parameter_groups()``.
 
     ``sgd``: momentum ``optim.momentum``, Nesterov ``optim.nesterov``, weight decay
     ``optim.weight_decay``. ``adam``: betas ``(optim.momentum, 0.999)`` and the same weight decay (L2,
@@ -75,7 +77,7 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
     fused implementation: the same update in one kernel per step, and under float16 AMP the scaler's
     skip decision stays on the device.
     """
-    o = cfg.optim
+    o = optim_settings(settings)
     lrs = {"backbone": float(o.backbone_lr), "head": float(o.lr)}
     for name, lr in lrs.items():
         if lr < 0:
@@ -109,17 +111,15 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
     raise ConfigError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {o.name!r}")
 
 
-def build_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LambdaLR:
+def build_scheduler(settings: OptimSettings | Any, optimizer: torch.optim.Optimizer) -> LambdaLR:
     """Per-epoch warm-up + multi-step schedule (module docstring) applied to every group's base LR.
 
     Right after construction each group's ``lr`` is the epoch-0 value; call ``scheduler.step()`` once
     after each epoch.
     """
-    factor = WarmupMultiStepFactor(
-        warmup_epochs=int(cfg.optim.warmup_epochs),
-        milestones=list(cfg.optim.milestones),
-        gamma=float(cfg.optim.gamma),
-    )
+    o = optim_settings(settings)
+    factor = WarmupMultiStepFactor(warmup_epochs=int(o.warmup_epochs), milestones=list(o.milestones),
+                                   gamma=float(o.gamma))
     return LambdaLR(optimizer, lr_lambda=factor)
 
 

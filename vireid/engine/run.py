@@ -28,6 +28,8 @@ from typing import Any
 
 from vireid.engine.distributed import DistributedContext, barrier, cleanup, init_distributed, resolve_device
 from vireid.engine.hooks import CHECKPOINT_DIR, LAST_CHECKPOINT, LOG_FILE, attach_log_file, detach_log_file
+from vireid.engine.optim import build_optimizer, build_scheduler
+from vireid.engine.settings import OptimSettings, TrainSettings
 from vireid.engine.trainer import Trainer, configure_determinism, seed_everything
 from vireid.errors import CheckpointError, ConfigError, VireidError
 from vireid.models.checkpoint import load_model_checkpoint
@@ -145,7 +147,12 @@ def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Se
     protocol = build_protocol(dataset, cfg)
     trials = final_test_trials(dataset, protocol, cfg)
     evaluator = Evaluator.from_config(cfg, protocol, device=ctx.device, progress=ctx.is_main and _progress())
-    trainer = Trainer(cfg, model, loader, evaluator=evaluator, eval_trials=trials[:1], dist=ctx, hooks=hooks)
+    # the trainer's parts, each read from the config here once: it takes settings and built objects only
+    settings, optim = TrainSettings.from_config(cfg), OptimSettings.from_config(cfg)
+    model.to(ctx.device)  # before the optimiser, which picks its fused kernels by the parameters' device
+    optimizer = build_optimizer(optim, model)
+    trainer = Trainer(settings, model, loader, optimizer=optimizer, scheduler=build_scheduler(optim, optimizer),
+                      evaluator=evaluator, eval_trials=trials[:1], dist=ctx, hooks=hooks)
     trainer.final_test_trials = trials
     return trainer
 

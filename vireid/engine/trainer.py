@@ -30,7 +30,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vireid.config.checks import AMP_DTYPES, BEST_METRICS, COMPILE_MODES, SPEED_SWITCHES
 from vireid.engine.distributed import DistributedContext, resolve_device, wrap_model
 from vireid.engine.hooks import (
     CHECKPOINT_DIR,
@@ -45,8 +44,9 @@ from vireid.engine.hooks import (
     TextLogHook,
 )
 from vireid.engine.optim import build_optimizer, build_scheduler, current_lrs
+from vireid.engine.settings import OptimSettings, TrainSettings
 from vireid.engine.step import DeviceSums, StepOutputs, check_batch_codes, move_batch
-from vireid.errors import CheckpointError, ConfigError, check_choice
+from vireid.errors import CheckpointError
 from vireid.models.checkpoint import (
     apply_model_state,
     load_checkpoint,
@@ -86,30 +86,25 @@ def configure_determinism(deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def _config_yaml(cfg: Any) -> str:
-    try:
-        from vireid.config import config_to_yaml
-    except ImportError:  # the config loader is optional for library users
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_yaml(cfg)
-    return config_to_yaml(cfg)
-
-
 class Trainer:
-    """Trains ``model`` on ``train_loader`` as configured by ``cfg.train`` and ``cfg.optim``.
+    """Trains ``model`` on ``train_loader`` with the given settings; it never reads the configuration.
 
     Args:
-        cfg: the resolved config (``train.*``, ``optim.*``, ``output_dir``).
+        settings: :class:`~vireid.engine.settings.TrainSettings` (built once from the config by
+            :func:`vireid.engine.run.build_trainer`), or a resolved config, whose ``TrainSettings`` and
+            ``OptimSettings`` are then built here (a shortcut for tests and scripts).
         model: a :class:`~vireid.models.base.ReIDModel` (moved to the device, wrapped in DDP when
             distributed).
+        optimizer, scheduler: built over ``model`` (:func:`~vireid.engine.optim.build_optimizer`,
+            :func:`~vireid.engine.optim.build_scheduler`); default: from the config given as ``settings``,
+            else from ``optim`` (:class:`~vireid.engine.settings.OptimSettings`).
         train_loader: iterable of batch dicts with ``len``; ``set_epoch(epoch)`` is called before each
             epoch when present, and ``sampler.state_dict()``/``load_state_dict()`` go into checkpoints.
         evaluator: an object with ``evaluate(model, trials) -> results`` (results in percent with a
             ``"mean"`` dict holding ``"mAP"``); evaluated every ``train.eval_every`` epochs on
             ``eval_trials`` (default: the protocol's first trial).
         hooks: extra :class:`~vireid.engine.hooks.Hook` objects, called after the default ones.
-        output_dir: run folder (default ``cfg.output_dir``).
+        output_dir: run folder (default ``settings.output_dir``).
         dist: the :class:`~vireid.engine.distributed.DistributedContext` (default: one process on
             ``train.device``).
         default_hooks: install evaluation, checkpoint, metrics.jsonl, TensorBoard and log.txt hooks.
@@ -118,10 +113,13 @@ class Trainer:
 
     def __init__(
         self,
-        cfg: Any,
+        settings: TrainSettings | Any,
         model: nn.Module,
         train_loader: Any,
         *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+        optim: OptimSettings | None = None,
         evaluator: Any | None = None,
         eval_trials: Sequence[int] | None = None,
         hooks: Iterable[Hook] = (),
@@ -130,46 +128,41 @@ class Trainer:
         default_hooks: bool = True,
         tensorboard: bool = True,
     ):
-        self.cfg = cfg
-        t = cfg.train
+        if not isinstance(settings, TrainSettings):  # a config: its settings, read here once
+            optim = optim if optim is not None else OptimSettings.from_config(settings)
+            settings = TrainSettings.from_config(settings)
+        self.settings = t = settings
         self.dist = dist if dist is not None else DistributedContext(device=resolve_device(t.device))
         self.device = self.dist.device
-        configure_determinism(bool(t.deterministic))
-        if int(t.epochs) < 0:
-            raise ConfigError(f"train.epochs must be >= 0, got {t.epochs}")
-        for key in ("eval_every", "checkpoint_every", "log_every"):
-            if int(t[key]) < 0:
-                raise ConfigError(f"train.{key} must be >= 0, got {t[key]}")
-        self.output_dir = Path(output_dir if output_dir is not None else cfg.output_dir)
-        check_choice("train.channels_last", t.channels_last, SPEED_SWITCHES)
-        check_choice("train.amp_dtype", t.amp_dtype, AMP_DTYPES)
+        configure_determinism(t.deterministic)
+        self.output_dir = Path(output_dir if output_dir is not None else t.output_dir)
         #: channels-last memory format: "auto" turns it on for CUDA only (measured 15-25% slower for the tiny
         #: CNNs on a 2-core CPU; docs/architecture.md, "Speed options")
         self.channels_last = t.channels_last == "true" or (t.channels_last == "auto" and self.device.type == "cuda")
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model = wrap_model(model, self.dist,
-                                find_unused_parameters=bool(t.find_unused_parameters))
+        self.model = wrap_model(model, self.dist, find_unused_parameters=t.find_unused_parameters)
         #: train.compile: the (DDP-wrapped) model compiled in place by torch.compile; its state_dict keys
         #: are unchanged, so checkpoints load into an uncompiled model and back
-        self.compiled = bool(t.compile)
-        check_choice("train.compile_mode", t.compile_mode, COMPILE_MODES)
+        self.compiled = t.compile
         if self.compiled:  # reduce-overhead: CUDA graphs where the step allows (torch.compile's own mode)
-            self.model.compile(mode=str(t.compile_mode))
+            self.model.compile(mode=t.compile_mode)
         self.train_loader = train_loader
         self.num_classes: int | None = getattr(train_loader, "num_classes", None)
-        self.optimizer = build_optimizer(cfg, self.model)
-        self.scheduler = build_scheduler(cfg, self.optimizer)
-        self.amp = bool(t.amp) and self.device.type == "cuda"
+        if optimizer is None:
+            optimizer = build_optimizer(optim if optim is not None else OptimSettings(), self.model)
+        self.optimizer = optimizer
+        self.scheduler = scheduler if scheduler is not None else build_scheduler(
+            optim if optim is not None else OptimSettings(), self.optimizer)
+        self.amp = t.amp and self.device.type == "cuda"
         #: autocast dtype: bfloat16 where the GPU supports it ("auto"; no loss scaling needed), else float16
-        self.amp_dtype = amp_dtype(str(t.amp_dtype), self.device) if self.amp else None
+        self.amp_dtype = amp_dtype(t.amp_dtype, self.device) if self.amp else None
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
-        self.clip_grad_norm = float(cfg.optim.clip_grad_norm)
-        self.max_epochs = int(t.epochs)
-        self.eval_every = int(t.eval_every)
-        check_choice("train.best_metric", t.best_metric, BEST_METRICS)
-        self.best_key = str(t.best_metric)
-        self.checkpoint_every = int(t.checkpoint_every)
+        self.clip_grad_norm = t.clip_grad_norm
+        self.max_epochs = t.epochs
+        self.eval_every = t.eval_every
+        self.best_key = t.best_metric
+        self.checkpoint_every = t.checkpoint_every
         self.evaluator = evaluator
         if eval_trials is None and evaluator is not None:
             protocol = getattr(evaluator, "protocol", None)
@@ -204,11 +197,11 @@ class Trainer:
                 self.hooks.append(EvaluationHook(evaluator, self.eval_trials))
             # metrics.jsonl before the checkpoint: a run killed between the two re-runs the epoch on resume,
             # and the resumed MetricsLogHook drops the lines of epochs it will run again
-            self.hooks.append(MetricsLogHook(self.output_dir / METRICS_FILE, int(t.log_every)))
+            self.hooks.append(MetricsLogHook(self.output_dir / METRICS_FILE, t.log_every))
             self.hooks.append(CheckpointHook(self.output_dir / CHECKPOINT_DIR))
             if tensorboard:
-                self.hooks.append(TensorBoardHook(self.output_dir, int(t.log_every)))
-            self.hooks.append(TextLogHook(self.output_dir / LOG_FILE, int(t.log_every)))
+                self.hooks.append(TensorBoardHook(self.output_dir, t.log_every))
+            self.hooks.append(TextLogHook(self.output_dir / LOG_FILE, t.log_every))
         self.hooks.extend(hooks)
 
     # -- properties ------------------------------------------------------------------------
@@ -424,7 +417,7 @@ class Trainer:
             best_epoch=self.best_epoch,
             num_classes=self.num_classes,
             rng=rng,
-            config_yaml=_config_yaml(self.cfg),
+            config_yaml=self.settings.config_yaml,
             extra={"torch_threads": torch.get_num_threads(), **(extra or {})},
         )
 
@@ -485,7 +478,7 @@ class Trainer:
             return out
 
         try:
-            old, new = flat(yaml.safe_load(saved_yaml)), flat(yaml.safe_load(_config_yaml(self.cfg)))
+            old, new = flat(yaml.safe_load(saved_yaml)), flat(yaml.safe_load(self.settings.config_yaml))
         except Exception:  # a config that cannot be compared is not worth failing the resume for
             return
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
