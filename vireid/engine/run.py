@@ -255,12 +255,13 @@ def _trial_config(cfg: Any, base: Path, trial: int) -> Any:
     return cfg_t
 
 
-def _finished_trial(cfg_t: Any, resume: bool) -> dict[str, Any] | None:
-    """With ``resume``, the results of a trial that already finished (its ``results.json``), else None."""
-    done = Path(cfg_t.output_dir) / RESULTS_FILE
-    if not (resume and done.exists()):
+def finished_results(cfg_x: Any, resume: bool, label: str) -> dict[str, Any] | None:
+    """With ``resume``, the results of a run (a trial, a seed: ``label``) that already finished (its
+    ``results.json``), else None."""
+    done = Path(cfg_x.output_dir) / RESULTS_FILE
+    if not (resume and done.is_file()):
         return None
-    logger.info("trial %s already done: %s", cfg_t.data.trial, done)
+    logger.info("%s already done: %s", label, done)
     return json.loads(done.read_text(encoding="utf-8"))
 
 
@@ -313,7 +314,7 @@ def run_all_trials(cfg: Any, *, resume: bool = False, parallel: int = 1) -> dict
         todo = []
         for trial in protocol.trials:
             cfg_t = _trial_config(cfg, base, trial)
-            finished = _finished_trial(cfg_t, resume)
+            finished = finished_results(cfg_t, resume, f"trial {trial}")
             if finished is not None:
                 results_by_trial[trial] = finished
             else:
@@ -336,7 +337,7 @@ def run_all_trials(cfg: Any, *, resume: bool = False, parallel: int = 1) -> dict
             _save_config(cfg, base / CONFIG_FILE)
         for trial in protocol.trials:
             cfg_t = _trial_config(cfg, base, trial)
-            result = _finished_trial(cfg_t, resume)
+            result = finished_results(cfg_t, resume, f"trial {trial}")
             if result is None:
                 result = run_training(cfg_t, resume=_resume_trial(cfg_t, resume), dist=ctx)
             if ctx.is_main:

@@ -16,7 +16,6 @@ for one run).
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import statistics
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from vireid.engine.run import (
     CONFIG_FILE,
     RESULTS_FILE,
     _save_config,
+    finished_results,
     run_all_trials,
     run_training,
     write_json,
@@ -58,14 +58,6 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
     if any(s < 0 for s in seeds):
         raise ConfigError(f"--seeds must be non-negative integers, got {seeds}")
     return seeds
-
-
-def _finished(cfg_s: Any, resume: bool) -> dict[str, Any] | None:
-    done = Path(cfg_s.output_dir) / RESULTS_FILE
-    if not (resume and done.is_file()):
-        return None
-    logger.info("seed %s already done: %s", cfg_s.train.seed, done)
-    return json.loads(done.read_text(encoding="utf-8"))
 
 
 def _train_seed(cfg_s: Any, resume: bool, all_trials: bool) -> dict[str, Any] | None:
@@ -106,7 +98,7 @@ def run_seeds(cfg: Any, seeds: Sequence[int], *, resume: bool = False, parallel:
     todo = []
     for seed in seeds:
         cfg_s = seed_config(cfg, base, seed)
-        finished = _finished(cfg_s, resume)
+        finished = finished_results(cfg_s, resume, f"seed {seed}")
         if finished is not None:
             results[seed] = finished
         else:
