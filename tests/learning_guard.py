@@ -69,7 +69,8 @@ def train_and_measure(tmp_path: Path, root: Path, model_name: str, *, broken: bo
         model={"name": model_name, **overrides},
         loss={"metric": "batch_hard" if model_name == "dam" else "wrt", "lambda3": 0.1},
         optim={"name": "adam", "lr": 1e-3, "backbone_lr": 1e-3, "warmup_epochs": 1, "milestones": []},
-        train={"epochs": steps // 10, "iters_per_epoch": 10, "eval_every": 0, "seed": 0, "deterministic": True},
+        train={"epochs": steps // 10, "iters_per_epoch": 10, "eval_every": 0, "seed": 0, "deterministic": True,
+               "checkpoint_every": steps},  # last.pt at the end only (a checkpoint every 10 steps: 7% of the run)
         test={"trials": 1, "batch_size": 64},
     )
     cfg = load_config(config)
