@@ -20,10 +20,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m vireid demo --out $(DEMO_DIR)
 
-# one worker per CPU (torch runs one thread in each: tests/conftest.py); a test file stays on one worker,
-# so its module fixtures are built once
+# one worker per CPU (torch runs one thread in each: tests/conftest.py); an idle worker takes tests from a
+# busy one (a module's fixtures may then be built on both: still the shortest wall time, measured)
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vireid tests bench
