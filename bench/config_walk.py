@@ -1,0 +1,80 @@
+"""Follow the configuration through a training run: which vireid files read it, and how often the reading
+moves between files.
+
+Every attribute or item read of an OmegaConf config during ``run_training`` (tiny DAM, one step, on a small
+synthetic SYSU-MM01 set) is attributed to the vireid file whose code made it. Printed: the number of reads,
+the files, the *stays* (runs of consecutive reads in one file) and the *returns* (stays in a file the walk
+had already left), then the reads per file. Fewer files and returns mean the configuration is read in fewer
+places (docs/architecture.md, "Two journeys").
+
+Usage::
+
+    python bench/config_walk.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+import vireid
+
+ROOT = str(Path(vireid.__file__).parent)
+REPO = Path(vireid.__file__).resolve().parents[1]
+
+
+def main() -> None:
+    from vireid.config import load_config
+    from vireid.data.synthetic import generate
+    from vireid.engine.run import run_training
+
+    reads: list[str] = []
+    get_attr, get_item = DictConfig.__getattr__, DictConfig.__getitem__
+
+    def reader() -> str:
+        frame = sys._getframe(2)
+        while frame and "omegaconf" in frame.f_code.co_filename:
+            frame = frame.f_back
+        return frame.f_code.co_filename if frame else "?"
+
+    def traced_attr(self, key):
+        if (name := reader()).startswith(ROOT):
+            reads.append(os.path.relpath(name, ROOT))
+        return get_attr(self, key)
+
+    def traced_item(self, key):
+        if (name := reader()).startswith(ROOT):
+            reads.append(os.path.relpath(name, ROOT))
+        return get_item(self, key)
+
+    tmp = Path(tempfile.mkdtemp(prefix="vireid-config-walk-"))
+    generate("sysu", tmp / "data", ids=10, seed=0, images_per_camera=2, size=(32, 16), workers=1, progress=False)
+    cfg = load_config(REPO / "configs" / "sysu" / "dam_tiny.yaml",
+                      [f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", "train.epochs=1",
+                       "train.iters_per_epoch=1", "test.trials=1", "data.ids_per_batch=2", "train.eval_every=0"])
+    DictConfig.__getattr__, DictConfig.__getitem__ = traced_attr, traced_item
+    try:
+        run_training(cfg)
+    finally:
+        DictConfig.__getattr__, DictConfig.__getitem__ = get_attr, get_item
+    stays = reads[:1]
+    for name in reads[1:]:
+        if name != stays[-1]:
+            stays.append(name)
+    seen: set[str] = set()
+    returns = 0
+    for name in stays:
+        returns += name in seen
+        seen.add(name)
+    print(f"{len(reads)} reads in {len(set(reads))} files, {len(stays)} stays, {returns} returns")
+    for name, count in Counter(reads).most_common():
+        print(f"  {count:4d}  {name}")
+
+
+if __name__ == "__main__":
+    main()
