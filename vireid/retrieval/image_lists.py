@@ -9,6 +9,7 @@ rows have no ``pid`` and no ``timestamp``.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -121,18 +122,22 @@ def list_images(
              "modality": modality, "timestamp": None} for f in files]
 
 
+@functools.lru_cache(maxsize=4)
+def _pids_by_path(name: str, root: Path) -> dict[Path, int]:
+    from vireid.data import build_dataset
+
+    return {rec.path: rec.pid for rec in build_dataset(name, root).all_records()}
+
+
 def person_of_image(path: str | Path, *, levels: int = 4) -> int | None:
     """The person id of an image file that lies in a dataset's official layout (the dataset root found among
-    its ``levels`` nearest parent folders, :func:`vireid.data.registry.detect_dataset`), else None."""
-    from vireid.data import build_dataset
+    its ``levels`` nearest parent folders, :func:`vireid.data.registry.detect_dataset`), else None. A layout
+    is read once for all the queries of a process."""
     from vireid.data.registry import detect_dataset
 
     file = Path(path).expanduser().resolve()
     for root in list(file.parents)[:levels]:
         name = detect_dataset(root)
         if name is not None:
-            for rec in build_dataset(name, root).all_records():
-                if rec.path == file:
-                    return rec.pid
-            return None
+            return _pids_by_path(name, root.resolve()).get(file)
     return None
