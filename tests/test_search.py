@@ -302,8 +302,12 @@ def test_dataset_splits_of_an_image_list(world):
     assert len(list_images(data, split="train")) == len(ds.train_records())
     assert len(list_images(data, split="all", modality="infrared")) == len(
         [r for r in ds.all_records() if r.modality == "infrared"])
-    with pytest.raises(ValueError, match="query and gallery are manifest splits"):
+    from vireid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="query and gallery are manifest splits"):
         list_images(data, split="gallery")
+    with pytest.raises(ConfigError, match="is a folder of images without splits"):
+        list_images(data / "cam1", modality="visible", split="test")
     plain = list_images(data / "cam1", modality="visible")
     assert all(r["pid"] is None for r in plain)
     rec = ds.all_records()[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vireid.data.records import MODALITIES
-from vireid.errors import DatasetError
+from vireid.errors import ConfigError, DatasetError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -52,7 +52,7 @@ def dataset_rows(name: str, root: str | Path, *, modality: str | None = None, sp
 
     split = split or "test"
     if split not in DATASET_SPLITS:
-        raise ValueError(f"a dataset's split is one of {', '.join(DATASET_SPLITS)} (query and gallery are manifest "
+        raise ConfigError(f"--split: a dataset's split is one of {', '.join(DATASET_SPLITS)} (query and gallery are manifest "
                          f"splits), got {split!r}")
     ds = build_dataset(name, root)
     records = {"test": ds.test_records, "train": lambda: ds.train_records(trial=1), "all": ds.all_records}[split]()
@@ -93,7 +93,8 @@ def list_images(
 
         dataset = ManifestDataset(src)
         if split is not None and split not in MANIFEST_SPLITS:
-            raise ValueError(f"split must be one of {MANIFEST_SPLITS}, got {split!r}")
+            raise ConfigError(f"--split: a manifest's split is one of {', '.join(MANIFEST_SPLITS)} (test and all are "
+                              f"dataset splits), got {split!r}")
         records = dataset.splits[split] if split is not None else dataset.all_records()
         seen: set[Path] = set()
         rows = []
@@ -110,7 +111,8 @@ def list_images(
     if not src.is_dir():
         raise DatasetError("no such folder or manifest file", path=src)
     if split is not None:
-        raise ValueError("split selects manifest rows; a folder of images has no splits")
+        raise ConfigError(f"--split selects the rows of a manifest or a dataset layout; {src} is a folder of images "
+                          "without splits")
     if modality is None:
         raise ValueError(f"the modality of the images in {src} is needed (visible or infrared)")
     files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
