@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from vireid.data.synthetic import MARKER_DONE
 from vireid.engine.run import CONFIG_FILE, RESULTS_FILE
 from vireid.errors import ConfigError
+from vireid.visualization.curves import on_synthetic_data, recorded_config
 
 #: The figures of a report row, in column order (percent).
 REPORT_METRICS = ("rank1", "rank10", "rank20", "mAP", "mINP")
@@ -89,7 +87,7 @@ def comparable(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def conventions(results: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+def conventions(results: Mapping[str, Any], config: Mapping[str, Any], *, synthetic: bool = False) -> dict[str, Any]:
     """How a result was tested: labels that must not be mixed silently (module docstring)."""
     out: dict[str, Any] = {}
     flip = results.get("flip", config.get("test.flip", False))
@@ -103,8 +101,7 @@ def conventions(results: Mapping[str, Any], config: Mapping[str, Any]) -> dict[s
         out["untrained"] = True
     if results.get("onnx"):
         out["onnx"] = True
-    root = config.get("data.root")
-    if root and (Path(str(root)) / MARKER_DONE).is_file():
+    if synthetic:
         out["synthetic"] = True
     return out
 
@@ -159,19 +156,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _config_near(path: Path) -> dict[str, Any]:
-    for folder in (path.parent, path.parent.parent):
-        candidate = folder / CONFIG_FILE
-        if candidate.is_file():
-            try:
-                return flatten(yaml.safe_load(candidate.read_text(encoding="utf-8")) or {})
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{candidate}: not a readable config ({exc})") from None
-    raise ConfigError(f"{path}: no config to describe it: the file has no \"config\" and there is no {CONFIG_FILE} "
-                      "in its folder or the one above (write it with 'vireid test --json' inside the run folder)")
+def _recorded_config(path: Path, results: Mapping[str, Any]) -> dict[str, Any]:
+    config = recorded_config(path, results)
+    if config is None:
+        raise ConfigError(f"{path}: no config to describe it: the file has no \"config\" and there is no {CONFIG_FILE} "
+                          "in its folder or the one above (write it with 'vireid test --json' inside the run folder)")
+    return config
 
 
-def _run_from_results(source: Path, results: dict[str, Any], config: dict[str, Any]) -> Run:
+def _run_from_results(source: Path, results: dict[str, Any]) -> Run:
+    nested = _recorded_config(source, results)
+    config = flatten(nested)
     trials = results.get("trials")
     if not isinstance(trials, list) or not trials or not all(isinstance(r, dict) for r in trials):
         raise ConfigError(f"{source}: no per-trial results (\"trials\": [...]) in it")
@@ -179,7 +174,8 @@ def _run_from_results(source: Path, results: dict[str, Any], config: dict[str, A
     if missing:
         raise ConfigError(f"{source}: trial rows lack {', '.join(missing)}")
     return Run(source=source, dataset=str(results.get("dataset") or config.get("data.name", "?")), config=config,
-               trials=trials, setting=setting_of(results), conventions=conventions(results, config))
+               trials=trials, setting=setting_of(results),
+               conventions=conventions(results, config, synthetic=on_synthetic_data(source, results, nested)))
 
 
 def read_runs(path: str | Path) -> list[Run]:
@@ -193,11 +189,9 @@ def read_runs(path: str | Path) -> list[Run]:
         results = _read_json(results_file)
         if "seeds" in results:  # a multi-seed folder: its seeds' runs
             return [run for folder in (results.get("runs") or {}).values() for run in read_runs(path / folder)]
-        return [_run_from_results(results_file, results, _config_near(results_file))]
+        return [_run_from_results(results_file, results)]
     if path.is_file():
-        results = _read_json(path)
-        config = flatten(results["config"]) if isinstance(results.get("config"), Mapping) else _config_near(path)
-        return [_run_from_results(path, results, config)]
+        return [_run_from_results(path, _read_json(path))]
     raise ConfigError(f"{path}: no such run folder or result file")
 
 

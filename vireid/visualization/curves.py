@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vireid.errors import VireidError
+from vireid.errors import ConfigError, VireidError
 from vireid.visualization.figures import save_png
 
 TRIAL_METRICS = ("rank1", "mAP", "mINP")
@@ -38,20 +38,34 @@ def _label(path: Path, results: dict[str, Any]) -> str:
     return " ".join(tags)
 
 
-def on_synthetic_data(path: Path, results: dict[str, Any]) -> bool:
-    """Whether a result was measured on synthetic data: its flag, else the data root of its recorded config
-    (or of the run folder's config.yaml) carries the generator's marker."""
+def recorded_config(path: Path, results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The configuration a result file was measured with: its ``"config"`` (``vireid test`` records it),
+    else the run folder's ``config.yaml`` (the file's folder or the one above: RegDB trial folders), else
+    None. An unreadable ``config.yaml`` is a :class:`~vireid.errors.ConfigError` naming it."""
     import yaml
 
+    if isinstance(results.get("config"), Mapping):
+        return dict(results["config"])
+    for folder in (path.parent, path.parent.parent):
+        candidate = folder / "config.yaml"
+        if candidate.is_file():
+            try:
+                return yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{candidate}: not a readable config ({exc})") from None
+    return None
+
+
+def on_synthetic_data(path: Path, results: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> bool:
+    """Whether a result was measured on synthetic data: its ``"synthetic_data"`` flag, else whether the data
+    root of its config (``config``, default :func:`recorded_config`) carries the generator's marker."""
     from vireid.data.synthetic import is_synthetic
 
     if "synthetic_data" in results:
         return bool(results["synthetic_data"])
-    config = results.get("config")
-    if not isinstance(config, dict) and (path.parent / "config.yaml").is_file():
-        config = yaml.safe_load((path.parent / "config.yaml").read_text(encoding="utf-8"))
-    root = (config or {}).get("data", {}).get("root") if isinstance(config, dict) else None
-    return bool(root) and is_synthetic(root)
+    config = recorded_config(path, results) if config is None else config
+    root = (config or {}).get("data", {}).get("root") if isinstance((config or {}).get("data"), Mapping) else None
+    return bool(root) and is_synthetic(str(root))
 
 
 def axis_top(value: float) -> float:
