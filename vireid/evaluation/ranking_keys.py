@@ -104,10 +104,7 @@ def sorted_chunk(
     rank, int64) and, for the deduplicated CMC, ``best`` ``[c, identities]``: the smallest key of each
     identity block in the row (a removed column never counts as the best of anything real).
     """
-    if dist.dtype.kind == "f" and np.isnan(dist).any():
-        bad = np.argwhere(np.isnan(dist))[0]
-        raise ValueError(f"distance matrix holds NaN (chunk row {bad[0]}, column {bad[1]})")
-    keys, truncated = _keys(dist, layout, ws)
+    keys, truncated = _keys(dist, layout, ws)  # NaN was refused by the caller (chunk_metrics.chunk_metrics)
     if removed_rows is not None and layout.num_removed:
         high = np.where(layout.removed_cols, layout.high_bits, np.uint64(0))
         np.bitwise_or(keys, high[None, :], out=keys, where=removed_rows[:, None])

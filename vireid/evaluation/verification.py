@@ -36,43 +36,53 @@ def fpr_key(fpr: float) -> str:
     return f"TPR@FPR={fpr:.0e}"
 
 
+def _threshold_position(n: int, fpr: float) -> int | None:
+    """Index of ``t_f`` among ``n`` impostor scores sorted ascending (``n - 1 - floor(fpr n)``), None when
+    ``fpr n < 1``."""
+    if not 0.0 < float(fpr) < 1.0:
+        raise ValueError(f"fpr must be in (0, 1), got {fpr!r}")
+    k = int(np.floor(float(fpr) * n))
+    return None if k < 1 else n - 1 - k
+
+
 def threshold_at_fpr(impostor_scores: Any, fpr: float) -> float | None:
     """``t_f`` of the module docstring: accepting scores strictly above it accepts at most ``floor(fpr N)``
     of the ``N`` impostor scores. None when ``fpr N < 1`` (the rate is finer than the pairs resolve)."""
-    if not 0.0 < float(fpr) < 1.0:
-        raise ValueError(f"fpr must be in (0, 1), got {fpr!r}")
     scores = np.asarray(impostor_scores, dtype=np.float64).reshape(-1)
+    position = _threshold_position(scores.size, fpr)
     if scores.size == 0:
         raise ValueError("no impostor pairs (pairs of different people) to calibrate a threshold on")
-    k = int(np.floor(float(fpr) * scores.size))
-    if k < 1:
+    if position is None:
         return None
-    # the (k + 1)-th largest score: np.partition puts it at index size - 1 - k
-    return float(np.partition(scores, scores.size - 1 - k)[scores.size - 1 - k])
+    return float(np.partition(scores, position)[position])  # the (k + 1)-th largest score
 
 
-def auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
-    """P(genuine score > impostor score) + P(equal) / 2 (the Mann-Whitney form of the ROC area)."""
-    g = np.sort(np.asarray(genuine, dtype=np.float64))
-    imp = np.sort(np.asarray(impostor, dtype=np.float64))
+def _auc_sorted(g: np.ndarray, imp: np.ndarray) -> float:
     below = np.searchsorted(imp, g, side="left")  # impostors strictly below each genuine score
     equal = np.searchsorted(imp, g, side="right") - below
     return float((below.sum() + 0.5 * equal.sum()) / (g.size * imp.size))
 
 
+def auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
+    """P(genuine score > impostor score) + P(equal) / 2 (the Mann-Whitney form of the ROC area)."""
+    return _auc_sorted(np.sort(np.asarray(genuine, dtype=np.float64)), np.sort(np.asarray(impostor, dtype=np.float64)))
+
+
 def roc_figures(genuine: Any, impostor: Any, fprs: Sequence[float] = DEFAULT_FPRS) -> dict[str, Any]:
     """TPR at each FPR (percent, or None where unresolvable), AUC (percent) and the pair counts; every
-    figure is None when there are no genuine or no impostor pairs (a gallery of one person)."""
-    g = np.asarray(genuine, dtype=np.float64).reshape(-1)
-    imp = np.asarray(impostor, dtype=np.float64).reshape(-1)
+    figure is None when there are no genuine or no impostor pairs (a gallery of one person). Both score
+    sets are sorted once: every threshold and the AUC are read from them."""
+    g = np.sort(np.asarray(genuine, dtype=np.float64).reshape(-1))
+    imp = np.sort(np.asarray(impostor, dtype=np.float64).reshape(-1))
     if g.size == 0 or imp.size == 0:
         return {**{fpr_key(f): None for f in fprs}, "AUC": None, "genuine_pairs": int(g.size),
                 "impostor_pairs": int(imp.size)}
     out: dict[str, Any] = {}
     for f in fprs:
-        t = threshold_at_fpr(imp, f)
-        out[fpr_key(f)] = None if t is None else 100.0 * float(np.count_nonzero(g > t)) / g.size
-    out["AUC"] = 100.0 * auc(g, imp)
+        position = _threshold_position(imp.size, f)
+        accepted = None if position is None else g.size - np.searchsorted(g, imp[position], side="right")
+        out[fpr_key(f)] = None if accepted is None else 100.0 * float(accepted) / g.size
+    out["AUC"] = 100.0 * _auc_sorted(g, imp)
     out["genuine_pairs"] = int(g.size)
     out["impostor_pairs"] = int(imp.size)
     return out
