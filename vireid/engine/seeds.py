@@ -6,7 +6,7 @@ one after another, or ``parallel`` at a time, each in its own process (the resul
 run's: every process keeps the parent's thread count, as ``--all-trials --parallel`` does).
 
 ``output_dir/results.json`` then holds each seed's 10-trial mean and their mean and standard deviation
-over seeds (``"seeds"``, ``"runs"``: the folder of each seed, ``"per_seed"``, ``"mean"``,
+over seeds (``"seeds"``, ``"runs"``: the folder of each seed, ``"trials"``: one row per seed, ``"mean"``,
 ``"std_over_seeds"``); ``vireid report`` reads the seed folders it names and aggregates over trials and
 seeds. With ``resume``, seeds whose folder has its results are read back, an interrupted seed continues
 from its ``last.pt`` and the others start; without it, a seed folder that holds a run is an error (as
@@ -140,6 +140,6 @@ def summarise_seeds(results: dict[int, dict[str, Any] | None]) -> dict[str, Any]
     mean = {k: statistics.fmean(row[k] for row in per_seed) for k in METRIC_KEYS}
     std = {k: statistics.stdev(row[k] for row in per_seed) if len(per_seed) > 1 else 0.0 for k in METRIC_KEYS}
     return {"dataset": first.get("dataset"), "protocol": first.get("protocol", {}), "seeds": seeds,
-            "runs": {str(s): SEED_FOLDER.format(seed=s) for s in seeds}, "per_seed": per_seed,
+            "runs": {str(s): SEED_FOLDER.format(seed=s) for s in seeds},
             "trials": per_seed, "mean": mean, "std_over_seeds": std,
             "note": "one run per seed (output_dir/seed<s>); trials: each seed's mean over its trials"}

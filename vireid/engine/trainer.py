@@ -129,8 +129,9 @@ class Trainer:
         tensorboard: bool = True,
     ):
         if not isinstance(settings, TrainSettings):  # a config: its settings, read here once
-            optim = optim if optim is not None else OptimSettings.from_config(settings)
+            optim = optim or OptimSettings.from_config(settings)
             settings = TrainSettings.from_config(settings)
+        optim = optim or OptimSettings()
         self.settings = t = settings
         self.dist = dist if dist is not None else DistributedContext(device=resolve_device(t.device))
         self.device = self.dist.device
@@ -149,11 +150,8 @@ class Trainer:
             self.model.compile(mode=t.compile_mode)
         self.train_loader = train_loader
         self.num_classes: int | None = getattr(train_loader, "num_classes", None)
-        if optimizer is None:
-            optimizer = build_optimizer(optim if optim is not None else OptimSettings(), self.model)
-        self.optimizer = optimizer
-        self.scheduler = scheduler if scheduler is not None else build_scheduler(
-            optim if optim is not None else OptimSettings(), self.optimizer)
+        self.optimizer = optimizer if optimizer is not None else build_optimizer(optim, self.model)
+        self.scheduler = scheduler if scheduler is not None else build_scheduler(optim, self.optimizer)
         self.amp = t.amp and self.device.type == "cuda"
         #: autocast dtype: bfloat16 where the GPU supports it ("auto"; no loss scaling needed), else float16
         self.amp_dtype = amp_dtype(t.amp_dtype, self.device) if self.amp else None

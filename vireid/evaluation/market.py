@@ -89,9 +89,8 @@ def evaluate_rank(
     dist = to_numpy(distmat, "distmat")
     if dist.ndim != 2:
         raise ValueError(f"distmat must be 2-D [queries, gallery], got shape {dist.shape}")
-    max_rank = min(int(max_rank), dist.shape[1]) if dist.shape[1] else int(max_rank)
     metrics = rank_metrics(dist, q_pids, g_pids, q_camids, g_camids, protocol="market1501",
-                           max_rank=max(max_rank, 1), per_query=True, threads=threads)
+                           max_rank=max(1, min(int(max_rank), dist.shape[1])), per_query=True, threads=threads)
     cmc = metrics["cmc"].astype(np.float32)
     named = {"cmc": cmc, "mAP": metrics["mAP"], "mINP": metrics["mINP"], "all_AP": metrics["AP"],
              "all_INP": metrics["INP"], "num_valid_queries": metrics["num_valid_queries"]}

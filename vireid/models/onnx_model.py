@@ -148,6 +148,11 @@ class OnnxGraphs:
             if p not in loaded:
                 loaded[p] = ort_session(p, device)
             self.sessions[m] = loaded[p]
+        #: the output each modality reads: its branch's of the two-output graph, else the graph's one output
+        self.outputs = {}
+        for m, session in self.sessions.items():
+            names = [o.name for o in session.get_outputs()]
+            self.outputs[m] = BRANCH_OUTPUTS[m] if BRANCH_OUTPUTS[m] in names else names[0]
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -156,9 +161,7 @@ class OnnxGraphs:
     def run(self, images: np.ndarray, modality: str) -> np.ndarray:
         """Raw features ``[N, D]`` of a float32 batch ``[N, 3, H, W]`` in [0, 1] through one graph."""
         session = self.sessions[modality]
-        names = [o.name for o in session.get_outputs()]
-        output = BRANCH_OUTPUTS[modality] if BRANCH_OUTPUTS[modality] in names else names[0]
-        return session.run([output], {session.get_inputs()[0].name: images})[0]
+        return session.run([self.outputs[modality]], {session.get_inputs()[0].name: images})[0]
 
 
 class OnnxReIDModel(nn.Module):

@@ -285,9 +285,9 @@ def name_groups(groups: Sequence[Group]) -> None:
     then the protocol setting and, where it differs, how it was tested; by folder when nothing or too much
     differs. (How each row was tested is also a column of its own.)"""
     configs = [comparable(g.first.config) for g in groups]
-    keys = differing_keys(configs) if len(groups) > 1 else []
+    keys = differing_keys(configs)
     settings = [g.first.setting for g in groups]
-    setting_keys = differing_keys(settings) if len(groups) > 1 else []
+    setting_keys = differing_keys(settings)
     labels = [convention_words(g.first.conventions) for g in groups]
     shared = set.intersection(*(set(words) for words in labels)) if labels else set()
     for group, config, setting, words in zip(groups, configs, settings, labels):

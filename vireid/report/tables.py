@@ -39,13 +39,13 @@ def _tested_text(g: Group) -> str:
     return ", ".join(convention_words(g.first.conventions)) or "last weights"
 
 
-def _published_cells(g: Group, metrics: Sequence[str], fmt: str) -> list[str]:
+def _published_cells(g: Group, metrics: Sequence[str]) -> list[str]:
     cells = []
     for m in metrics:
         value = g.published["metrics"].get(m) if g.published else None
         stats = g.stats(m)
         if value is None:
-            cells.append("–" if fmt != "latex" else "--")
+            cells.append("–")
         elif stats is None:
             cells.append(f"{value:.2f}")
         else:
@@ -66,7 +66,7 @@ def to_markdown(groups: Sequence[Group], *, against: bool = False) -> str:
         lines.append("| " + " | ".join(cells) + " |")
         if against:
             label = f"↳ published: {g.published['label']}" if g.published else "↳ published: none"
-            lines.append("| " + " | ".join([label, "", *_published_cells(g, metrics, "md"),
+            lines.append("| " + " | ".join([label, "", *_published_cells(g, metrics),
                                             g.published_note or ""]) + " |")
     notes = [STD_NOTE]
     if against:
@@ -124,7 +124,7 @@ def to_latex(groups: Sequence[Group], *, against: bool = False) -> str:
         lines.append(" & ".join(cells) + r" \\")
         if against and g.published:
             lines.append(" & ".join([r"\quad\textit{" + _tex(g.published["label"]) + "}",
-                                     *(r"\textit{" + c + "}" for c in _published_cells(g, metrics, "latex"))]) + r" \\")
+                                     *(r"\textit{" + _tex(c) + "}" for c in _published_cells(g, metrics))]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 

@@ -126,20 +126,18 @@ def draw_ranked_lists(
                               excluded=excluded[qi]) for qi in rows}
     extra = any(len(c) > topk for c in cells_of.values())  # a column for the true matches below the cut-off
     th, tw = thumb
-    geo = _geometry(th, tw, topk, extra, len(rows), title)
+    panels = 1
     if canvas is not None:  # the largest 2:1 thumbnails whose sheet fits the canvas, rows in 1-3 panels
-        best = None
-        for panels in range(1, min(3, len(rows)) + 1):
-            th = 2 * (canvas[1] // (2 * -(-len(rows) // panels)))
-            while th > 32:
-                fit = _geometry(th, th // 2, topk, extra, len(rows), title, panels)
-                if fit["size"][0] <= canvas[0] and fit["size"][1] <= canvas[1]:
-                    break
-                th -= 2
-            if best is None or th > best[0]:
-                best = (th, panels)
-        th, tw = best[0], best[0] // 2
-        geo = _geometry(th, tw, topk, extra, len(rows), title, best[1])
+        th = 0
+        for n in range(1, min(3, len(rows)) + 1):
+            h = 2 * (canvas[1] // (2 * -(-len(rows) // n)))
+            while h > 32 and any(a > b for a, b in zip(_geometry(h, h // 2, topk, extra, len(rows), title, n)["size"],
+                                                       canvas)):
+                h -= 2
+            if h > th:
+                th, panels = h, n
+        tw = th // 2
+    geo = _geometry(th, tw, topk, extra, len(rows), title, panels)
     scale, pad, frame, gap = geo["scale"], geo["pad"], geo["frame"], geo["gap"]
     font, small, big = geo["fonts"]
     label_h, title_h, legend_h, cell_w, cell_h = (geo[k] for k in ("label_h", "title_h", "legend_h", "cell_w", "cell_h"))
