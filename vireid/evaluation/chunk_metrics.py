@@ -71,10 +71,16 @@ def dedup_first_rank(best: np.ndarray, first_value: np.ndarray, own_block: np.nd
     return np.count_nonzero(ahead, axis=1) - own + 1
 
 
-def _removed_by_camera(cols: np.ndarray, rows: np.ndarray, q_cams: np.ndarray, labels: Labels,
-                       layout: GalleryLayout) -> np.ndarray:
-    gallery_index = layout.cols[cols] if layout.cols is not None else cols
-    return labels.g_cams[gallery_index] == q_cams[rows]
+def drop_same_camera(rows: np.ndarray, cols: np.ndarray, ranks: np.ndarray, gallery_index: np.ndarray,
+                     q_cams: np.ndarray, labels: Labels, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LLCM's and Market-1501's removal on a chunk's matches (rows ascending, ranks ascending within a row):
+    the matches whose gallery image (``gallery_index``) shares the query's camera leave the ranking."""
+    assert labels.g_cams is not None
+    removed = labels.g_cams[gallery_index] == q_cams[rows]
+    if not removed.any():
+        return rows, cols, ranks
+    keep, ranks = drop_removed_matches(rows, ranks, removed, c)
+    return rows[keep], cols[keep], ranks
 
 
 def exact_chunk(dist: np.ndarray, q_codes: np.ndarray, q_cams: np.ndarray | None, removed_rows: np.ndarray | None,
@@ -92,11 +98,8 @@ def exact_chunk(dist: np.ndarray, q_codes: np.ndarray, q_cams: np.ndarray | None
         keep = ~(removed_rows[rows] & (cols >= g - layout.num_removed))  # the tail holds removed images
         rows, cols, ranks = rows[keep], cols[keep], ranks[keep]
     elif same_camera_rule:
-        assert labels.g_cams is not None and q_cams is not None
-        removed = labels.g_cams[order[rows, cols]] == q_cams[rows]
-        if removed.any():
-            keep, ranks = drop_removed_matches(rows, ranks, removed, c)
-            rows, cols = rows[keep], cols[keep]
+        assert q_cams is not None
+        rows, cols, ranks = drop_same_camera(rows, cols, ranks, order[rows, cols], q_cams, labels, c)
     ap, inp, first, valid = reduce_matches(c, rows, ranks)
     first_rank = np.zeros(c, dtype=np.int64)
     if not valid.any():
@@ -146,11 +149,9 @@ def _value_chunk(dist: np.ndarray, q_codes: np.ndarray, q_cams: np.ndarray | Non
     tie_rows = np.unique(rows[(flat[after] == needles) & (below + 1 < flat.size)])
     ranks = below - rows * g + 1
     if same_camera_rule:
-        assert labels.g_cams is not None and q_cams is not None
-        removed = _removed_by_camera(cols, rows, q_cams, labels, layout)
-        if removed.any():
-            keep, ranks = drop_removed_matches(rows, ranks, removed, c)
-            rows, cols = rows[keep], cols[keep]
+        assert q_cams is not None
+        gallery_index = layout.cols[cols] if layout.cols is not None else cols
+        rows, cols, ranks = drop_same_camera(rows, cols, ranks, gallery_index, q_cams, labels, c)
     with np.errstate(divide="ignore", invalid="ignore"):  # tied rows may hold nonsense: replaced below
         ap, inp, first, valid = reduce_matches(c, rows, ranks)
     first_rank = np.zeros(c, dtype=np.int64)
