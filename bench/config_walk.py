@@ -72,6 +72,7 @@ def main() -> None:
         returns += name in seen
         seen.add(name)
     print(f"{len(reads)} reads in {len(set(reads))} files, {len(stays)} stays, {returns} returns")
+    print("walk: " + " > ".join(stays))
     for name, count in Counter(reads).most_common():
         print(f"  {count:4d}  {name}")
 

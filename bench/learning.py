@@ -83,7 +83,7 @@ def within_modality(model: Any, cfg: Any, records: list[Any], modality: str) -> 
     chosen = [r for r in records if r.modality == modality]
     if len({r.pid for r in chosen}) < 2:
         return {}
-    feats = extract_features(model, chosen, transform=build_test_transform(cfg), batch_size=128, progress=False)
+    feats = extract_features(model, chosen, transform=build_test_transform(cfg.data), batch_size=128, progress=False)
     feats = torch.nn.functional.normalize(feats, dim=1)
     dist = -(feats @ feats.T).numpy()
     pids, cams = [r.pid for r in chosen], [r.camera for r in chosen]

@@ -27,7 +27,7 @@ def cross_modal_map(model, records, cfg) -> float:
     """mAP of every infrared image against the visible images (all cameras), in percent."""
     visible = [r for r in records if r.modality == "visible"]
     infrared = [r for r in records if r.modality == "infrared"]
-    tf = build_test_transform(cfg)
+    tf = build_test_transform(cfg.data)
     fv = torch.nn.functional.normalize(extract_features(model, visible, transform=tf, progress=False), dim=1)
     fi = torch.nn.functional.normalize(extract_features(model, infrared, transform=tf, progress=False), dim=1)
     m = rank_metrics(-(fi @ fv.T).numpy(), [r.pid for r in infrared], [r.pid for r in visible], protocol="regdb")

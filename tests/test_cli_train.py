@@ -257,7 +257,10 @@ def test_torchrun_two_cpu_processes(sysu_config, tmp_path):
     ("test.mode=outdoor", "test.mode='outdoor' is not valid"),
     ("test.shots=3", "test.shots=3 is not valid"),
     ("data.root=/nonexistent/sysu", "/nonexistent/sysu"),
-    ("model.arch=resnet5", "model.arch: unknown backbone 'resnet5'"),  # known only to the model registry
+    # known only to the registries: the model is built before the run folder exists
+    ("model.arch=resnet5", "model.arch: unknown backbone 'resnet5'"),
+    ("model.name=dma", "model.name: unknown model 'dma'"),
+    ("loss.metric=nope", "loss.metric: unknown or unsupported metric loss 'nope'"),
     ("train.epochs=-1", "train.epochs=-1 is out of range"),
 ])
 def test_a_run_that_fails_validation_leaves_no_run_folder(sysu_config, tmp_path, capsys, override, message):

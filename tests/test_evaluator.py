@@ -121,7 +121,7 @@ def records(tmp_path_factory) -> list[ImageRecord]:
 
 @pytest.fixture(scope="module")
 def transform():
-    return build_test_transform(load_config(None, [f"data.height={H}", f"data.width={W}"]))
+    return build_test_transform(load_config(None, [f"data.height={H}", f"data.width={W}"]).data)
 
 
 @pytest.mark.parametrize("flip", [False, True])

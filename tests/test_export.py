@@ -120,7 +120,7 @@ def test_onnx_and_torch_extractors_agree_with_the_evaluator(setup):
     from vireid.data.records import ImageRecord
 
     records = [ImageRecord(Path(p), 1, 3, "infrared") for p in paths]
-    ref = extract_features(loaded.model, records, transform=build_test_transform(setup["cfg"]), flip=True,
+    ref = extract_features(loaded.model, records, transform=build_test_transform(setup["cfg"].data), flip=True,
                            progress=False)
     np.testing.assert_allclose(a, torch.nn.functional.normalize(ref, dim=1).numpy(), atol=1e-5)
     # PIL images in memory give the features of their files

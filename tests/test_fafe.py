@@ -438,7 +438,7 @@ def test_trivial_augment_changes_visible_and_infrared_images() -> None:
     plain = ["data.height=64", "data.width=32", "data.pad=0", "data.flip=false", "data.random_erasing=0"]
     for ta in (False, True):
         cfg = load_config(REPO / "configs/sysu/fafe_tiny.yaml", [*plain, f"data.trivial_augment={str(ta).lower()}"])
-        tfs, test = build_train_transforms(cfg), build_test_transform(cfg)
+        tfs, test = build_train_transforms(cfg.data), build_test_transform(cfg.data)
         for view, img in (("visible", colour), ("infrared", gray)):
             reference = test(img)
             changed = 0

@@ -240,7 +240,7 @@ def test_vireid_test_rerank(tmp_path, monkeypatch, capsys):
     # independently: the same features, re-ranked, scored with rank_metrics
     protocol = build_protocol(build_dataset("sysu", tmp_path / "data"), cfg)
     query, gallery = protocol.query(0), protocol.gallery(0)
-    feats = extract_features(model, [*query, *gallery], transform=build_test_transform(cfg), progress=False)
+    feats = extract_features(model, [*query, *gallery], transform=build_test_transform(cfg.data), progress=False)
     feats = torch.nn.functional.normalize(feats, dim=1).numpy()
     dist = k_reciprocal_rerank(feats[: len(query)], feats[len(query) :])
     expected = rank_metrics(dist, [r.pid for r in query], [r.pid for r in gallery], [r.camera for r in query],

@@ -67,7 +67,7 @@ def world(tmp_path_factory):
         state = load_checkpoint(ckpt)
         model = build_model(cfg, state["num_classes"])
         apply_model_state(model, state["model"], source="test")
-        transform = build_test_transform(cfg)
+        transform = build_test_transform(cfg.data)
         g = torch.nn.functional.normalize(extract_features(model, gallery, transform=transform, progress=False), dim=1)
         q = torch.nn.functional.normalize(extract_features(model, queries, transform=transform, progress=False), dim=1)
     finally:

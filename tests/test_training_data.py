@@ -108,7 +108,7 @@ def test_batch_keys_shapes_order_and_pairing(colour_records, derived) -> None:
         else ()
     )
     loader = build_train_loader(config(*overrides), colour_records)
-    to_tensor = build_test_transform(config())
+    to_tensor = build_test_transform(config().data)
     by_colour = {}
     for r in colour_records:
         by_colour[decode(to_tensor(Image.open(r.path).convert("RGB")))] = r
@@ -292,7 +292,7 @@ def test_errors(colour_records, tmp_path) -> None:
     with pytest.raises(DatasetError, match="gone.png"):
         ds[(0, 0)]
     with pytest.raises(ConfigError, match="grayscale_view"):
-        build_train_loader(config("data.channel_exchange=true", "data.grayscale_view=true"), colour_records)
+        config("data.channel_exchange=true", "data.grayscale_view=true")
 
 
 def test_unreadable_training_image_is_found_before_training_and_named(tmp_path, monkeypatch):
@@ -375,11 +375,14 @@ def test_device_augmentation_gives_the_batches_of_the_workers(noise_records, ext
 
 
 def test_device_augmentation_site_follows_the_training_device() -> None:
-    from vireid.data.training import augments_on_device
+    from vireid.data.training import augments_on_device, trains_on_cuda
 
-    assert not augments_on_device(config("train.device=cpu"))
-    assert augments_on_device(config("train.device=cuda", "data.augment_on=auto"))
-    assert augments_on_device(config("train.device=cpu", "data.augment_on=device"))
-    assert not augments_on_device(config("train.device=cuda", "data.augment_on=workers"))
+    assert not augments_on_device("auto", trains_on_cuda("cpu"))
+    assert augments_on_device("auto", trains_on_cuda("cuda"))
+    assert augments_on_device("auto", trains_on_cuda("cuda:1"))
+    assert augments_on_device("device", trains_on_cuda("cpu"))
+    assert not augments_on_device("workers", trains_on_cuda("cuda"))
+    with pytest.raises(ConfigError, match="data.augment_on"):
+        augments_on_device("gpu", False)
     with pytest.raises(ConfigError, match="data.augment_on"):
         load_config(None, ["data.augment_on=gpu"])

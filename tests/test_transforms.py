@@ -16,6 +16,7 @@ from vireid.data.transforms import (
     ChannelRandomErasing,
     build_test_transform,
     build_train_transforms,
+    resize_to_tensor,
 )
 from vireid.errors import ConfigError
 
@@ -73,7 +74,7 @@ def erased_box(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int, int
     ],
 )
 def test_train_transforms_shapes_and_range(overrides, keys) -> None:
-    tfs = build_train_transforms(cfg_with(*overrides))
+    tfs = build_train_transforms(cfg_with(*overrides).data)
     assert set(tfs) == keys
     torch.manual_seed(0)
     for seed in range(6):
@@ -86,14 +87,16 @@ def test_train_transforms_shapes_and_range(overrides, keys) -> None:
             assert float(model_input(out).abs().max()) <= 3.0
 
 
-def test_both_derived_views_is_a_config_error() -> None:
+def test_both_derived_views_is_refused_by_the_loader() -> None:
     with pytest.raises(ConfigError, match="channel_exchange.*grayscale_view"):
-        build_train_transforms(cfg_with("data.channel_exchange=true", "data.grayscale_view=true"))
+        cfg_with("data.channel_exchange=true", "data.grayscale_view=true")
 
 
-def test_bad_probability_is_a_config_error() -> None:
+def test_bad_probability_and_fill_are_refused_by_the_loader() -> None:
     with pytest.raises(ConfigError, match="data.random_erasing"):
-        build_train_transforms(cfg_with("data.random_erasing=1.5"))
+        cfg_with("data.random_erasing=1.5")
+    with pytest.raises(ConfigError, match=r"data.erasing_fill=\[0.5, 0.5\]: expected 3 values"):
+        cfg_with("data.erasing_fill=[0.5,0.5]")
 
 
 def test_no_augmentation_equals_resize_and_to_tensor() -> None:
@@ -102,19 +105,21 @@ def test_no_augmentation_equals_resize_and_to_tensor() -> None:
     # data.resize=lanczos (default): PIL's Lanczos filter, as the reference code's ANTIALIAS pre-resizing
     expected = torch.from_numpy(np.asarray(img.resize((W, H), Image.LANCZOS), dtype=np.float32) / 255.0)
     expected = expected.permute(2, 0, 1)
-    for out in (build_train_transforms(cfg)["visible"](img), build_test_transform(cfg)(img)):
+    for out in (build_train_transforms(cfg.data)["visible"](img), build_test_transform(cfg.data)(img)):
         assert out.shape == (3, H, W)
         assert torch.allclose(out, expected, atol=1.5 / 255)
     bilinear = torch.from_numpy(np.asarray(img.resize((W, H), Image.BILINEAR), dtype=np.float32) / 255.0)
-    out = build_test_transform(cfg_with("data.resize=bilinear", "data.pad=0"))(img)
+    out = build_test_transform(cfg_with("data.resize=bilinear", "data.pad=0").data)(img)
     assert torch.allclose(out, bilinear.permute(2, 0, 1), atol=1.5 / 255)
     with pytest.raises(ConfigError, match="data.resize.*lanczos.*bilinear"):
-        build_test_transform(cfg_with("data.resize=cubic"))
+        cfg_with("data.resize=cubic")
+    with pytest.raises(ConfigError, match="data.resize.*lanczos.*bilinear"):
+        resize_to_tensor((H, W), "cubic")
 
 
 def test_test_transform_of_a_constant_image() -> None:
     img = Image.new("RGB", (30, 70), color=(51, 102, 204))
-    out = build_test_transform(cfg_with())(img)
+    out = build_test_transform(cfg_with().data)(img)
     assert out.shape == (3, H, W)
     for c, v in enumerate((51, 102, 204)):
         assert torch.allclose(out[c], torch.full((H, W), v / 255.0))
@@ -124,7 +129,7 @@ def test_pad_and_crop_shift_the_image_within_the_pad() -> None:
     # with pad p, the crop is the image shifted by at most p pixels, padding filled with zeros
     cfg = cfg_with("data.flip=false", "data.random_erasing=0", "data.pad=2")
     img = Image.new("RGB", (W, H), color=(255, 255, 255))
-    tf = build_train_transforms(cfg)["visible"]
+    tf = build_train_transforms(cfg.data)["visible"]
     shifts = set()
     for seed in range(40):
         torch.manual_seed(seed)
@@ -143,8 +148,8 @@ def test_pad_and_crop_shift_the_image_within_the_pad() -> None:
 def test_flip_is_applied_about_half_the_time() -> None:
     cfg = cfg_with("data.pad=0", "data.random_erasing=0")
     img = random_pil(4, size=(W, H))
-    plain = build_test_transform(cfg)(img)
-    tf = build_train_transforms(cfg)["visible"]
+    plain = build_test_transform(cfg.data)(img)
+    tf = build_train_transforms(cfg.data)["visible"]
     torch.manual_seed(1)
     flips = 0
     for _ in range(200):
@@ -189,7 +194,7 @@ def test_channel_exchange_with_gray_gives_the_reference_gray_of_the_normalised_i
 
 
 def test_channel_exchange_view_of_the_pipeline_has_equal_normalised_channels() -> None:
-    tfs = build_train_transforms(cfg_with("data.channel_exchange=true"))
+    tfs = build_train_transforms(cfg_with("data.channel_exchange=true").data)
     torch.manual_seed(0)
     for seed in range(10):
         out = tfs["derived"](random_pil(seed))
@@ -200,7 +205,7 @@ def test_channel_exchange_view_of_the_pipeline_has_equal_normalised_channels() -
 def test_grayscale_view_has_equal_channels_and_the_luma() -> None:
     cfg = cfg_with("data.grayscale_view=true", "data.flip=false", "data.pad=0", "data.random_erasing=0")
     img = random_pil(5, size=(W, H))
-    out = build_train_transforms(cfg)["derived"](img)
+    out = build_train_transforms(cfg.data)["derived"](img)
     assert equal_channels(out)
     arr = np.asarray(img, dtype=np.float64)
     luma = (0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2]) / 255.0
@@ -237,9 +242,9 @@ def test_channel_adaptive_gray_follows_the_reference_probabilities() -> None:
 def test_infrared_channel_augmentation_changes_unerased_infrared_images() -> None:
     # the defect it fixes: applied before normalisation to three equal channels, it changed nothing
     cfg = cfg_with("data.channel_exchange=true", "data.random_erasing=0", "data.flip=false", "data.pad=0")
-    tf = build_train_transforms(cfg)["infrared"]
+    tf = build_train_transforms(cfg.data)["infrared"]
     img = random_pil(2, gray=True)
-    plain = build_test_transform(cfg)(img)
+    plain = build_test_transform(cfg.data)(img)
     torch.manual_seed(0)
     changed = sum(not torch.allclose(tf(img), plain, atol=1e-6) for _ in range(200))
     assert 150 <= changed <= 195  # 7/8 expected (175)
@@ -294,8 +299,8 @@ def test_pipeline_erases_every_view_with_the_reference_fill() -> None:
     cfg = cfg_with("data.flip=false", "data.pad=0", "data.random_erasing=1.0", "data.channel_exchange=true",
                    "data.channel_erasing=1.0", "data.infrared_channel_gray=0.0")
     img = Image.new("RGB", (W, H), color=(250, 5, 250))
-    tfs = build_train_transforms(cfg)
-    plain = build_test_transform(cfg)(img)
+    tfs = build_train_transforms(cfg.data)
+    plain = build_test_transform(cfg.data)(img)
     torch.manual_seed(0)
     for _ in range(10):
         out = tfs["visible"](img)
@@ -305,7 +310,7 @@ def test_pipeline_erases_every_view_with_the_reference_fill() -> None:
             assert torch.allclose(box, torch.tensor(fill, dtype=torch.float64), atol=1e-6)
     # [0, 0, 0] in normalised units is the ImageNet mean in pixel units (the former fill)
     zero = build_train_transforms(cfg_with("data.flip=false", "data.pad=0", "data.random_erasing=1.0",
-                                           "data.erasing_fill=[0,0,0]"))["visible"]
+                                           "data.erasing_fill=[0,0,0]").data)["visible"]
     out = zero(img)
     top, left, h, w = erased_box(plain, out)
     for c in range(3):
@@ -317,7 +322,7 @@ def test_pipeline_erases_every_view_with_the_reference_fill() -> None:
     [("data.channel_exchange=true",), ("data.grayscale_view=true", "data.trivial_augment=true")],
 )
 def test_deterministic_under_seeded_torch_generator(overrides) -> None:
-    tfs = build_train_transforms(cfg_with("data.random_erasing=0.5", *overrides))
+    tfs = build_train_transforms(cfg_with("data.random_erasing=0.5", *overrides).data)
     img = random_pil(7)
 
     def run(seed: int) -> list[torch.Tensor]:
@@ -331,7 +336,7 @@ def test_deterministic_under_seeded_torch_generator(overrides) -> None:
 
 def test_trivial_augment_keeps_infrared_images_gray() -> None:
     cfg = cfg_with("data.trivial_augment=true", "data.random_erasing=0")
-    tf = build_train_transforms(cfg)["infrared"]
+    tf = build_train_transforms(cfg.data)["infrared"]
     torch.manual_seed(0)
     for seed in range(40):
         out = tf(random_pil(seed, gray=True))

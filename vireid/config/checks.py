@@ -120,7 +120,7 @@ def _range_error(key: str, value: Any, what: str) -> ConfigError:
 def check_ranges(cfg: Any) -> None:
     """Raise :class:`ConfigError` for the first key of :data:`RANGES` whose value (or list element) lies
     outside its range, naming the key, the value and what is allowed; and for the rules that span
-    values (ascending milestones, an odd CSA kernel)."""
+    values (ascending milestones, an odd CSA kernel, three erasing fill values, at most one derived view)."""
     for key, (lo, hi, what) in RANGES.items():
         section, name = key.split(".")
         value = cfg[section][name]
@@ -135,6 +135,12 @@ def check_ranges(cfg: Any) -> None:
         raise _range_error("optim.milestones", milestones, RANGES["optim.milestones"][2])
     if int(cfg.model.csa_kernel) % 2 == 0:
         raise _range_error("model.csa_kernel", cfg.model.csa_kernel, RANGES["model.csa_kernel"][2])
+    if len(cfg.data.erasing_fill) != 3:
+        raise ConfigError(f"data.erasing_fill={list(cfg.data.erasing_fill)!r}: expected 3 values (R, G, B, in "
+                          "normalised units)")
+    if cfg.data.channel_exchange and cfg.data.grayscale_view:
+        raise ConfigError("data.channel_exchange (CAJ) and data.grayscale_view (FAFE) both add the derived view "
+                          "(modality code 2); enable at most one of them")
 
 
 def check_config(cfg: Any) -> None:

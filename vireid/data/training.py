@@ -111,21 +111,6 @@ class TrainSet(Dataset):
         #: (:mod:`vireid.data.batch_augment`); samples then hold uint8 images and ``<view>_params`` rows
         self.split_views = ({v: SplitView(t) for v, t in self.transforms.items()} if augment_on_device else None)
 
-    @classmethod
-    def from_config(cls, cfg: DictConfig, records: Sequence[ImageRecord]) -> TrainSet:
-        """Split ``records`` by modality and use :func:`build_train_transforms` of ``cfg``; with
-        ``data.cache`` the images are decoded and resized once (:mod:`vireid.data.cache`)."""
-        visible = [r for r in records if r.modality == VISIBLE]
-        infrared = [r for r in records if r.modality == INFRARED]
-        images = None
-        if cfg.data.cache:
-            from vireid.data.cache import DecodedImages
-
-            images = DecodedImages.build([*visible, *infrared], (int(cfg.data.height), int(cfg.data.width)),
-                                         str(cfg.data.resize), progress=False)
-        return cls(visible, infrared, transforms=build_train_transforms(cfg), images=images,
-                   augment_on_device=augments_on_device(cfg))
-
     @property
     def num_classes(self) -> int:
         return len(self.pid_to_label)
@@ -340,19 +325,18 @@ class TrainLoader:
             raise DatasetError(message) from None
 
 
-def augments_on_device(cfg: DictConfig) -> bool:
-    """``data.augment_on``: whether batches are augmented as tensors on the training device (auto: when
-    ``train.device`` is CUDA, or auto with a GPU present)."""
-    site = str(cfg.data.augment_on)
-    check_choice("data.augment_on", site, AUGMENT_SITES)
-    return site == "device" or (site == "auto" and trains_on_cuda(cfg))
+def augments_on_device(augment_on: str, on_cuda: bool) -> bool:
+    """``data.augment_on``: whether batches are augmented as tensors on the training device (``auto``: when
+    training on CUDA, ``on_cuda``)."""
+    check_choice("data.augment_on", augment_on, AUGMENT_SITES)
+    return augment_on == "device" or (augment_on == "auto" and on_cuda)
 
 
-def trains_on_cuda(cfg: DictConfig) -> bool:
+def trains_on_cuda(device: str) -> bool:
     """Whether ``train.device`` names CUDA (``cuda``, ``cuda:N``, or ``auto`` with a GPU present): the
     loader's one reading of the device (pinned memory, where augmentations run); the trainer resolves and
     checks it (:func:`vireid.engine.distributed.resolve_device`)."""
-    device = str(cfg.train.device).strip().lower()
+    device = str(device).strip().lower()
     return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
@@ -363,51 +347,59 @@ def build_train_loader(
     rank: int = 0,
     world_size: int = 1,
     seed_offset: int = 0,
+    progress: bool = False,
 ) -> TrainLoader:
-    """The training loader of ``records`` (visible and infrared, raw pids) as configured by ``cfg``.
+    """The training loader of ``records`` (visible and infrared, raw pids) as configured by ``cfg``: the data
+    package's one reading of the config (values checked by the loader, :mod:`vireid.config.checks`).
 
-    Reads ``data.ids_per_batch`` (P), ``data.images_per_id`` (K), ``data.workers``, the transform keys
-    of ``data`` (:func:`build_train_transforms`), ``train.seed`` (plus ``seed_offset``),
-    ``train.iters_per_epoch`` and ``train.device`` (pinned memory on CUDA). Batches per epoch:
+    Reads ``data.ids_per_batch`` (P), ``data.images_per_id`` (K), ``data.workers``, ``data.cache`` (with
+    ``data.height``, ``data.width`` and ``data.resize``: images decoded and resized once,
+    :mod:`vireid.data.cache`, showing ``progress``), ``data.augment_on``, ``train.seed`` (plus
+    ``seed_offset``), ``train.iters_per_epoch`` and ``train.device`` (pinned memory and augmentations on
+    CUDA), then hands the ``data`` section to :func:`build_train_transforms`. Batches per epoch:
     ``train.iters_per_epoch``, or when it is 0 the reference code's
-    ``floor(max(#visible, #infrared) / (P x K)) + 1`` (:func:`reference_batches_per_epoch`); with ``world_size`` processes each rank yields its share (see :class:`IdentitySampler`).
+    ``floor(max(#visible, #infrared) / (P x K)) + 1`` (:func:`reference_batches_per_epoch`); with
+    ``world_size`` processes each rank yields its share (see :class:`IdentitySampler`).
     """
     data = cfg.data
-    if data.ids_per_batch < 1 or data.images_per_id < 1:
-        raise ConfigError(
-            f"data.ids_per_batch and data.images_per_id must be >= 1, got {data.ids_per_batch} and "
-            f"{data.images_per_id}"
-        )
-    if data.workers < -1:
-        raise ConfigError(f"data.workers must be -1 (auto: from the CPU count) or >= 0, got {data.workers}")
-    if cfg.train.iters_per_epoch < 0:
-        raise ConfigError(f"train.iters_per_epoch must be >= 0, got {cfg.train.iters_per_epoch}")
-    seed = int(cfg.train.seed) + int(seed_offset)
+    ids_per_batch, images_per_id, workers = int(data.ids_per_batch), int(data.images_per_id), int(data.workers)
+    cache, size, resize = bool(data.cache), (int(data.height), int(data.width)), str(data.resize)
+    pad, fill, augment_on = int(data.pad), [float(v) for v in data.erasing_fill], str(data.augment_on)
+    iters_per_epoch, seed = int(cfg.train.iters_per_epoch), int(cfg.train.seed) + int(seed_offset)
+    on_cuda = trains_on_cuda(str(cfg.train.device))
+    transforms = build_train_transforms(data)  # the last reading of the config
     if seed < 0:
         raise ConfigError(f"train.seed + seed_offset must be >= 0, got {seed}")
-    dataset = TrainSet.from_config(cfg, records)
-    if dataset.num_classes < data.ids_per_batch:
+    visible = [r for r in records if r.modality == VISIBLE]
+    infrared = [r for r in records if r.modality == INFRARED]
+    images = None
+    if cache:
+        from vireid.data.cache import DecodedImages
+
+        images = DecodedImages.build([*visible, *infrared], size, resize, progress=progress)
+    on_device = augments_on_device(augment_on, on_cuda)
+    dataset = TrainSet(visible, infrared, transforms=transforms, images=images, augment_on_device=on_device)
+    if dataset.num_classes < ids_per_batch:
         raise ConfigError(
-            f"data.ids_per_batch={data.ids_per_batch} but only {dataset.num_classes} training identities "
+            f"data.ids_per_batch={ids_per_batch} but only {dataset.num_classes} training identities "
             "have both visible and infrared images"
         )
-    num_batches = int(cfg.train.iters_per_epoch) or reference_batches_per_epoch(
-        len(dataset.visible_records), len(dataset.infrared_records), int(data.ids_per_batch), int(data.images_per_id)
+    num_batches = iters_per_epoch or reference_batches_per_epoch(
+        len(dataset.visible_records), len(dataset.infrared_records), ids_per_batch, images_per_id
     )
     sampler = IdentitySampler(
         dataset.visible_labels,
         dataset.infrared_labels,
-        ids_per_batch=int(data.ids_per_batch),
-        images_per_id=int(data.images_per_id),
+        ids_per_batch=ids_per_batch,
+        images_per_id=images_per_id,
         num_batches=num_batches,
         seed=seed,
         rank=rank,
         world_size=world_size,
     )
-    pin = torch.cuda.is_available() and trains_on_cuda(cfg)
-    augment = BatchAugment(int(data.pad), data.erasing_fill) if dataset.split_views is not None else None
-    return TrainLoader(dataset, sampler, workers=default_workers(int(data.workers)), pin_memory=pin,
-                       batch_augment=augment)
+    pin = torch.cuda.is_available() and on_cuda
+    augment = BatchAugment(pad, fill) if on_device else None
+    return TrainLoader(dataset, sampler, workers=default_workers(workers), pin_memory=pin, batch_augment=augment)
 
 
 def default_workers(workers: int) -> int:

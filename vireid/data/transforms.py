@@ -40,13 +40,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torchvision import transforms as T
 
 from vireid.config.checks import RESIZES
-from vireid.errors import ConfigError, check_choice
+from vireid.errors import check_choice
 
 #: ImageNet mean and standard deviation of the R, G, B channels in [0, 1]: the model's normalisation.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -259,20 +259,25 @@ class ChannelRandomErasing:
 # ---------------------------------------------------------------------------------------------------
 # builders
 # ---------------------------------------------------------------------------------------------------
-def _geometric(cfg: DictConfig, *, after_resize: Sequence[Callable] = ()) -> list[Callable]:
-    """Resize, ``after_resize`` (the grayscale view's conversion), optional TrivialAugmentWide, pad +
-    random crop, optional flip, to tensor. The resize comes first, so a cache of images decoded and
-    resized once (:mod:`vireid.data.cache`) gives the same tensors."""
-    data = cfg.data
-    size = (int(data.height), int(data.width))
-    steps: list[Callable] = [T.Resize(size, interpolation=RESIZE_FILTERS[data.resize]), *after_resize]
-    if data.trivial_augment:
-        steps.append(T.TrivialAugmentWide())
-    if data.pad > 0:
-        steps += [T.Pad(int(data.pad), fill=0), T.RandomCrop(size)]
-    if data.flip:
-        steps.append(T.RandomHorizontalFlip(p=0.5))
-    steps.append(T.ToTensor())
+def _geometric(data: Any) -> Callable[..., list[Callable]]:
+    """The geometric steps of ``data`` (read once) as a function of ``after_resize`` (the grayscale view's
+    conversion): resize, ``after_resize``, optional TrivialAugmentWide, pad + random crop, optional flip, to
+    tensor. The resize comes first, so a cache of images decoded and resized once (:mod:`vireid.data.cache`)
+    gives the same tensors."""
+    size, resize = (int(data.height), int(data.width)), RESIZE_FILTERS[data.resize]
+    trivial, pad, flip = bool(data.trivial_augment), int(data.pad), bool(data.flip)
+
+    def steps(*after_resize: Callable) -> list[Callable]:
+        out: list[Callable] = [T.Resize(size, interpolation=resize), *after_resize]
+        if trivial:
+            out.append(T.TrivialAugmentWide())
+        if pad > 0:
+            out += [T.Pad(pad, fill=0), T.RandomCrop(size)]
+        if flip:
+            out.append(T.RandomHorizontalFlip(p=0.5))
+        out.append(T.ToTensor())
+        return out
+
     return steps
 
 
@@ -280,65 +285,49 @@ def _random_erasing(p: float, fill: Sequence[float]) -> list[Callable]:
     return [ChannelRandomErasing(p=p, value=fill)] if p > 0 else []
 
 
-def _check_data_config(cfg: DictConfig) -> None:
-    data = cfg.data
-    if data.height <= 0 or data.width <= 0:
-        raise ConfigError(f"data.height and data.width must be positive, got {data.height} x {data.width}")
-    if data.pad < 0:
-        raise ConfigError(f"data.pad must be >= 0, got {data.pad}")
-    for key in ("random_erasing", "channel_erasing", "infrared_channel_gray"):
-        if not 0.0 <= data[key] <= 1.0:
-            raise ConfigError(f"data.{key} is a probability; expected a value in [0, 1], got {data[key]}")
-    check_choice("data.resize", data.resize, tuple(RESIZE_FILTERS))
-    if len(data.erasing_fill) != 3:
-        raise ConfigError(f"data.erasing_fill: expected 3 values (R, G, B, in normalised units), got "
-                          f"{list(data.erasing_fill)}")
-    if data.channel_exchange and data.grayscale_view:
-        raise ConfigError(
-            "data.channel_exchange (CAJ) and data.grayscale_view (FAFE) both add the derived view "
-            "(modality code 2); enable at most one of them"
-        )
-
-
-def derived_view(cfg: DictConfig) -> str | None:
+def derived_view(data: Any) -> str | None:
     """Which derived view of the visible image training adds: ``"channel_exchange"``,
-    ``"grayscale"`` or None. Raises ConfigError when both are enabled."""
-    _check_data_config(cfg)
-    if cfg.data.channel_exchange:
+    ``"grayscale"`` or None. ``data``: the config's ``data`` section (:class:`~vireid.config.defaults.DataConfig`,
+    checked at load: at most one of the two views is on)."""
+    if data.channel_exchange:
         return "channel_exchange"
-    if cfg.data.grayscale_view:
+    if data.grayscale_view:
         return "grayscale"
     return None
 
 
-def build_train_transforms(cfg: DictConfig) -> dict[str, Transform]:
+def build_train_transforms(data: Any) -> dict[str, Transform]:
     """Training transforms per view: ``"visible"``, ``"infrared"`` and, when a derived view is enabled
     (``data.channel_exchange`` or ``data.grayscale_view``), ``"derived"``. Each maps a PIL RGB image to
-    a float tensor ``[3, data.height, data.width]`` in [0, 1]."""
-    view = derived_view(cfg)
-    data = cfg.data
+    a float tensor ``[3, data.height, data.width]`` in [0, 1]. ``data``: the config's ``data`` section
+    (:class:`~vireid.config.defaults.DataConfig`), whose values the loader has checked."""
+    view, geometric = derived_view(data), _geometric(data)
     fill = [float(v) for v in data.erasing_fill]
     erasing = _random_erasing(float(data.random_erasing), fill)
-    out: dict[str, Transform] = {"visible": T.Compose(_geometric(cfg) + erasing)}
+    channel_erasing, exchange_gray = float(data.channel_erasing), bool(data.channel_exchange_gray)
+    infrared_gray = float(data.infrared_channel_gray)
+    out: dict[str, Transform] = {"visible": T.Compose(geometric() + erasing)}
     if view == "channel_exchange":
         out["derived"] = T.Compose(
-            _geometric(cfg)
-            + [
-                *_random_erasing(float(data.channel_erasing), fill),
-                ChannelExchange(include_gray=bool(data.channel_exchange_gray)),
-            ]
+            geometric() + [*_random_erasing(channel_erasing, fill), ChannelExchange(include_gray=exchange_gray)]
         )
     elif view == "grayscale":
-        out["derived"] = T.Compose(_geometric(cfg, after_resize=[T.Grayscale(num_output_channels=3)]) + erasing)
-    infrared = _geometric(cfg) + erasing
-    if view == "channel_exchange" and data.infrared_channel_gray > 0:
-        infrared.append(ChannelAdaptiveGray(p=float(data.infrared_channel_gray)))
+        out["derived"] = T.Compose(geometric(T.Grayscale(num_output_channels=3)) + erasing)
+    infrared = geometric() + erasing
+    if view == "channel_exchange" and infrared_gray > 0:
+        infrared.append(ChannelAdaptiveGray(p=infrared_gray))
     out["infrared"] = T.Compose(infrared)
     return out
 
 
-def build_test_transform(cfg: DictConfig) -> Transform:
-    """Resize to ``(data.height, data.width)`` with ``data.resize`` and convert to a float tensor in [0, 1]."""
-    _check_data_config(cfg)
-    size = (int(cfg.data.height), int(cfg.data.width))
-    return T.Compose([T.Resize(size, interpolation=RESIZE_FILTERS[cfg.data.resize]), T.ToTensor()])
+def build_test_transform(data: Any) -> Transform:
+    """Resize to ``(data.height, data.width)`` with ``data.resize`` and convert to a float tensor in [0, 1].
+    ``data``: the config's ``data`` section (:class:`~vireid.config.defaults.DataConfig`)."""
+    return resize_to_tensor((int(data.height), int(data.width)), str(data.resize))
+
+
+def resize_to_tensor(size: tuple[int, int], resize: str) -> Transform:
+    """Resize to ``size`` (height, width) with the ``resize`` filter (:data:`~vireid.config.checks.RESIZES`)
+    and convert to a float tensor in [0, 1]."""
+    check_choice("data.resize", resize, RESIZES)
+    return T.Compose([T.Resize(size, interpolation=RESIZE_FILTERS[resize]), T.ToTensor()])

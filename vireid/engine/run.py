@@ -23,6 +23,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,92 +116,96 @@ def _save_config(cfg: Any, path: Path) -> None:
 
 
 # -- training ------------------------------------------------------------------------------------
-def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Sequence[Any] = (),
-                  dataset: Any = None) -> Trainer:
-    """A :class:`Trainer` built from the config: the dataset (``data.name``, ``data.root``; RegDB's
-    ``data.trial`` split), the training loader of this rank, the model (``model.*``, seeded with
-    ``train.seed + rank``) and the evaluator of the test protocol (``test.*``).
+@dataclass
+class TrainingParts:
+    """What a training run is made of, built from the config in one place (:func:`build_training_parts`)
+    before anything is written: :meth:`trainer` assembles the :class:`Trainer` from them without reading
+    the config."""
 
-    The trainer evaluates ``final_test_trials[0]`` during training; its ``final_test_trials``
-    attribute lists the trials of the final test. ``dataset``: the dataset already read (by
-    :func:`preflight`), else it is read from the config.
+    dataset: Any
+    loader: Any
+    model: Any
+    evaluator: Any
+    trials: list[int]  # the final test's trials; training evaluates the first
+    settings: TrainSettings
+    optim: OptimSettings
+    dist: DistributedContext
+
+    def trainer(self, hooks: Sequence[Any] = ()) -> Trainer:
+        """The trainer of these parts (its default hooks open the run folder's files: call it after the
+        folder exists). Its ``final_test_trials`` attribute lists the trials of the final test."""
+        self.model.to(self.dist.device)  # before the optimiser, which picks its fused kernels by the parameters' device
+        optimizer = build_optimizer(self.optim, self.model)
+        trainer = Trainer(self.settings, self.model, self.loader, optimizer=optimizer,
+                          scheduler=build_scheduler(self.optim, optimizer), evaluator=self.evaluator,
+                          eval_trials=self.trials[:1], dist=self.dist, hooks=hooks)
+        trainer.final_test_trials = self.trials
+        return trainer
+
+
+def build_training_parts(cfg: Any, *, dist: DistributedContext | None = None, dataset: Any = None) -> TrainingParts:
+    """Every part of a training run, from the config, checking on the way what only the data and the
+    registries can: the dataset reads (``data.name``, ``data.root``; RegDB's ``data.trial`` split), its
+    protocol takes the ``test.*`` options and the test trials exist, every training image decodes (with
+    ``data.cache`` by building the decoded-image cache, otherwise by a remembered check), and the model
+    builds (``model.name``, ``model.arch``, ``loss.metric``, the attention placements: the constructors'
+    messages). Nothing is written but the image cache, so a config that cannot run fails before its run
+    folder exists. Errors are :class:`ConfigError` / :class:`~vireid.errors.DatasetError` naming the key
+    or file.
+
+    The model is seeded with ``train.seed`` + the rank; ``dataset``: one already read, else it is read.
     """
     from vireid.data import build_dataset
-    from vireid.data.training import build_train_loader
+    from vireid.data.training import build_train_loader, verify_images
     from vireid.evaluation.evaluator import Evaluator
-    from vireid.models import build_model
 
-    ctx = dist if dist is not None else init_distributed(str(cfg.train.device))
-    configure_determinism(bool(cfg.train.deterministic))
-    seed_everything(int(cfg.train.seed) + ctx.rank)
+    train = cfg.train
+    ctx = dist if dist is not None else init_distributed(str(train.device))
+    configure_determinism(bool(train.deterministic))
+    seed, init_checkpoint, verify = int(train.seed), str(train.init_checkpoint or ""), not cfg.data.cache
     dataset = build_dataset(cfg.data.name, cfg.data.root) if dataset is None else dataset
-    loader = build_train_loader(cfg, _train_records(dataset, cfg), rank=ctx.rank, world_size=ctx.world_size)
-    if cfg.train.init_checkpoint:
-        from vireid.models.checkpoint import initialise_from_checkpoint
-
-        model_cfg = copy.deepcopy(cfg)
-        model_cfg.model.pretrained = "none"  # the checkpoint replaces the ImageNet start
-        model = build_model(model_cfg, loader.num_classes)
-        initialise_from_checkpoint(model, cfg.train.init_checkpoint)
-    else:
-        model = build_model(cfg, loader.num_classes)
     protocol = build_protocol(dataset, cfg)
     trials = final_test_trials(dataset, protocol, cfg)
+    records = _train_records(dataset, cfg)
+    if verify:
+        verify_images(records, progress=_progress())
+    seed_everything(seed + ctx.rank)
+    loader = build_train_loader(cfg, records, rank=ctx.rank, world_size=ctx.world_size, progress=_progress())
+    model = _training_model(cfg, loader.num_classes, init_checkpoint)
     evaluator = Evaluator.from_config(cfg, protocol, device=ctx.device, progress=ctx.is_main and _progress())
-    # the trainer's parts, each read from the config here once: it takes settings and built objects only
     settings, optim = TrainSettings.from_config(cfg), OptimSettings.from_config(cfg)
-    model.to(ctx.device)  # before the optimiser, which picks its fused kernels by the parameters' device
-    optimizer = build_optimizer(optim, model)
-    trainer = Trainer(settings, model, loader, optimizer=optimizer, scheduler=build_scheduler(optim, optimizer),
-                      evaluator=evaluator, eval_trials=trials[:1], dist=ctx, hooks=hooks)
-    trainer.final_test_trials = trials
-    return trainer
+    return TrainingParts(dataset=dataset, loader=loader, model=model, evaluator=evaluator, trials=trials,
+                         settings=settings, optim=optim, dist=ctx)
 
 
-def check_model_config(cfg: Any, num_classes: int) -> None:
-    """The model of ``cfg`` constructed on the meta device (no memory, no weights read): every ``model.*``
-    and ``loss.*`` value the registries and constructors check (``model.name``, ``model.arch``, the
-    attention placements...) fails here, before a run folder exists, with the constructor's message."""
-    import torch
-
-    from vireid.losses.build import build_metric_loss
+def _training_model(cfg: Any, num_classes: int, init_checkpoint: str) -> Any:
+    """The model to train: from ``init_checkpoint``'s weights (``train.init_checkpoint``) when set, else as
+    configured."""
     from vireid.models import build_model
 
-    probe = copy.deepcopy(cfg)
-    probe.model.pretrained = "none"
-    with torch.device("meta"):
-        model = build_model(probe, max(int(num_classes), 1))
-        build_metric_loss(probe, num_classes=max(int(num_classes), 1), feat_dim=getattr(model, "feat_dim", None))
+    if not init_checkpoint:
+        return build_model(cfg, num_classes)
+    from vireid.models.checkpoint import initialise_from_checkpoint
+
+    model_cfg = copy.deepcopy(cfg)
+    model_cfg.model.pretrained = "none"  # the checkpoint replaces the ImageNet start
+    model = build_model(model_cfg, num_classes)
+    initialise_from_checkpoint(model, init_checkpoint)
+    return model
 
 
-def preflight(cfg: Any) -> Any:
-    """Check what a run needs before anything is written, and return the dataset: it reads
-    (``data.name``, ``data.root``), its protocol takes the ``test.*`` options, the test trials exist and
-    every training image decodes: with ``data.cache`` by building the decoded-image cache (which decodes
-    each image once, and which the training loader then opens), otherwise by a remembered check. Errors
-    are :class:`ConfigError` / :class:`~vireid.errors.DatasetError` naming the key or file."""
-    from vireid.data import build_dataset
-    from vireid.data.training import verify_images
-
-    dataset = build_dataset(cfg.data.name, cfg.data.root)
-    final_test_trials(dataset, build_protocol(dataset, cfg), cfg)
-    records = _train_records(dataset, cfg)
-    check_model_config(cfg, len({r.pid for r in records}))
-    if cfg.data.cache:
-        from vireid.data.cache import DecodedImages
-
-        DecodedImages.build(records, (int(cfg.data.height), int(cfg.data.width)), str(cfg.data.resize),
-                            progress=_progress())
-    else:
-        verify_images(records, progress=_progress())
-    return dataset
+def build_trainer(cfg: Any, *, dist: DistributedContext | None = None, hooks: Sequence[Any] = (),
+                  dataset: Any = None) -> Trainer:
+    """A :class:`Trainer` built from the config (:func:`build_training_parts`, then
+    :meth:`TrainingParts.trainer`). ``dataset``: one already read, else it is read from the config."""
+    return build_training_parts(cfg, dist=dist, dataset=dataset).trainer(hooks)
 
 
 def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | None = None) -> dict[str, Any] | None:
     """Train as configured, then test the final weights; returns the results on rank 0 (None on other
     ranks). ``resume`` continues from ``output_dir/checkpoints/last.pt`` (a :class:`CheckpointError`
     if it is missing); without it, an ``output_dir`` that already holds a checkpoint is an error."""
-    output_dir = Path(cfg.output_dir)
+    output_dir, data_root = Path(cfg.output_dir), str(cfg.data.root)
     last = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     if not resume and last.exists():
         raise ConfigError(f"output_dir={str(output_dir)!r} already holds a run ({last}); pass --resume to "
@@ -209,17 +214,17 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
         raise CheckpointError(f"{last}: checkpoint file does not exist; nothing to resume in output_dir="
                               f"{str(output_dir)!r} (run without --resume to start it)")
     configure_determinism(bool(cfg.train.deterministic))  # before CUDA starts (CUBLAS_WORKSPACE_CONFIG)
-    dataset = preflight(cfg)  # a config that cannot run fails here, before the run folder exists
     owns_group = dist is None
     ctx = dist if dist is not None else init_distributed(str(cfg.train.device))
     log_handler = None
     try:
+        parts = build_training_parts(cfg, dist=ctx)  # a config that cannot run fails here, before the run folder
         if ctx.is_main:
             output_dir.mkdir(parents=True, exist_ok=True)
             log_handler = attach_log_file(output_dir / LOG_FILE)
             _save_config(cfg, output_dir / CONFIG_FILE)
             logger.info("run folder %s (config.yaml written)%s", output_dir, "; resuming" if resume else "")
-        trainer = build_trainer(cfg, dist=ctx, dataset=dataset)
+        trainer = parts.trainer()
         if resume:
             trainer.resume(last)
         try:
@@ -234,7 +239,7 @@ def run_training(cfg: Any, *, resume: bool = False, dist: DistributedContext | N
             results = trainer.evaluate(trainer.evaluator, final_trials)
             results["checkpoint"] = str(last) if last.exists() else None
             results["epoch"] = trainer.max_epochs - 1  # the final weights (== last.pt) are tested
-            mark_synthetic(results, cfg)
+            mark_synthetic(results, data_root)
             write_json(results, output_dir / RESULTS_FILE)
             from vireid.evaluation.evaluator import format_results_table
 
@@ -453,15 +458,16 @@ def run_test(
     if ckpt is not None:
         results["epoch"] = ckpt.get("epoch")
     results["config"] = tested_config(cfg, ckpt)
-    mark_synthetic(results, cfg)
+    mark_synthetic(results, str(cfg.data.root))
     return results
 
 
-def mark_synthetic(results: dict[str, Any], cfg: Any) -> None:
-    """``results["synthetic_data"] = True`` when the data are the generator's (pictures and reports say so)."""
+def mark_synthetic(results: dict[str, Any], data_root: str) -> None:
+    """``results["synthetic_data"] = True`` when the data at ``data_root`` are the generator's (pictures and
+    reports say so)."""
     from vireid.data.synthetic import is_synthetic
 
-    if is_synthetic(str(cfg.data.root)):
+    if is_synthetic(data_root):
         results["synthetic_data"] = True
 
 

@@ -90,9 +90,10 @@ class AGW(ReIDModel):
     @staticmethod
     def config_kwargs(cfg: Any) -> dict[str, Any]:
         """Constructor keywords read from ``cfg.model`` and ``cfg.loss`` (shared by AGW, CAJ and DAM)."""
+        backbone = TwoStreamResNet.config_kwargs(cfg)
         m, loss = cfg.model, cfg.loss
         return dict(
-            **TwoStreamResNet.config_kwargs(cfg),
+            **backbone,
             pool=m.pool,
             gem_p=m.gem_p,
             neck_feat=m.neck_feat,
@@ -105,12 +106,13 @@ class AGW(ReIDModel):
 
     @classmethod
     def from_config(cls, cfg: Any, num_classes: int) -> AGW:
+        kwargs = cls.config_kwargs(cfg)
         if cfg.model.test_feature != "global":
             raise ConfigError(
                 f"model.test_feature={cfg.model.test_feature!r} needs a local branch; {cls.name} has only the "
                 "global feature (use 'global', or model.name=dam with model.local_parts > 0)"
             )
-        return cls(num_classes=num_classes, **cls.config_kwargs(cfg))
+        return cls(num_classes=num_classes, **kwargs)
 
     # ---------------------------------------------------------------------------------------------
     def stage_hooks(self) -> dict[int, Callable[[torch.Tensor], torch.Tensor]]:

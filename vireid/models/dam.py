@@ -132,10 +132,11 @@ class DAM(AGW):
 
     @classmethod
     def from_config(cls, cfg: Any, num_classes: int) -> DAM:
+        kwargs = cls.config_kwargs(cfg)  # the backbone's and AGW's keys, then DAM's own
         m, loss = cfg.model, cfg.loss
         return cls(
             num_classes=num_classes,
-            **cls.config_kwargs(cfg),
+            **kwargs,
             mca_after=list(m.mca_after),
             mca_reduction=m.mca_reduction,
             mca_pool_sizes=list(m.mca_pool_sizes),

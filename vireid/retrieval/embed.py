@@ -120,10 +120,10 @@ def load_model(cfg: Any | None = None, checkpoint: str | Path | None = None, *, 
 
 def search_transform(height: int, width: int) -> Callable[[Any], Any]:
     """The test transform of ``vireid test`` for an input of ``height`` x ``width``."""
-    from vireid.config import load_config
-    from vireid.data.transforms import build_test_transform
+    from vireid.config.defaults import DataConfig
+    from vireid.data.transforms import resize_to_tensor
 
-    return build_test_transform(load_config(None, [f"data.height={int(height)}", f"data.width={int(width)}"]))
+    return resize_to_tensor((int(height), int(width)), DataConfig.resize)
 
 
 def _check_modality(modality: str) -> str:
