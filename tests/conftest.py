@@ -26,3 +26,44 @@ def _one_thread():
     yield
     torch.set_num_threads(torch_threads)
     faiss.omp_set_num_threads(faiss_threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, start every worker on its share of the slow tests.
+
+    The work-stealing scheduler hands each worker a contiguous slice of the collection and balances the
+    rest by stealing queued tests; a long test met at the end of a slice cannot be shared, and leaves the
+    other worker idle. So the modules with ``@pytest.mark.slow(seconds)`` tests are dealt to the slices
+    (longest first, each to the slice with the least slow time), at the head of each slice; the other
+    tests fill the slices to the sizes the scheduler cuts. A module stays in one slice (its fixtures are
+    made once). Without xdist the order is the collection's.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.module.__name__, []).append(item)
+    slow = {name: sum(_slow_seconds(i) for i in its) for name, its in modules.items()}
+    slices: list[list] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for name in sorted((n for n in modules if slow[n]), key=lambda n: -slow[n]):
+        k = load.index(min(load))
+        slices[k] += modules[name]
+        load[k] += slow[name]
+    rest = [item for name, its in modules.items() if not slow[name] for item in its]
+    left = len(items)
+    for k in range(workers):  # the scheduler's cut: the k-th worker gets left // (workers - k) tests
+        size = left // (workers - k)
+        take = max(0, size - len(slices[k]))
+        slices[k] += rest[:take]
+        rest = rest[take:]
+        left -= len(slices[k])
+    slices[-1] += rest
+    items[:] = [item for part in slices for item in part]
+
+
+def _slow_seconds(item) -> float:
+    """The seconds a ``slow`` test takes on the 2-core machine (its marker's argument; 5 when not given), or 0."""
+    mark = item.get_closest_marker("slow")
+    return 0.0 if mark is None else float(mark.args[0] if mark.args else 5.0)

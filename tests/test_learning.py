@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.learning_guard import synthetic_sets, train_and_measure
+from tests.learning_guard import SEEN_MARGIN, synthetic_sets, train_and_measure
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,11 @@ def synthetic_set(tmp_path_factory):
     return synthetic_sets(tmp_path_factory)
 
 
-@pytest.mark.parametrize("model_name", ["agw", "dam"])
-def test_short_training_beats_the_untrained_model(tmp_path, synthetic_set, model_name):
-    m = train_and_measure(tmp_path, synthetic_set(20, 4), model_name, unseen=False)
-    print(f"\n{model_name}: infrared->visible mAP of the training identities {m['seen_before']:.1f} -> "
-          f"{m['seen_after']:.1f}")
-    assert m["seen_after"] > m["seen_before"] + 15, m
+@pytest.mark.slow(30)
+def test_short_training_beats_the_untrained_model(tmp_path, synthetic_set):
+    """Tiny DAM (three image blocks a step, the local branch and the hetero-centre losses) learns its training
+    identities; tiny AGW's check is part of the unseen-identity guard's paired training
+    (tests/test_learning_unseen.py), which measures both from one model."""
+    m = train_and_measure(tmp_path, synthetic_set(20, 4), "dam", unseen=False)
+    print(f"\ndam: infrared->visible mAP of the training identities {m['seen_before']:.1f} -> {m['seen_after']:.1f}")
+    assert m["seen_after"] > m["seen_before"] + SEEN_MARGIN, m
