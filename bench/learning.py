@@ -51,9 +51,9 @@ DEFAULT_SIZE = (128, 64)
 def ensure_data(root: Path, ids: int, test_ids: int, seed: int, layout: str = "sysu") -> Path:
     """The synthetic set: SYSU-MM01 layout with ``test_ids`` of ``ids`` for testing, or RegDB layout with
     ``2 * test_ids`` identities (RegDB splits them in halves)."""
-    from vireid.data.synthetic import generate
+    from vireid.data.synthetic import generate, is_current
 
-    if not (root / "vireid_synthetic.json").is_file() or (root / "vireid_synthetic.incomplete").exists():
+    if not is_current(root, seed=seed):
         if layout == "regdb":
             ids, test_ids = 2 * test_ids, None
         print(f"generating the synthetic {layout} set: {ids} identities ({test_ids or 'half'} test), seed {seed} -> "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -13,12 +14,14 @@ import scipy.io
 from PIL import Image
 
 from vireid.data.synthetic import (
+    GENERATOR_VERSION,
     MARKER_DONE,
     MARKER_INCOMPLETE,
     CameraSpec,
     camera_specs,
     generate,
     identity_of,
+    is_current,
     person_labels,
     render_shot,
     sample_identity,
@@ -81,6 +84,15 @@ def test_output_folder_rules(tmp_path):
     # a second overwrite with another layout leaves no stale folders of the first one
     generate("llcm", out, ids=3, images_per_camera=1, size=SMALL, overwrite=True, progress=False)
     assert not (out / "Visible").exists() and (out / "test_vis").is_dir()
+    # a finished set of this generator is reused with its own settings only, and not once the generator changed
+    assert is_current(out, ids=3, seed=0) and not is_current(out, ids=4) and not is_current(tmp_path / "none")
+    info = json.loads((out / MARKER_DONE).read_text())
+    assert info["generator_version"] == GENERATOR_VERSION
+    (out / MARKER_DONE).write_text(json.dumps({**info, "generator_version": GENERATOR_VERSION - 1}))
+    assert not is_current(out, ids=3, seed=0)
+    (out / MARKER_DONE).write_text(json.dumps(info))
+    (out / MARKER_INCOMPLETE).touch()
+    assert not is_current(out, ids=3, seed=0)
     with pytest.raises(ValueError, match="at least 3 ids"):
         generate("sysu", tmp_path / "x", ids=2, progress=False)
     with pytest.raises(ValueError, match="unknown synthetic dataset"):

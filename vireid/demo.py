@@ -60,16 +60,13 @@ DEMO_IDS, DEMO_TEST_IDS = 252, 52
 
 def ensure_synthetic(root: Path, *, ids: int, seed: int, images_per_camera: int, size: tuple[int, int],
                      test_ids: int | None = None) -> Path:
-    """Generate the synthetic dataset unless a complete one of the same settings (its manifest written
-    last) is there."""
-    from vireid.data.synthetic import generate
+    """Generate the synthetic dataset unless a complete one of the same settings and generator version (its
+    manifest written last) is there."""
+    from vireid.data.synthetic import generate, is_current
 
-    manifest = root / "vireid_synthetic.json"
-    if manifest.is_file() and not (root / "vireid_synthetic.incomplete").exists():
-        info = json.loads(manifest.read_text(encoding="utf-8"))
-        if (info.get("ids"), info.get("test_ids"), info.get("seed")) == (ids, test_ids, seed):
-            _say(f"[1/4] synthetic SYSU-MM01 dataset already at {root} (delete it to regenerate)")
-            return root
+    if is_current(root, ids=ids, test_ids=test_ids, seed=seed):
+        _say(f"[1/4] synthetic SYSU-MM01 dataset already at {root} (delete it to regenerate)")
+        return root
     _say(f"[1/4] generating a synthetic SYSU-MM01-layout dataset: {ids} identities ({test_ids or 'a fifth'} for "
          f"testing) -> {root}")
     generate("sysu", root, ids=ids, seed=seed, images_per_camera=images_per_camera, size=size, overwrite=True,

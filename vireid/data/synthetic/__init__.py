@@ -18,11 +18,13 @@ from vireid.data.synthetic.layouts import (
     DATASETS,
     DEFAULT_IMAGES,
     DEFAULT_SIZE,
+    GENERATOR_VERSION,
     MARKER_DONE,
     MARKER_INCOMPLETE,
     camera_specs,
     generate,
     identity_of,
+    is_current,
     is_synthetic,
 )
 from vireid.data.synthetic.person import Garment, PersonIdentity, sample_identity
@@ -37,6 +39,8 @@ from vireid.data.synthetic.sysu_shape import (
 
 __all__ = [
     "DATASETS",
+    "GENERATOR_VERSION",
+    "is_current",
     "is_synthetic",
     "DEFAULT_IMAGES",
     "DEFAULT_SIZE",

@@ -181,6 +181,12 @@ THERMAL_SPREAD = 0.03
 
 UPPER_STYLES = ("tshirt", "longsleeve", "jacket", "coat")
 LOWER_STYLES = ("trousers", "jeans", "shorts", "skirt")
+#: A pattern's spatial period, in person heights (dots: their spacing): bold stripes, checks and dots whose
+#: bands are 3-6 pixels wide at the tiny configs' 64-pixel height, so the pattern survives the resize in both
+#: modalities (at 0.035-0.07 they were 1-2 pixels and averaged away: tiny DAM Rank-1 17.3, now 26.8;
+#: docs/paper-notes.md, "Patterns that survive the input size").
+PATTERN_PERIOD = (0.10, 0.20)
+DOT_PERIOD = (0.12, 0.20)
 UPPER_PATTERNS = ("solid", "stripes", "checks", "dots", "print")
 LOWER_PATTERNS = ("solid", "stripes", "checks", "dots")
 PRINT_SHAPES = ("disc", "square", "band", "triangle")
@@ -208,7 +214,7 @@ class Garment:
     pattern_colour: Colour = (0.0, 0.0, 0.0)
     pattern_colour_name: str = "black"
     pattern_thermal: float = 0.0
-    pattern_period: float = 0.05
+    pattern_period: float = 0.15
     pattern_phase: float = 0.0
     print_shape: str = "disc"
     inner_colour: Colour = (0.0, 0.0, 0.0)
@@ -317,7 +323,7 @@ def _garment(
     pattern = patterns[int(rng.choice(len(patterns), p=w / w.sum()))]
     pname, pcol = _contrasting(rng, base)
     pcol = _jitter(rng, pcol)
-    period = float(rng.uniform(0.035, 0.07)) if pattern != "dots" else float(rng.uniform(0.045, 0.07))
+    period = float(rng.uniform(*PATTERN_PERIOD)) if pattern != "dots" else float(rng.uniform(*DOT_PERIOD))
     options = STYLE_MATERIALS[style]
     mw = np.array([wt for _, wt in options], dtype=np.float64)
     material = MATERIALS[options[int(rng.choice(len(options), p=mw / mw.sum()))][0]]
