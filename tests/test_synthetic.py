@@ -471,6 +471,43 @@ def test_patterns_show_in_near_infrared_where_their_dyes_differ():
     assert clear > 40 and faint < 0.5 * clear, (clear, faint)
 
 
+def test_patterns_survive_the_tiny_input_size():
+    """Every pattern the generator draws is wide enough to show at the tiny configs' 64x32 input: white on a
+    navy shirt, rendered in near infrared at 256x128 and resized as training resizes, its finest stripes,
+    checks and dots add more than 8 grey levels of spread inside the shirt over a plain shirt, at least three
+    times what the first generator's finest (0.035 person heights) kept after the resize (under 4)."""
+    from scipy.ndimage import binary_erosion
+
+    from vireid.data.synthetic.person import DOT_PERIOD, PATTERN_PERIOD, dye_nir, sample_identity
+
+    cam = dataclasses.replace(camera_specs("sysu", 0)[(3, "infrared")], noise=0.0, occlusion=0.0, blur=0.0)
+    shot = dataclasses.replace(sample_shot(cam, np.random.default_rng(0)), view="front", dx=0.0, dy=0.0, scale=0.9,
+                               shading=0.0, occluder=None, motion_blur=0, defocus=0.0, light=1.0)
+    base = sample_identity(np.random.default_rng([2024, 7]), 7)
+    navy, white = GARMENT_COLOUR_BY_NAME["navy"], GARMENT_COLOUR_BY_NAME["white"]
+
+    def spread(pattern: str, period: float) -> float:
+        upper = dataclasses.replace(base.upper, style="longsleeve", material="cotton", colour=navy, colour_name="navy",
+                                    nir=dye_nir("navy", navy), pattern=pattern, pattern_colour=white,
+                                    pattern_colour_name="white", pattern_nir=dye_nir("white", white),
+                                    pattern_period=period, pattern_phase=0.0)
+        person = dataclasses.replace(base, upper=upper, carried="none")
+        img = render_shot(person, cam, shot, np.random.default_rng(1), size=(256, 128)).convert("L")
+        small = np.asarray(img.resize((32, 64), Image.LANCZOS), dtype=np.float32)
+        parts = person_labels(person, shot, (64, 32))[0] & 15
+        shirt = binary_erosion((parts == R.UPPER) | (parts == R.UPPER_PATTERN))  # inside the shirt's outline
+        return float(small[shirt].std())
+
+    plain = spread("solid", PATTERN_PERIOD[0])
+    for pattern, finest in (("stripes", PATTERN_PERIOD[0]), ("checks", PATTERN_PERIOD[0]), ("dots", DOT_PERIOD[0])):
+        today, first = spread(pattern, finest), spread(pattern, 0.035)
+        # measured: a plain shirt 3.4; today's finest 13.3-16.3, the first generator's 4.8-6.6
+        assert today > plain + 8.0 and first < plain + 4.0 and today - plain > 3 * (first - plain), (pattern, plain, today, first)
+    drawn = [sample_identity(np.random.default_rng([9, i]), i) for i in range(200)]
+    periods = [g.pattern_period for ident in drawn for g in (ident.upper, ident.lower) if g.pattern != "solid"]
+    assert min(periods) >= PATTERN_PERIOD[0] and max(periods) <= max(PATTERN_PERIOD[1], DOT_PERIOD[1])
+
+
 def test_infrared_image_ignores_colours_visible_image_does_not():
     ident = identity_of("sysu", 0, 7)
     recoloured = dataclasses.replace(
@@ -662,10 +699,10 @@ def test_hand_made_matchers_stay_near_chance_across_modalities(tmp_path_factory)
 
 
 def test_the_documentation_pictures_of_the_infrared_model(tmp_path):
-    """docs/synthetic-data.md's two pictures: the material sheet (two colourings, each in near infrared,
+    """docs/synthetic-data.md's three pictures: the material sheet (two colourings, each in near infrared,
     then thermal: the near-infrared columns differ where the dyes do, and the thermal column is the same
-    whatever the colours) and the dye chart."""
-    from vireid.visualization.materials import CELL, ROWS, dye_chart, material_sheet
+    whatever the colours), the dye chart and the pattern sheet."""
+    from vireid.visualization.materials import CELL, ROWS, dye_chart, material_sheet, pattern_sheet
 
     sheet = np.asarray(Image.open(material_sheet(tmp_path / "materials.png")).convert("L"), dtype=np.float32)
     h, w = CELL
@@ -675,6 +712,10 @@ def test_the_documentation_pictures_of_the_infrared_model(tmp_path):
     assert np.abs(nir_1 - nir_2).mean() > 2.0  # different dyes, different near-infrared images
     chart = Image.open(dye_chart(tmp_path / "dyes.png"))
     assert chart.size[0] > 800 and chart.size[1] > 600
+    patterns = np.asarray(Image.open(pattern_sheet(tmp_path / "patterns.png")).convert("L"), dtype=np.float32)
+    assert patterns.shape == (52 + 3 * h, 110 + 8 * w)
+    first, today = (patterns[52 : 52 + h, 110 + k * w : 110 + (k + 1) * w] for k in (3, 7))  # striped NIR, 64x32
+    assert today.std(axis=0).mean() > first.std(axis=0).mean()  # the stripes kept down each column
 
 
 def test_a_near_infrared_pass_is_lit_by_the_cameras_own_illuminator():

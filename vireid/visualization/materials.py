@@ -2,9 +2,12 @@
 
 - :func:`material_sheet`: one row per garment material, two colourings of the same person in a colour
   camera, each in a near-infrared camera (the dye shows), then in a thermal camera (the same for both);
-- :func:`dye_chart`: each garment dye's near-infrared reflectance against its colour's luminance.
+- :func:`dye_chart`: each garment dye's near-infrared reflectance against its colour's luminance;
+- :func:`pattern_sheet`: stripes, checks and dots at the generator's size and at the tiny configs' input, with
+  the pattern periods of the first generator and of today's.
 
-    python -m vireid.visualization.materials docs/img/synthetic_materials.png docs/img/synthetic_dyes.png
+    python -m vireid.visualization.materials docs/img/synthetic_materials.png docs/img/synthetic_dyes.png \
+        docs/img/synthetic_patterns.png
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from vireid.data.synthetic.person import (
     GARMENT_COLOURS,
     LUMINANCE,
     MATERIALS,
+    PATTERN_PERIOD,
     STYLE_LAYER_THERMAL,
     dye_nir,
     sample_identity,
@@ -126,6 +130,55 @@ def dye_chart(path: str | Path) -> Path:
     return save_png(fig, path)
 
 
+#: The first generator's pattern periods (person heights), drawn beside today's (:data:`PATTERN_PERIOD`).
+FIRST_PATTERN_PERIOD = (0.035, 0.07)
+
+
+def pattern_sheet(path: str | Path, *, input_size: tuple[int, int] = (64, 32)) -> Path:
+    """Write the sheet: one row per pattern (white stripes, checks and dots on a navy shirt, whose dyes differ
+    in near infrared too), each in the colour and near-infrared cameras at the generator's size and resized to
+    ``input_size`` (the tiny configs' input, drawn with square pixels), for the finest period the first generator
+    drew and the finest it draws today."""
+    cam = {m: CameraSpec(number=1 if m == "visible" else 3, modality=m, infrared="nir", views=(1.0, 0.0, 0.0, 0.0),
+                         scale=(0.9, 0.9), noise=0.0) for m in ("visible", "infrared")}
+    periods = {"first generator, finest": FIRST_PATTERN_PERIOD[0], "today, finest": PATTERN_PERIOD[0]}
+    base = sample_identity(np.random.default_rng([2024, 7]), 7)
+    navy, white = (dict((n, c) for n, c, _ in GARMENT_COLOURS)[k] for k in ("navy", "white"))
+    h, w = CELL
+    label_w, head = 110, 52
+    text = slide_font(15)
+    columns = [(name, period, m, small) for name, period in periods.items() for small in (False, True)
+               for m in ("visible", "infrared")]
+    sheet = Image.new("RGB", (label_w + w * len(columns), head + h * 3), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, (name, period, m, small) in enumerate(columns):
+        if j % 4 == 0:
+            draw.text((label_w + j * w + 8, 4), f"{name}: period {period:.3f} of the height", fill="black", font=text)
+        size = f"{input_size[0]}x{input_size[1]}" if small else f"{h}x{w}"
+        draw.text((label_w + j * w + 8, 26), f"{'colour' if m == 'visible' else 'NIR'}, {size}", fill="black",
+                  font=text)
+    for i, pattern in enumerate(("stripes", "checks", "dots")):
+        draw.text((8, head + i * h + h // 2 - 10), pattern, fill="black", font=text)
+        for j, (_, period, m, small) in enumerate(columns):
+            upper = dataclasses.replace(base.upper, style="longsleeve", material="cotton", colour=navy,
+                                        colour_name="navy", nir=dye_nir("navy", navy), pattern=pattern,
+                                        pattern_colour=white, pattern_colour_name="white",
+                                        pattern_nir=dye_nir("white", white), pattern_period=period, pattern_phase=0.0)
+            ident = dataclasses.replace(base, upper=upper, carried="none")
+            shot = dataclasses.replace(sample_shot(cam[m], np.random.default_rng(0)), dx=0.0, dy=0.0, shading=0.4,
+                                       occluder=None, motion_blur=0, defocus=0.0, light=1.0)
+            img = render_shot(ident, cam[m], shot, np.random.default_rng(1), size=CELL)
+            if small:  # the model's view: the resize of the tiny configs, then square pixels to the cell size
+                img = img.resize(input_size[::-1], Image.LANCZOS).resize((w, h), Image.NEAREST)
+            sheet.paste(img, (label_w + j * w, head + i * h))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
+    return path
+
+
 if __name__ == "__main__":
     print(material_sheet(sys.argv[1] if len(sys.argv) > 1 else "synthetic_materials.png"))
     print(dye_chart(sys.argv[2] if len(sys.argv) > 2 else "synthetic_dyes.png"))
+    print(pattern_sheet(sys.argv[3] if len(sys.argv) > 3 else "synthetic_patterns.png"))
