@@ -13,6 +13,17 @@ if "VIREID_CACHE" not in os.environ:
     os.environ["VIREID_CACHE"] = tempfile.mkdtemp(prefix="vireid-test-cache-")
 
 
+@pytest.fixture(scope="session")
+def small_sysu(tmp_path_factory):
+    """A 12-identity synthetic SYSU-MM01 set of 32x16 images (seed 0, two images per camera), generated once per
+    test process for every module that trains or searches on it. Read-only: a test that changes a set makes
+    its own."""
+    from vireid.data.synthetic import generate
+
+    return generate("sysu", tmp_path_factory.mktemp("small_sysu") / "data", ids=12, seed=0, images_per_camera=2,
+                    size=(32, 16), workers=1, progress=False)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Tiny models and indexes: one torch and one FAISS thread are faster than two on a shared

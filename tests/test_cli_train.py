@@ -39,11 +39,9 @@ def _only_my_commands(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def sysu_config(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("sysu")
-    generate("sysu", base / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1, progress=False)
-    path = base / "tiny.yaml"
-    write_dam_config(path, "sysu", base / "data")
+def sysu_config(tmp_path_factory, small_sysu) -> Path:
+    path = tmp_path_factory.mktemp("sysu") / "tiny.yaml"
+    write_dam_config(path, "sysu", small_sysu)
     return path
 
 

@@ -17,7 +17,6 @@ import yaml
 import vireid.cli as cli
 from tests.layouts import SMALL_BATCH, write_tiny_config
 from vireid.config import load_config
-from vireid.data.synthetic import generate
 from vireid.engine import seeds as seeds_module
 from vireid.report import build_report, format_report, load_published, read_runs
 from vireid.report.published import REPO_ROOT
@@ -180,14 +179,13 @@ def test_run_local_keys_do_not_split_groups():
 # real tiny runs: --seeds, vireid test --json, vireid report
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory):
+def tiny_runs(tmp_path_factory, small_sysu):
     saved = cli.COMMAND_MODULES
     cli.COMMAND_MODULES = ["train", "test", "report"]
     before = torch.are_deterministic_algorithms_enabled()
     base = tmp_path_factory.mktemp("report")
     try:
-        generate("sysu", base / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1, progress=False)
-        config = write_tiny_config(base / "tiny.yaml", root=base / "data", data={"name": "sysu", **SMALL_BATCH},
+        config = write_tiny_config(base / "tiny.yaml", root=small_sysu, data={"name": "sysu", **SMALL_BATCH},
                                    model={"name": "dam"},
                                    train={"epochs": 1, "iters_per_epoch": 1, "eval_every": 0, "deterministic": True},
                                    test={"trials": 2, "batch_size": 64})

@@ -209,13 +209,12 @@ def test_bad_input():
         k_reciprocal_rerank(q[:0], g)
 
 
-def test_vireid_test_rerank(tmp_path, monkeypatch, capsys):
+def test_vireid_test_rerank(tmp_path, monkeypatch, capsys, small_sysu):
     import torch
 
     import vireid.cli as cli
     from vireid.config import config_to_yaml, load_config
     from vireid.data import build_dataset
-    from vireid.data.synthetic import generate
     from vireid.data.transforms import build_test_transform
     from vireid.engine.run import build_protocol
     from vireid.evaluation.evaluator import extract_features
@@ -223,10 +222,8 @@ def test_vireid_test_rerank(tmp_path, monkeypatch, capsys):
     from vireid.models.checkpoint import save_checkpoint
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["test"])
-    generate("sysu", tmp_path / "data", ids=12, seed=0, images_per_camera=2, size=(32, 16), workers=1,
-             progress=False)
     config = tmp_path / "tiny.yaml"
-    write_tiny_config(config, root=tmp_path / "data", test={"trials": 1, "batch_size": 64})
+    write_tiny_config(config, root=small_sysu, test={"trials": 1, "batch_size": 64})
     cfg = load_config(config)
     torch.manual_seed(0)
     model = build_model(cfg, 8).eval()
@@ -238,7 +235,7 @@ def test_vireid_test_rerank(tmp_path, monkeypatch, capsys):
     results = json.loads(out.read_text())
 
     # independently: the same features, re-ranked, scored with rank_metrics
-    protocol = build_protocol(build_dataset("sysu", tmp_path / "data"), cfg)
+    protocol = build_protocol(build_dataset("sysu", small_sysu), cfg)
     query, gallery = protocol.query(0), protocol.gallery(0)
     feats = extract_features(model, [*query, *gallery], transform=build_test_transform(cfg.data), progress=False)
     feats = torch.nn.functional.normalize(feats, dim=1).numpy()

@@ -67,12 +67,16 @@ def model_fingerprint(model: Any, cfg: Any) -> str:
 
 @dataclass
 class LoadedModel:
-    """A model with trained weights, the config it was built from and its fingerprint."""
+    """A model with trained weights, the config it was built from and its fingerprint; what retrieval needs
+    of the config (``model.name``, ``model.arch``, the input size) read from it once, by :func:`load_model`."""
 
     model: Any
     cfg: Any
     checkpoint: Path | None
     fingerprint: str
+    name: str
+    arch: str
+    input_size: tuple[int, int]  # (data.height, data.width)
 
     def model_info(self, **extra: Any) -> dict[str, Any]:
         """What a feature file or a gallery index records about the model (``extra`` added, e.g.
@@ -82,9 +86,9 @@ class LoadedModel:
 
         return {
             "fingerprint": self.fingerprint,
-            "model": str(self.cfg.model.name),
-            "arch": str(self.cfg.model.arch),
-            "input_size": [int(self.cfg.data.height), int(self.cfg.data.width)],
+            "model": self.name,
+            "arch": self.arch,
+            "input_size": list(self.input_size),
             "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
             "config": config_to_yaml(self.cfg),
             "vireid_version": __version__,
@@ -115,7 +119,8 @@ def load_model(cfg: Any | None = None, checkpoint: str | Path | None = None, *, 
     model.eval()
     fingerprint = model_fingerprint(model, cfg)
     model.to(device)
-    return LoadedModel(model=model, cfg=cfg, checkpoint=path, fingerprint=fingerprint)
+    return LoadedModel(model=model, cfg=cfg, checkpoint=path, fingerprint=fingerprint, name=str(cfg.model.name),
+                       arch=str(cfg.model.arch), input_size=(int(cfg.data.height), int(cfg.data.width)))
 
 
 def search_transform(height: int, width: int) -> Callable[[Any], Any]:
@@ -278,7 +283,7 @@ class TorchExtractor(FeatureExtractor):
 
     def __init__(self, loaded: LoadedModel, *, device: str = "cpu", batch_size: int = 64, flip: bool = False):
         super().__init__(fingerprint=loaded.fingerprint,
-                         input_size=(int(loaded.cfg.data.height), int(loaded.cfg.data.width)),
+                         input_size=loaded.input_size,
                          batch_size=batch_size, flip=flip)
         self.loaded = loaded
         self.device = device

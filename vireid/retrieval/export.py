@@ -128,7 +128,7 @@ def export_onnx(
 
     targets = onnx_output_paths(out, modality)
     model = copy.deepcopy(loaded.model).to("cpu").eval()
-    h, w = int(loaded.cfg.data.height), int(loaded.cfg.data.width)
+    h, w = loaded.input_size
     dummy = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))
     result = ExportResult(paths={}, max_abs_diff={})
     for mod, path in targets.items():
@@ -149,8 +149,8 @@ def export_onnx(
             "vireid_input_height": str(h),
             "vireid_input_width": str(w),
             "vireid_feature_dim": str(dim),
-            "vireid_model": str(loaded.cfg.model.name),
-            "vireid_arch": str(loaded.cfg.model.arch),
+            "vireid_model": loaded.name,
+            "vireid_arch": loaded.arch,
             "vireid_checkpoint": "" if loaded.checkpoint is None else str(loaded.checkpoint),
             "vireid_config": config_to_yaml(loaded.cfg),
             "vireid_version": __version__,
@@ -158,7 +158,7 @@ def export_onnx(
         del graph.metadata_props[:]
         for k, v in meta.items():
             graph.metadata_props.add(key=k, value=v)
-        graph.doc_string = (f"vireid {loaded.cfg.model.name} test features of {mod} images: input {ONNX_INPUT} "
+        graph.doc_string = (f"vireid {loaded.name} test features of {mod} images: input {ONNX_INPUT} "
                             f"[batch, 3, {h}, {w}] in [0, 1], output{'s' if both else ''} {', '.join(outputs)} "
                             f"[batch, {dim}] L2-normalised")
         write_bytes_atomic(path, graph.SerializeToString())
