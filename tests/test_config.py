@@ -249,3 +249,15 @@ def test_every_range_key_exists_and_every_shipped_config_is_in_range() -> None:
     for path in sorted(Path("configs").rglob("*.yaml")):
         if path.parent.name != "_base_":
             load_config(path)  # the defaults and every shipped config pass the checks
+
+
+def test_the_trainers_settings_take_their_defaults_from_the_defaults_file():
+    """One definition of each default: settings built by hand default to what a loaded config holds, and
+    from_config of the default config equals the hand-built settings."""
+    from vireid.engine.settings import OptimSettings, TrainSettings
+
+    cfg = load_config(None)
+    assert OptimSettings.from_config(cfg) == OptimSettings()
+    by_hand = TrainSettings(output_dir=cfg.output_dir, epochs=cfg.train.epochs)
+    from_cfg = TrainSettings.from_config(cfg)
+    assert dataclasses.replace(from_cfg, config_yaml="") == by_hand

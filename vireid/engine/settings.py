@@ -2,9 +2,9 @@
 
 :class:`TrainSettings` (``train.*``, ``optim.clip_grad_norm``, ``output_dir`` and the config's YAML, which
 checkpoints record) and :class:`OptimSettings` (``optim.*``) are built by their ``from_config`` once, by
-:func:`vireid.engine.run.build_trainer`; the trainer, the optimiser and the schedule take them and never read
-the config. A library user can build them by hand (they are frozen dataclasses with defaults of their own
-only where the config has one for every run).
+:func:`vireid.engine.run.build_training_parts`; the trainer, the optimiser and the schedule take them and never read
+the config. A library user can build them by hand (frozen dataclasses whose defaults are the defaults file's,
+:mod:`vireid.config.defaults`: one definition of each).
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from vireid.config.checks import AMP_DTYPES, BEST_METRICS, COMPILE_MODES, SPEED_SWITCHES
+from vireid.config.defaults import OptimConfig, TrainConfig
 from vireid.errors import ConfigError, check_choice
+
+#: The defaults file's values: a setting left out when building the settings by hand takes the config's default.
+_TRAIN, _OPTIM = TrainConfig(), OptimConfig()
 
 
 def _config_yaml(cfg: Any) -> str:
@@ -32,19 +36,19 @@ class TrainSettings:
 
     output_dir: str
     epochs: int
-    device: str = "auto"
-    eval_every: int = 10
-    checkpoint_every: int = 1
-    log_every: int = 20
-    best_metric: str = "mAP"
-    deterministic: bool = False
-    amp: bool = True
-    amp_dtype: str = "auto"
-    channels_last: str = "auto"
-    compile: bool = False
-    compile_mode: str = "default"
-    clip_grad_norm: float = 0.0
-    find_unused_parameters: bool = False
+    device: str = _TRAIN.device
+    eval_every: int = _TRAIN.eval_every
+    checkpoint_every: int = _TRAIN.checkpoint_every
+    log_every: int = _TRAIN.log_every
+    best_metric: str = _TRAIN.best_metric
+    deterministic: bool = _TRAIN.deterministic
+    amp: bool = _TRAIN.amp
+    amp_dtype: str = _TRAIN.amp_dtype
+    channels_last: str = _TRAIN.channels_last
+    compile: bool = _TRAIN.compile
+    compile_mode: str = _TRAIN.compile_mode
+    clip_grad_norm: float = _OPTIM.clip_grad_norm
+    find_unused_parameters: bool = _TRAIN.find_unused_parameters
     config_yaml: str = ""  # the resolved config, recorded in checkpoints and compared on resume
 
     def __post_init__(self) -> None:
@@ -73,16 +77,16 @@ class TrainSettings:
 class OptimSettings:
     """The optimiser and its schedule (``optim.*`` keys; :mod:`vireid.engine.optim`)."""
 
-    name: str = "sgd"
-    lr: float = 0.1
-    backbone_lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 10
-    milestones: tuple[int, ...] = (20, 50)
-    gamma: float = 0.1
-    fused: str = "auto"
+    name: str = _OPTIM.name
+    lr: float = _OPTIM.lr
+    backbone_lr: float = _OPTIM.backbone_lr
+    momentum: float = _OPTIM.momentum
+    nesterov: bool = _OPTIM.nesterov
+    weight_decay: float = _OPTIM.weight_decay
+    warmup_epochs: int = _OPTIM.warmup_epochs
+    milestones: tuple[int, ...] = tuple(_OPTIM.milestones)
+    gamma: float = _OPTIM.gamma
+    fused: str = _OPTIM.fused
 
     @classmethod
     def from_config(cls, cfg: Any) -> OptimSettings:

@@ -91,7 +91,7 @@ class Trainer:
 
     Args:
         settings: :class:`~vireid.engine.settings.TrainSettings` (built once from the config by
-            :func:`vireid.engine.run.build_trainer`), or a resolved config, whose ``TrainSettings`` and
+            :func:`vireid.engine.run.build_training_parts`), or a resolved config, whose ``TrainSettings`` and
             ``OptimSettings`` are then built here (a shortcut for tests and scripts).
         model: a :class:`~vireid.models.base.ReIDModel` (moved to the device, wrapped in DDP when
             distributed).
