@@ -138,7 +138,7 @@ def run_demo(
     _say("\n10-trial means (percent):\n" + comparison_table(trained, untrained)
          + f"\nchance Rank-1 is {chance:.1f}% ({people} gallery identities): trained Rank-1 "
          f"{trained['mean']['rank1'] / chance:.1f}x chance, mAP {trained['mean']['mAP'] - untrained['mean']['mAP']:+.1f} "
-         "points over the untrained model (docs/paper-notes.md, 'Learning on synthetic data, second round', says "
+         "points over the untrained model (docs/paper-notes.md, 'Learning on synthetic data, third round', says "
          "what limits it)")
 
     _say("[4/4] learning curve and ranked lists: infrared queries against the visible gallery (trial 0)")
@@ -156,7 +156,7 @@ def run_demo(
                                   title="tiny DAM, synthetic SYSU-MM01, infrared query -> visible gallery (trial 0)")
     _say(f"ranked lists: {picture}")
     seconds = time.perf_counter() - started
-    _say("targets (docs/paper-notes.md, 'Learning on synthetic data, second round'):\n"
+    _say("targets (docs/paper-notes.md, 'Learning on synthetic data, third round'):\n"
          + "\n".join(target_lines(trained, untrained, seconds)))
     _say(f"demo finished in {seconds:.0f} s; outputs in {out}")
     return {"trained": trained, "untrained": untrained, "pictures": [str(sheet), str(curve), str(picture)]}
