@@ -27,6 +27,6 @@ def test_short_training_beats_the_untrained_model(tmp_path, synthetic_set):
     """Tiny DAM (three image blocks a step, the local branch and the hetero-centre losses) learns its training
     identities; tiny AGW's check is part of the unseen-identity guard's paired training
     (tests/test_learning_unseen.py), which measures both from one model."""
-    m = train_and_measure(tmp_path, synthetic_set(20, 4), "dam", unseen=False)
+    m = train_and_measure(tmp_path, synthetic_set(20, 4), "dam", unseen=False, steps=40)
     print(f"\ndam: infrared->visible mAP of the training identities {m['seen_before']:.1f} -> {m['seen_after']:.1f}")
     assert m["seen_after"] > m["seen_before"] + SEEN_MARGIN, m
