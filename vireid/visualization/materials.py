@@ -89,10 +89,19 @@ def material_sheet(path: str | Path, *, colours: int = 2) -> Path:
                   f"NIR x{m.nir:.2f} of dye", fill="black", font=text)
         for j, cam in enumerate(cams):
             ident = _dressed(row, j % colours if j < 2 * colours else 0)
-            shot = dataclasses.replace(sample_shot(cam, np.random.default_rng(0)), dx=0.0, dy=0.0, shading=0.4,
-                                       occluder=None, motion_blur=0, defocus=0.0, light=1.0)
-            img = render_shot(ident, cam, shot, np.random.default_rng(1), size=CELL)
-            sheet.paste(img, (label_w + j * w, head + i * h))
+            sheet.paste(_front_view(ident, cam), (label_w + j * w, head + i * h))
+    return _save_sheet(sheet, path)
+
+
+def _front_view(ident, cam: CameraSpec) -> Image.Image:
+    """``ident`` seen from the front by ``cam``, centred and steady (no occluder, blur or exposure change),
+    at the sheets' cell size."""
+    shot = dataclasses.replace(sample_shot(cam, np.random.default_rng(0)), dx=0.0, dy=0.0, shading=0.4,
+                               occluder=None, motion_blur=0, defocus=0.0, light=1.0)
+    return render_shot(ident, cam, shot, np.random.default_rng(1), size=CELL)
+
+
+def _save_sheet(sheet: Image.Image, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -165,17 +174,11 @@ def pattern_sheet(path: str | Path, *, input_size: tuple[int, int] = (64, 32)) -
                                         pattern_colour=white, pattern_colour_name="white",
                                         pattern_nir=dye_nir("white", white), pattern_period=period, pattern_phase=0.0)
             ident = dataclasses.replace(base, upper=upper, carried="none")
-            shot = dataclasses.replace(sample_shot(cam[m], np.random.default_rng(0)), dx=0.0, dy=0.0, shading=0.4,
-                                       occluder=None, motion_blur=0, defocus=0.0, light=1.0)
-            img = render_shot(ident, cam[m], shot, np.random.default_rng(1), size=CELL)
+            img = _front_view(ident, cam[m])
             if small:  # the model's view: the resize of the tiny configs, then square pixels to the cell size
                 img = img.resize(input_size[::-1], Image.LANCZOS).resize((w, h), Image.NEAREST)
             sheet.paste(img, (label_w + j * w, head + i * h))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        sheet.save(tmp, format="PNG")
-    return path
+    return _save_sheet(sheet, path)
 
 
 if __name__ == "__main__":
