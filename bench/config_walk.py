@@ -1,15 +1,20 @@
 """Follow the configuration through a training run: which vireid files read it, and how often the reading
 moves between files.
 
-Every attribute or item read of an OmegaConf config during ``run_training`` (tiny DAM, one step, on a small
-synthetic SYSU-MM01 set) is attributed to the vireid file whose code made it. Printed: the number of reads,
-the files, the *stays* (runs of consecutive reads in one file) and the *returns* (stays in a file the walk
-had already left), then the reads per file. Fewer files and returns mean the configuration is read in fewer
-places (docs/architecture.md, "Two journeys").
+Two traces of ``run_training`` (tiny DAM, one step, on a small synthetic SYSU-MM01 set):
+
+- ``reads`` (default): every attribute or item read of an OmegaConf config, attributed to the vireid file
+  whose code made it;
+- ``calls``: every call of a vireid function that receives the config, or a section of it, as an argument
+  (where the config travels, read or not).
+
+Printed: the number of events, the files, the *stays* (runs of consecutive events in one file) and the
+*returns* (stays in a file the walk had already left), the walk itself, then the events per file. Fewer
+files and returns mean the configuration is read in fewer places (docs/architecture.md, "Two journeys").
 
 Usage::
 
-    python bench/config_walk.py
+    python bench/config_walk.py [--by reads|calls]
 """
 
 from __future__ import annotations
@@ -29,10 +34,15 @@ REPO = Path(vireid.__file__).resolve().parents[1]
 
 
 def main() -> None:
+    import argparse
+
     from vireid.config import load_config
     from vireid.data.synthetic import generate
     from vireid.engine.run import run_training
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--by", choices=("reads", "calls"), default="reads")
+    by = parser.parse_args().by
     reads: list[str] = []
     get_attr, get_item = DictConfig.__getattr__, DictConfig.__getitem__
 
@@ -57,11 +67,22 @@ def main() -> None:
     cfg = load_config(REPO / "configs" / "sysu" / "dam_tiny.yaml",
                       [f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", "train.epochs=1",
                        "train.iters_per_epoch=1", "test.trials=1", "data.ids_per_batch=2", "train.eval_every=0"])
-    DictConfig.__getattr__, DictConfig.__getitem__ = traced_attr, traced_item
+    def traced_call(frame, event, arg):
+        name = frame.f_code.co_filename
+        if event == "call" and name.startswith(ROOT) and any(
+                isinstance(v, DictConfig) for v in list(frame.f_locals.values())[:frame.f_code.co_argcount
+                                                                           + frame.f_code.co_kwonlyargcount]):
+            reads.append(os.path.relpath(name, ROOT))
+
+    if by == "reads":
+        DictConfig.__getattr__, DictConfig.__getitem__ = traced_attr, traced_item
+    else:
+        sys.setprofile(traced_call)
     try:
         run_training(cfg)
     finally:
         DictConfig.__getattr__, DictConfig.__getitem__ = get_attr, get_item
+        sys.setprofile(None)
     stays = reads[:1]
     for name in reads[1:]:
         if name != stays[-1]:
@@ -71,7 +92,7 @@ def main() -> None:
     for name in stays:
         returns += name in seen
         seen.add(name)
-    print(f"{len(reads)} reads in {len(set(reads))} files, {len(stays)} stays, {returns} returns")
+    print(f"{len(reads)} {by} in {len(set(reads))} files, {len(stays)} stays, {returns} returns")
     print("walk: " + " > ".join(stays))
     for name, count in Counter(reads).most_common():
         print(f"  {count:4d}  {name}")
