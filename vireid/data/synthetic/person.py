@@ -184,7 +184,7 @@ LOWER_STYLES = ("trousers", "jeans", "shorts", "skirt")
 #: A pattern's spatial period, in person heights (dots: their spacing): bold stripes, checks and dots whose
 #: bands are 3-6 pixels wide at the tiny configs' 64-pixel height, so the pattern survives the resize in both
 #: modalities (at 0.035-0.07 they were 1-2 pixels and averaged away: tiny DAM Rank-1 17.3, now 26.8;
-#: docs/paper-notes.md, "Patterns that survive the input size").
+#: docs/paper-notes.md, "Learning on synthetic data, third round").
 PATTERN_PERIOD = (0.10, 0.20)
 DOT_PERIOD = (0.12, 0.20)
 UPPER_PATTERNS = ("solid", "stripes", "checks", "dots", "print")
