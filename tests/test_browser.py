@@ -213,8 +213,11 @@ def test_upload_search_and_ranked_grid(driver, server, query_path, tmp_path):
     wait.until(lambda d: d.execute_script("return document.getElementById('viewer').open"))
     driver.find_element(By.ID, "viewer-search").click()
     wait.until(lambda d: d.find_element(By.ID, "query-pid").get_attribute("value") == str(api[1]["pid"]))
+    # the new search's title (a visible query): the previous one's also said "found at rank 1", and its cards
+    # are replaced when the new answer arrives
     wait.until(lambda d: d.find_element(By.ID, "drop-hint").text == api[1]["name"]
-               and "found at rank 1" in d.find_element(By.ID, "results-title").text)
+               and "for the visible query" in (title := d.find_element(By.ID, "results-title").text)
+               and title.endswith(f"person {api[1]['pid']} found at rank 1"))
     first_card = _cards(driver)[0]
     assert "correct" in first_card.get_attribute("class")  # the image itself comes back first
     assert driver.find_element(By.ID, "modality").get_attribute("value") == "visible"
