@@ -300,3 +300,19 @@ def test_parallel_trials_equal_the_sequential_run(tmp_path):
         a = load_checkpoint(tmp_path / "seq" / f"trial{t}" / "checkpoints" / "last.pt")["model"]
         b = load_checkpoint(tmp_path / "par" / f"trial{t}" / "checkpoints" / "last.pt")["model"]
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_parts_are_built_before_anything_is_written(sysu_config, tmp_path):
+    """build_training_parts reads the data, builds the loader, the model and the evaluator and writes no run
+    folder; the trainer it assembles takes the parts as they are, and trains as run_training would."""
+    out = tmp_path / "run"
+    cfg = load_config(sysu_config, [f"output_dir={out}", "train.epochs=1", "train.iters_per_epoch=1"])
+    parts = run_module.build_training_parts(cfg)
+    assert not out.exists()
+    assert parts.trials == [0, 1] and parts.settings.epochs == 1 and parts.optim.name == cfg.optim.name
+    records = parts.dataset.train_records()
+    paired = {r.pid for r in records if r.modality == "visible"} & {r.pid for r in records if r.modality == "infrared"}
+    assert parts.model.num_classes == parts.loader.num_classes == len(paired) > 0
+    trainer = parts.trainer()
+    assert trainer.model is parts.model and trainer.train_loader is parts.loader
+    assert trainer.final_test_trials == [0, 1] and trainer.eval_trials == [0]
