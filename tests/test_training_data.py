@@ -386,3 +386,14 @@ def test_device_augmentation_site_follows_the_training_device() -> None:
         augments_on_device("gpu", False)
     with pytest.raises(ConfigError, match="data.augment_on"):
         load_config(None, ["data.augment_on=gpu"])
+
+
+def test_paired_identities_are_the_training_classes(tmp_path):
+    """The identities with both modalities, ascending (the classes, in label order); none is a DatasetError."""
+    from vireid.data.training import paired_identities
+
+    rec = [ImageRecord(tmp_path / f"{i}.png", pid, cam, mod) for i, (pid, cam, mod) in enumerate(
+        [(7, 1, "visible"), (3, 3, "infrared"), (3, 2, "visible"), (9, 6, "infrared"), (7, 6, "infrared")])]
+    assert paired_identities(rec) == [3, 7]
+    with pytest.raises(DatasetError, match="no identity has both visible and infrared"):
+        paired_identities(rec[:1] + rec[3:4])

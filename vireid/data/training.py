@@ -46,6 +46,20 @@ logger = logging.getLogger(__name__)
 SampleKey = tuple[int, int] | tuple[int, int, int]
 
 
+def paired_identities(records: Sequence[ImageRecord]) -> list[int]:
+    """The identities of ``records`` that have both visible and infrared images, ascending: the training
+    classes (label ``i`` is the ``i``-th of them). A :class:`DatasetError` when there is none."""
+    vis_pids = {r.pid for r in records if r.modality == VISIBLE}
+    ir_pids = {r.pid for r in records if r.modality == INFRARED}
+    both = sorted(vis_pids & ir_pids)
+    if not both:
+        raise DatasetError(
+            f"no identity has both visible and infrared training images "
+            f"({len(vis_pids)} visible-only ids, {len(ir_pids)} infrared-only ids)"
+        )
+    return both
+
+
 class TrainSet(Dataset):
     """Visible and infrared training images with identities relabelled ``0..num_classes-1``.
 
@@ -76,12 +90,7 @@ class TrainSet(Dataset):
                 raise ValueError(f"{name} records must all be {modality!r}; got {wrong}")
         vis_pids = {r.pid for r in visible}
         ir_pids = {r.pid for r in infrared}
-        both = sorted(vis_pids & ir_pids)
-        if not both:
-            raise DatasetError(
-                f"no identity has both visible and infrared training images "
-                f"({len(vis_pids)} visible-only ids, {len(ir_pids)} infrared-only ids)"
-            )
+        both = paired_identities([*visible, *infrared])
         self.pid_to_label: dict[int, int] = {pid: label for label, pid in enumerate(both)}
         self.visible_records: list[ImageRecord] = [r for r in visible if r.pid in self.pid_to_label]
         self.infrared_records: list[ImageRecord] = [r for r in infrared if r.pid in self.pid_to_label]

@@ -145,18 +145,18 @@ class TrainingParts:
 
 def build_training_parts(cfg: Any, *, dist: DistributedContext | None = None, dataset: Any = None) -> TrainingParts:
     """Every part of a training run, from the config, checking on the way what only the data and the
-    registries can: the dataset reads (``data.name``, ``data.root``; RegDB's ``data.trial`` split), its
-    protocol takes the ``test.*`` options and the test trials exist, every training image decodes (with
-    ``data.cache`` by building the decoded-image cache, otherwise by a remembered check), and the model
-    builds (``model.name``, ``model.arch``, ``loss.metric``, the attention placements: the constructors'
-    messages). Nothing is written but the image cache, so a config that cannot run fails before its run
-    folder exists. Errors are :class:`ConfigError` / :class:`~vireid.errors.DatasetError` naming the key
+    registries can, cheapest first: the dataset reads (``data.name``, ``data.root``; RegDB's ``data.trial``
+    split), its protocol takes the ``test.*`` options and the test trials exist, the model builds
+    (``model.name``, ``model.arch``, ``loss.metric``, the attention placements: the constructors' messages),
+    and every training image decodes (with ``data.cache`` by building the decoded-image cache, otherwise by a
+    remembered check). Nothing is written but the image cache, so a config that cannot run fails before its
+    run folder exists. Errors are :class:`ConfigError` / :class:`~vireid.errors.DatasetError` naming the key
     or file.
 
     The model is seeded with ``train.seed`` + the rank; ``dataset``: one already read, else it is read.
     """
     from vireid.data import build_dataset
-    from vireid.data.training import build_train_loader, verify_images
+    from vireid.data.training import build_train_loader, paired_identities, verify_images
     from vireid.evaluation.evaluator import Evaluator
 
     train = cfg.train
@@ -167,11 +167,12 @@ def build_training_parts(cfg: Any, *, dist: DistributedContext | None = None, da
     protocol = build_protocol(dataset, cfg)
     trials = final_test_trials(dataset, protocol, cfg)
     records = _train_records(dataset, cfg)
+    seed_everything(seed + ctx.rank)
+    # the model before the loader: a bad model.* value fails before the images are decoded into the cache
+    model = _training_model(cfg, len(paired_identities(records)), init_checkpoint)
     if verify:
         verify_images(records, progress=_progress())
-    seed_everything(seed + ctx.rank)
     loader = build_train_loader(cfg, records, rank=ctx.rank, world_size=ctx.world_size, progress=_progress())
-    model = _training_model(cfg, loader.num_classes, init_checkpoint)
     evaluator = Evaluator.from_config(cfg, protocol, device=ctx.device, progress=ctx.is_main and _progress())
     settings, optim = TrainSettings.from_config(cfg), OptimSettings.from_config(cfg)
     return TrainingParts(dataset=dataset, loader=loader, model=model, evaluator=evaluator, trials=trials,
