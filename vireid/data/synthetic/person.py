@@ -183,7 +183,7 @@ UPPER_STYLES = ("tshirt", "longsleeve", "jacket", "coat")
 LOWER_STYLES = ("trousers", "jeans", "shorts", "skirt")
 #: A pattern's spatial period, in person heights (dots: their spacing): bold stripes, checks and dots whose
 #: bands are 3-6 pixels wide at the tiny configs' 64-pixel height, so the pattern survives the resize in both
-#: modalities (at 0.035-0.07 they were 1-2 pixels and averaged away: tiny DAM Rank-1 17.3, now 26.8;
+#: modalities (at 0.035-0.07 they were 1-2 pixels and averaged away: tiny DAM Rank-1 17.3, now 23.2, means of three seeds;
 #: docs/paper-notes.md, "Learning on synthetic data, third round").
 PATTERN_PERIOD = (0.10, 0.20)
 DOT_PERIOD = (0.12, 0.20)
