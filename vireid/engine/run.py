@@ -160,8 +160,8 @@ def build_training_parts(cfg: Any, *, dist: DistributedContext | None = None, da
     from vireid.evaluation.evaluator import Evaluator
 
     train = cfg.train
+    configure_determinism(bool(train.deterministic))  # before CUDA starts (CUBLAS_WORKSPACE_CONFIG)
     ctx = dist if dist is not None else init_distributed(str(train.device))
-    configure_determinism(bool(train.deterministic))
     seed, init_checkpoint, verify = int(train.seed), str(train.init_checkpoint or ""), not cfg.data.cache
     dataset = build_dataset(cfg.data.name, cfg.data.root) if dataset is None else dataset
     protocol = build_protocol(dataset, cfg)
