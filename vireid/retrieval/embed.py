@@ -68,15 +68,25 @@ def model_fingerprint(model: Any, cfg: Any) -> str:
 @dataclass
 class LoadedModel:
     """A model with trained weights, the config it was built from and its fingerprint; what retrieval needs
-    of the config (``model.name``, ``model.arch``, the input size) read from it once, by :func:`load_model`."""
+    of the config (``model.name``, ``model.arch``, the input size) as properties."""
 
     model: Any
     cfg: Any
     checkpoint: Path | None
     fingerprint: str
-    name: str
-    arch: str
-    input_size: tuple[int, int]  # (data.height, data.width)
+
+    @property
+    def name(self) -> str:
+        return str(self.cfg.model.name)
+
+    @property
+    def arch(self) -> str:
+        return str(self.cfg.model.arch)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(data.height, data.width)``."""
+        return int(self.cfg.data.height), int(self.cfg.data.width)
 
     def model_info(self, **extra: Any) -> dict[str, Any]:
         """What a feature file or a gallery index records about the model (``extra`` added, e.g.
@@ -119,8 +129,7 @@ def load_model(cfg: Any | None = None, checkpoint: str | Path | None = None, *, 
     model.eval()
     fingerprint = model_fingerprint(model, cfg)
     model.to(device)
-    return LoadedModel(model=model, cfg=cfg, checkpoint=path, fingerprint=fingerprint, name=str(cfg.model.name),
-                       arch=str(cfg.model.arch), input_size=(int(cfg.data.height), int(cfg.data.width)))
+    return LoadedModel(model=model, cfg=cfg, checkpoint=path, fingerprint=fingerprint)
 
 
 def search_transform(height: int, width: int) -> Callable[[Any], Any]:
