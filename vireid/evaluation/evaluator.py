@@ -29,7 +29,7 @@ from tqdm import tqdm
 from vireid.data.base import EvalProtocol
 from vireid.data.records import MODALITY_CODES, ImageRecord, load_rgb
 from vireid.data.training import default_workers
-from vireid.data.transforms import resize_to_tensor
+from vireid.data.transforms import build_test_transform
 from vireid.evaluation.feature_metrics import rank_metrics_from_features
 from vireid.evaluation.metrics import rank_metrics
 from vireid.evaluation.verification import mean_verification, verification_metrics
@@ -157,15 +157,14 @@ class Evaluator:
         progress: bool = True,
     ) -> Evaluator:
         """Test transform of ``data.height/width``, ``test.batch_size``, ``test.flip``, ``data.workers``."""
-        data, test = cfg.data, cfg.test
         return cls(
             protocol,
-            transform=resize_to_tensor((int(data.height), int(data.width)), str(data.resize)),
-            batch_size=int(test.batch_size),
+            transform=build_test_transform(cfg.data),
+            batch_size=int(cfg.test.batch_size),
             device=device,
-            flip=bool(test.flip),
+            flip=bool(cfg.test.flip),
             progress=progress,
-            workers=default_workers(int(data.workers)),
+            workers=default_workers(int(cfg.data.workers)),
         )
 
     @property
