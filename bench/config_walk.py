@@ -62,27 +62,30 @@ def main() -> None:
             reads.append(os.path.relpath(name, ROOT))
         return get_item(self, key)
 
-    tmp = Path(tempfile.mkdtemp(prefix="vireid-config-walk-"))
-    generate("sysu", tmp / "data", ids=10, seed=0, images_per_camera=2, size=(32, 16), workers=1, progress=False)
-    cfg = load_config(REPO / "configs" / "sysu" / "dam_tiny.yaml",
-                      [f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", "train.epochs=1",
-                       "train.iters_per_epoch=1", "test.trials=1", "data.ids_per_batch=2", "train.eval_every=0"])
     def traced_call(frame, event, arg):
-        name = frame.f_code.co_filename
-        if event == "call" and name.startswith(ROOT) and any(
-                isinstance(v, DictConfig) for v in list(frame.f_locals.values())[:frame.f_code.co_argcount
-                                                                           + frame.f_code.co_kwonlyargcount]):
-            reads.append(os.path.relpath(name, ROOT))
+        code = frame.f_code
+        if event != "call" or not code.co_filename.startswith(ROOT):
+            return
+        # at a call the locals are the arguments, then the closure's variables: the arguments only
+        arguments = list(frame.f_locals.values())[:code.co_argcount + code.co_kwonlyargcount]
+        if any(isinstance(v, DictConfig) for v in arguments):
+            reads.append(os.path.relpath(code.co_filename, ROOT))
 
-    if by == "reads":
-        DictConfig.__getattr__, DictConfig.__getitem__ = traced_attr, traced_item
-    else:
-        sys.setprofile(traced_call)
-    try:
-        run_training(cfg)
-    finally:
-        DictConfig.__getattr__, DictConfig.__getitem__ = get_attr, get_item
-        sys.setprofile(None)
+    with tempfile.TemporaryDirectory(prefix="vireid-config-walk-") as folder:
+        tmp = Path(folder)
+        generate("sysu", tmp / "data", ids=10, seed=0, images_per_camera=2, size=(32, 16), workers=1, progress=False)
+        cfg = load_config(REPO / "configs" / "sysu" / "dam_tiny.yaml",
+                          [f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", "train.epochs=1",
+                           "train.iters_per_epoch=1", "test.trials=1", "data.ids_per_batch=2", "train.eval_every=0"])
+        if by == "reads":
+            DictConfig.__getattr__, DictConfig.__getitem__ = traced_attr, traced_item
+        else:
+            sys.setprofile(traced_call)
+        try:
+            run_training(cfg)
+        finally:
+            DictConfig.__getattr__, DictConfig.__getitem__ = get_attr, get_item
+            sys.setprofile(None)
     stays = reads[:1]
     for name in reads[1:]:
         if name != stays[-1]:
