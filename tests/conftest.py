@@ -6,11 +6,20 @@ import pytest
 
 # Passive OpenMP waiting (see vireid/cli/__init__.py): tests share 2 cores with whatever else runs.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# vireid's cache (checked image sets) goes to a fresh folder per test session, never the user's home.
+# vireid's cache (checked image sets, decoded images) goes to a fresh folder per test session, never the user's
+# home; the process that made it (the xdist controller, whose workers inherit it) removes it at the end.
+_SESSION_CACHE = None
 if "VIREID_CACHE" not in os.environ:
     import tempfile
 
-    os.environ["VIREID_CACHE"] = tempfile.mkdtemp(prefix="vireid-test-cache-")
+    os.environ["VIREID_CACHE"] = _SESSION_CACHE = tempfile.mkdtemp(prefix="vireid-test-cache-")
+
+
+def pytest_unconfigure(config):
+    if _SESSION_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
