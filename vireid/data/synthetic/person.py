@@ -214,7 +214,7 @@ class Garment:
     pattern_colour: Colour = (0.0, 0.0, 0.0)
     pattern_colour_name: str = "black"
     pattern_thermal: float = 0.0
-    pattern_period: float = 0.15
+    pattern_period: float = sum(PATTERN_PERIOD) / 2
     pattern_phase: float = 0.0
     print_shape: str = "disc"
     inner_colour: Colour = (0.0, 0.0, 0.0)
