@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("faiss")
 
-pytestmark = pytest.mark.slow(8)  # a subprocess server (imports torch) and a browser: about 30 s on 2 CPU cores
+pytestmark = pytest.mark.slow  # a subprocess server (imports torch) and a browser: about 30 s on 2 CPU cores
 
 CHROMIUM = os.environ.get("VIREID_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = os.environ.get("VIREID_CHROMEDRIVER") or shutil.which("chromedriver")

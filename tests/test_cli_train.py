@@ -225,7 +225,7 @@ raise SystemExit(cli.main(sys.argv[1:]))
 """
 
 
-@pytest.mark.slow(12)
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(sysu_config, tmp_path):
     """``torchrun --standalone --nproc_per_node 2`` runs vireid train with Gloo; rank 0 writes the run."""
     import os
@@ -282,7 +282,7 @@ def test_options_the_protocol_ignores_are_reported_and_trials_capped(sysu_config
     assert trials == list(range(10)) and "test.trials=12 but the sysu protocol has 10 trial(s)" in caplog.text
 
 
-@pytest.mark.slow(20)
+@pytest.mark.slow
 def test_parallel_trials_equal_the_sequential_run(tmp_path):
     """--all-trials --parallel 2: each trial in its own process, the same rows as one after another."""
     generate("regdb", tmp_path / "regdb", ids=6, seed=0, images_per_camera=2, size=(32, 16), workers=1,

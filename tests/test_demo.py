@@ -7,7 +7,7 @@ import pytest
 from vireid.demo import run_demo
 
 
-@pytest.mark.slow(9)
+@pytest.mark.slow
 def test_demo_runs_and_draws_its_pictures(tmp_path, capsys):
     result = run_demo(tmp_path / "demo", ids=20, test_ids=6,
                       overrides=("train.epochs=2", "train.iters_per_epoch=2", "test.trials=2"))

@@ -111,7 +111,7 @@ def _restore_determinism():
     torch.use_deterministic_algorithms(before)
 
 
-@pytest.mark.slow(9)
+@pytest.mark.slow
 def test_two_gloo_ranks_stay_identical_and_average_gradients(tmp_path):
     ctx = mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=False,
                              start_method="spawn")

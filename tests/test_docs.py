@@ -90,7 +90,7 @@ def test_reproduce_md_python_one_liners_run(tmp_path):
         assert "'rank1': 5.5" in result.stdout and "'mAP': 15.5" in result.stdout
 
 
-@pytest.mark.slow(24)
+@pytest.mark.slow
 def test_readme_tour_runs_start_to_end_on_small_data(tmp_path, monkeypatch, capsys):
     """The tour's bash block of README.md, command by command as a newcomer pastes it, in a fresh folder:
     on a smaller synthetic set (12 identities, 4 for testing) and with 2 training steps instead of 480,

@@ -22,7 +22,7 @@ def synthetic_set(tmp_path_factory):
     return synthetic_sets(tmp_path_factory)
 
 
-@pytest.mark.slow(15)
+@pytest.mark.slow
 def test_short_training_beats_the_untrained_model(tmp_path, synthetic_set):
     """Tiny DAM (three image blocks a step, the local branch and the hetero-centre losses) learns its training
     identities; tiny AGW's check is part of the unseen-identity guard's paired training

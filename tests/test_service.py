@@ -704,7 +704,7 @@ def test_a_dropped_upload_is_one_log_line(searcher, caplog):
     assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
 
 
-@pytest.mark.slow(16)
+@pytest.mark.slow
 def test_loopback_load_8_clients_x_50_searches_without_errors(searcher, query_path):
     """A bounded load test on loopback: 8 clients each send 50 searches to a real uvicorn server (the
     service sized for them: max_concurrent=8); every answer is a 200 with the same ranking."""
