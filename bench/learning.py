@@ -13,6 +13,10 @@ photos), then reports, as a table and as JSON (``--out``):
   cameras; where a modality has one camera, as RegDB's, against all its other images), so a reader sees
   which side limits the cross-modal figure;
 - the learning curve (Rank-1 and mAP of trial 0 at each evaluation epoch), steps and wall time;
+- with ``--train-seeds S1 S2 ...``, one training per seed (``train.seed``; the synthetic set stays the same)
+  and, per model, the mean and the standard deviation over the seeds (n - 1) of every figure above: one
+  tiny run's Rank-1 moves by a few points with the seed alone, so a recipe change smaller than that
+  spread needs several seeds before it is a finding (``--parallel N`` trains N seeds at a time);
 - once per data set, the hand-made matchers (``vireid.evaluation.handcrafted``: colour and grey
   histograms) under the same protocol: how much identity the set gives away without learning.
 
@@ -20,6 +24,7 @@ photos), then reports, as a table and as JSON (``--out``):
     .venv/bin/python bench/learning.py --models dam            # one
     .venv/bin/python bench/learning.py --layout regdb --models dam   # thermal: synthetic RegDB
     .venv/bin/python bench/learning.py --data data/mine --dataset manifest --models dam
+    OMP_NUM_THREADS=1 .venv/bin/python bench/learning.py --models dam --train-seeds 0 1 2 --parallel 2
 
 A benchmark, not a test: it takes minutes per model on a 2-core CPU. Numbers depend on the machine's
 thread count only through floating-point order.
@@ -101,7 +106,9 @@ def last_epoch_losses(run_dir: Path) -> dict[str, float]:
 
 
 def bench_model(model: str, data_root: Path, dataset_name: str, out: Path, overrides: list[str],
-                layout: str = "sysu") -> dict[str, Any]:
+                layout: str = "sysu", seed: int | None = None) -> dict[str, Any]:
+    """Train ``model``'s tiny config on the set and measure it (module docstring); ``seed``: its
+    ``train.seed`` (run folder ``out/model/seed<seed>``), else the config's (``out/model``)."""
     from vireid.config import load_config
     from vireid.data import build_dataset
     from vireid.data.records import INFRARED, VISIBLE
@@ -109,9 +116,10 @@ def bench_model(model: str, data_root: Path, dataset_name: str, out: Path, overr
     from vireid.visualization.learning import evaluation_points
 
     config = REPO / "configs" / layout / f"{model}_tiny.yaml"
-    run_dir = out / model
+    run_dir = out / model if seed is None else out / model / f"seed{seed}"
+    seeded = [] if seed is None else [f"train.seed={seed}"]
     cfg = load_config(config, [f"data.name={dataset_name}", f"data.root={data_root}", f"output_dir={run_dir}",
-                               *overrides])
+                               *overrides, *seeded])
     if (run_dir / "checkpoints" / "last.pt").exists():
         import shutil
 
@@ -130,6 +138,7 @@ def bench_model(model: str, data_root: Path, dataset_name: str, out: Path, overr
     return {
         "model": model,
         "config": str(config.relative_to(REPO)),
+        "train_seed": int(cfg.train.seed),
         "trained": {k: trained["mean"][k] for k in keys},
         "untrained": {k: untrained["mean"][k] for k in keys},
         "trials": len(trained["trials"]),
@@ -157,6 +166,68 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                      f"{r['chance_rank1']:>7.2f}{t['rank10']:>7.2f}{t['mAP']:>7.2f}{u['mAP']:>10.2f}{t['mINP']:>7.2f}"
                      f"{r['train_id_accuracy']:>10.1f}{local:>10}{vv:>9}{ii:>9}{r['steps']:>7}{r['wall_s']:>8.0f}")
     return "\n".join(lines)
+
+
+#: The figures of a run that ``--train-seeds`` summarises over seeds: name -> where a row of
+#: :func:`bench_model` holds it.
+SEED_FIGURES: dict[str, tuple[str, ...]] = {
+    "trained_rank1": ("trained", "rank1"), "trained_mAP": ("trained", "mAP"),
+    "trained_rank10": ("trained", "rank10"), "trained_mINP": ("trained", "mINP"),
+    "untrained_rank1": ("untrained", "rank1"), "untrained_mAP": ("untrained", "mAP"),
+    "train_id_accuracy": ("train_id_accuracy",),
+    "visible_to_visible_rank1": ("visible_to_visible", "rank1"),
+    "infrared_to_infrared_rank1": ("infrared_to_infrared", "rank1"),
+}
+
+
+def over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One model's runs with different training seeds summarised: for each of :data:`SEED_FIGURES` that
+    every run has, its mean, standard deviation over the seeds (n - 1; 0 for one seed), minimum and
+    maximum."""
+    import statistics
+
+    models = {r["model"] for r in rows}
+    if len(models) != 1:
+        raise ValueError(f"over_seeds takes the runs of one model, got {sorted(models)}")
+    figures = {}
+    for name, path in SEED_FIGURES.items():
+        values = []
+        for row in rows:
+            value: Any = row
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if value is not None:
+                values.append(float(value))
+        if len(values) == len(rows):
+            figures[name] = {"mean": statistics.fmean(values),
+                             "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                             "min": min(values), "max": max(values)}
+    return {"model": rows[0]["model"], "seeds": [r.get("train_seed") for r in rows], "figures": figures}
+
+
+def format_over_seeds(summaries: list[dict[str, Any]]) -> str:
+    def cell(f: dict[str, Any], name: str) -> str:
+        return f"{f[name]['mean']:.2f} +- {f[name]['sd']:.2f}" if name in f else "-"
+
+    lines = []
+    for s in summaries:
+        f = s["figures"]
+        spread = f"{f['trained_rank1']['min']:.2f}-{f['trained_rank1']['max']:.2f}"
+        lines.append(f"{s['model']:<6}{len(s['seeds'])} seeds {s['seeds']}: trained Rank-1 {cell(f, 'trained_rank1')} "
+                     f"({spread}), mAP {cell(f, 'trained_mAP')}; untrained Rank-1 {cell(f, 'untrained_rank1')}; "
+                     f"V->V {cell(f, 'visible_to_visible_rank1')}, I->I {cell(f, 'infrared_to_infrared_rank1')}")
+    return "\n".join(lines)
+
+
+def _bench_in_worker(threads: int, *args: Any) -> dict[str, Any]:
+    """:func:`bench_model` in a worker process of ``--parallel`` (``threads`` torch threads)."""
+    import torch
+
+    from vireid.cli.train import setup_console_logging
+
+    torch.set_num_threads(threads)
+    setup_console_logging()
+    return bench_model(*args)
 
 
 def handcrafted_rows(data_root: Path, dataset_name: str, layout: str) -> list[dict[str, Any]]:
@@ -190,8 +261,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the synthetic set")
     parser.add_argument("--work", type=Path, default=REPO / "out" / "bench" / "learning", help="working folder")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default WORK/learning.json)")
+    parser.add_argument("--train-seeds", nargs="+", default=None, metavar="S",
+                        help="train each model once per seed (train.seed) and report the mean and spread over seeds")
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="with --train-seeds: N trainings at a time, each in its own process with the "
+                             "parent's threads divided among them")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every model")
     args = parser.parse_args(argv)
+    seeds: list[int | None] = [None]
+    if args.train_seeds is not None:
+        from vireid.cli.train import split_seeds
+        from vireid.engine.seeds import check_seeds
+        from vireid.errors import ConfigError
+
+        try:  # overrides written after the seeds go back to the overrides
+            args.train_seeds = check_seeds(split_seeds(args.train_seeds, args.overrides))
+        except ConfigError as exc:
+            parser.error(str(exc).replace("--seeds", "--train-seeds"))
+        seeds = list(args.train_seeds)
+    if args.parallel < 1:
+        parser.error(f"--parallel must be at least 1, got {args.parallel}")
 
     import os
 
@@ -207,20 +296,42 @@ def main(argv: list[str] | None = None) -> int:
     dataset_name = args.dataset if args.data else args.layout
     handcrafted = handcrafted_rows(data_root, dataset_name, args.layout)
     print("hand-made matchers, across modalities (the protocol's direction):\n" + format_handcrafted(handcrafted), flush=True)
+    jobs = [(model, data_root, dataset_name, args.work / "runs", list(args.overrides), args.layout, seed)
+            for model in args.models for seed in seeds]
     rows = []
-    for model in args.models:
-        print(f"== {model}: training the tiny config on {data_root}", flush=True)
-        rows.append(bench_model(model, data_root, dataset_name, args.work / "runs", list(args.overrides), args.layout))
-        print(format_table(rows[-1:]), flush=True)
+    if args.parallel > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, torch.get_num_threads() // args.parallel)
+        print(f"== training {len(jobs)} runs, {args.parallel} at a time ({threads} thread(s) each) on {data_root}",
+              flush=True)
+        with ProcessPoolExecutor(max_workers=args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_bench_in_worker, threads, *job) for job in jobs]
+            for future in futures:
+                rows.append(future.result())
+                print(format_table(rows[-1:]), flush=True)
+    else:
+        for job in jobs:
+            seed_text = "" if job[-1] is None else f", train.seed={job[-1]}"
+            print(f"== {job[0]}: training the tiny config on {data_root}{seed_text}", flush=True)
+            rows.append(bench_model(*job))
+            print(format_table(rows[-1:]), flush=True)
+    summaries = [] if args.train_seeds is None else \
+        [over_seeds([r for r in rows if r["model"] == model]) for model in args.models]
     report = {"data": str(data_root), "dataset": dataset_name, "layout": args.layout,
               "synthetic": None if args.data else {"ids": args.ids, "test_ids": args.test_ids, "seed": args.seed, "size": list(DEFAULT_SIZE)},
-              "threads": torch.get_num_threads(), "handcrafted": handcrafted, "models": rows}
+              "threads": torch.get_num_threads(), "handcrafted": handcrafted, "models": rows,
+              "over_seeds": summaries}
     out = args.out or args.work / "learning.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print("\nmeans over the protocol's trials (percent); x = trained / untrained Rank-1; V->V, I->I: within-modality "
           "Rank-1 of the test identities (the ceilings)")
     print(format_table(rows))
+    if summaries:
+        print("\nover the training seeds: mean +- standard deviation (n - 1), trained Rank-1 range in brackets")
+        print(format_over_seeds(summaries))
     print(format_handcrafted(handcrafted))
     print(f"written: {out}")
     return 0

@@ -1,0 +1,85 @@
+"""bench/learning.py's several training seeds (``--train-seeds``): the summary over seeds against hand-worked
+means and sample standard deviations, the refusal of bad seed lists, and a two-seed run of a few steps whose
+runs land in their own folders with their own seeds."""
+
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def learning():
+    spec = importlib.util.spec_from_file_location("bench_learning", REPO / "bench" / "learning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(seed, rank1, mAP, ii=None):
+    return {"model": "dam", "train_seed": seed, "trained": {"rank1": rank1, "mAP": mAP, "rank10": 50.0, "mINP": 10.0},
+            "untrained": {"rank1": 3.0, "mAP": 7.0}, "train_id_accuracy": 40.0,
+            "visible_to_visible": {"rank1": 70.0}, "infrared_to_infrared": {"rank1": ii} if ii is not None else {}}
+
+
+def test_over_seeds_matches_hand_worked_means_and_sample_deviations(learning):
+    summary = learning.over_seeds([_row(0, 20.0, 25.0, 30.0), _row(1, 26.0, 29.0, 36.0), _row(2, 23.0, 27.0, 33.0)])
+    f = summary["figures"]
+    assert summary["seeds"] == [0, 1, 2]
+    # 20, 26, 23: mean 23; squared deviations 9 + 9 + 0 over n - 1 = 2 -> sd 3
+    assert f["trained_rank1"] == {"mean": 23.0, "sd": 3.0, "min": 20.0, "max": 26.0}
+    # 25, 29, 27: mean 27; (4 + 4 + 0) / 2 = 4 -> sd 2
+    assert f["trained_mAP"]["mean"] == 27.0 and f["trained_mAP"]["sd"] == 2.0
+    assert f["infrared_to_infrared_rank1"]["mean"] == 33.0 and f["infrared_to_infrared_rank1"]["sd"] == 3.0
+    assert f["untrained_rank1"] == {"mean": 3.0, "sd": 0.0, "min": 3.0, "max": 3.0}
+    text = learning.format_over_seeds([summary])
+    assert "trained Rank-1 23.00 +- 3.00 (20.00-26.00)" in text and "I->I 33.00 +- 3.00" in text
+
+
+def test_over_seeds_leaves_out_a_figure_one_run_lacks_and_gives_one_seed_no_spread(learning):
+    f = learning.over_seeds([_row(0, 20.0, 25.0, 30.0), _row(1, 26.0, 29.0)])["figures"]
+    assert "infrared_to_infrared_rank1" not in f and "trained_rank1" in f
+    assert learning.over_seeds([_row(4, 21.5, 24.0)])["figures"]["trained_rank1"]["sd"] == 0.0
+    assert "I->I -" in learning.format_over_seeds([learning.over_seeds([_row(0, 20.0, 25.0)])])
+
+
+def test_over_seeds_refuses_runs_of_two_models(learning):
+    other = dict(_row(1, 26.0, 29.0), model="agw")
+    with pytest.raises(ValueError, match=r"one model, got \['agw', 'dam'\]"):
+        learning.over_seeds([_row(0, 20.0, 25.0), other])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--train-seeds", "0", "0"], "seed(s) [0] more than once"),
+    (["--train-seeds", "zero"], "--train-seeds takes integers, got 'zero'"),
+    (["--train-seeds", "0", "1", "--parallel", "0"], "--parallel must be at least 1, got 0"),
+])
+def test_bad_seed_options_are_refused_before_any_work(learning, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        learning.main([*argv, "--work", str(tmp_path / "work")])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
+
+
+def test_two_training_seeds_run_in_their_own_folders_and_are_summarised(learning, small_sysu, tmp_path):
+    work, out = tmp_path / "work", tmp_path / "learning.json"
+    few_steps = ["train.epochs=1", "train.iters_per_epoch=2", "train.eval_every=0", "test.trials=1",
+                 "data.height=32", "data.width=16", "data.ids_per_batch=2"]
+    # the overrides after the seeds go back to the overrides
+    learning.main(["--models", "agw", "--data", str(small_sysu), "--work", str(work), "--out", str(out),
+                   "--train-seeds", "3", "5", *few_steps])
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["train_seed"] for r in report["models"]] == [3, 5]
+    for seed in (3, 5):
+        saved = (work / "runs" / "agw" / f"seed{seed}" / "config.yaml").read_text(encoding="utf-8")
+        assert f"seed: {seed}" in saved
+    (summary,) = report["over_seeds"]
+    values = [r["trained"]["rank1"] for r in report["models"]]
+    assert summary["model"] == "agw" and summary["seeds"] == [3, 5]
+    assert summary["figures"]["trained_rank1"]["mean"] == pytest.approx(statistics.fmean(values))
+    assert summary["figures"]["trained_rank1"]["sd"] == pytest.approx(statistics.stdev(values))
