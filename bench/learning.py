@@ -113,10 +113,11 @@ def bench_model(model: str, data_root: Path, dataset_name: str, out: Path, overr
     from vireid.data import build_dataset
     from vireid.data.records import INFRARED, VISIBLE
     from vireid.engine.run import build_protocol, load_trained_model, run_test, run_training
+    from vireid.engine.seeds import SEED_FOLDER
     from vireid.visualization.learning import evaluation_points
 
     config = REPO / "configs" / layout / f"{model}_tiny.yaml"
-    run_dir = out / model if seed is None else out / model / f"seed{seed}"
+    run_dir = out / model if seed is None else out / model / SEED_FOLDER.format(seed=seed)
     seeded = [] if seed is None else [f"train.seed={seed}"]
     cfg = load_config(config, [f"data.name={dataset_name}", f"data.root={data_root}", f"output_dir={run_dir}",
                                *overrides, *seeded])
