@@ -83,3 +83,50 @@ def test_two_training_seeds_run_in_their_own_folders_and_are_summarised(learning
     assert summary["model"] == "agw" and summary["seeds"] == [3, 5]
     assert summary["figures"]["trained_rank1"]["mean"] == pytest.approx(statistics.fmean(values))
     assert summary["figures"]["trained_rank1"]["sd"] == pytest.approx(statistics.stdev(values))
+
+
+@pytest.fixture(scope="module")
+def budget():
+    spec = importlib.util.spec_from_file_location("bench_budget_curve", REPO / "bench" / "budget_curve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(path, rows):
+    path.write_text(json.dumps({"models": rows}), encoding="utf-8")
+    return path
+
+
+def _run(model, steps, seed, rank1, mAP, vv, ii):
+    return {"model": model, "steps": steps, "train_seed": seed, "trained": {"rank1": rank1, "mAP": mAP},
+            "chance_rank1": 1.92, "visible_to_visible": {"rank1": vv}, "infrared_to_infrared": {"rank1": ii},
+            "curve": [{"epoch": 3, "step": steps // 2, "rank1": rank1 / 2, "mAP": mAP / 2},
+                      {"epoch": 7, "step": steps, "rank1": rank1, "mAP": mAP}]}
+
+
+def test_budget_curve_averages_the_seeds_of_each_schedule_length(budget, tmp_path):
+    short = _report(tmp_path / "a.json", [_run("dam", 480, 0, 20.0, 25.0, 70.0, 30.0), _run("agw", 480, 0, 9.0, 9.0, 9.0, 9.0)])
+    long = _report(tmp_path / "b.json", [_run("dam", 720, 1, 27.0, 31.0, 80.0, 36.0), _run("dam", 720, 2, 29.0, 33.0, 82.0, 34.0)])
+    runs = budget.read_runs([long, short], "dam")
+    assert sorted((r["steps"], r["seed"]) for r in runs) == [(480, 0), (720, 1), (720, 2)]
+    s480, s720 = budget.by_steps(runs)
+    assert (s480["steps"], s480["runs"], s480["rank1"], s480["ii"]) == (480, 1, 20.0, 30.0)
+    assert (s720["seeds"], s720["rank1"], s720["mAP"], s720["vv"], s720["ii"]) == ([1, 2], 28.0, 32.0, 81.0, 35.0)
+    out = tmp_path / "steps.png"
+    assert budget.main([str(short), str(long), "--out", str(out), "--target", "40"]) == 0
+    from PIL import Image
+
+    with Image.open(out) as image:
+        assert image.width > 1000 and image.height > 400
+
+
+def test_budget_curve_names_the_file_that_is_not_a_learning_report(budget, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rows": []}', encoding="utf-8")
+    assert budget.main([str(bad), "--out", str(tmp_path / "x.png")]) == 2
+    assert f"{bad}: not a bench/learning.py JSON file with a 'models' list" in capsys.readouterr().err
+    agw_only = _report(tmp_path / "agw.json", [_run("agw", 480, 0, 9.0, 9.0, 9.0, 9.0)])
+    assert budget.main([str(agw_only), "--out", str(tmp_path / "x.png")]) == 2
+    assert f"no dam run in {agw_only}" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
