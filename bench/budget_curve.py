@@ -91,13 +91,19 @@ def plot_budget(runs: list[dict[str, Any]], out: Path, *, title: str, target: fl
     summaries = by_steps(runs)
     palette = plt.get_cmap("viridis")
     colour = {s["steps"]: palette(i / max(1, len(summaries) - 1) * 0.85) for i, s in enumerate(summaries)}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.8, 4.6), dpi=150)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14.4, 4.6), dpi=150)
+    labelled = set()
     for run in runs:
         curve = [p for p in run["curve"] if "step" in p and "rank1" in p]
         if curve:
-            seed = f", seed {run['seed']}" if run["seed"] is not None else ""
+            seeds = [s for s in next(s["seeds"] for s in summaries if s["steps"] == run["steps"]) if s is not None]
+            label = None
+            if run["steps"] not in labelled:  # one legend entry per schedule length
+                labelled.add(run["steps"])
+                label = f"{run['steps']} steps" + (f", seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}"
+                                                   if seeds else "")
             left.plot([p["step"] for p in curve], [p["rank1"] for p in curve], marker="o", linewidth=1.8,
-                      color=colour[run["steps"]], label=f"{run['steps']} steps{seed}")
+                      color=colour[run["steps"]], label=label)
     left.set_xlabel("optimiser steps", fontsize=12)
     left.set_ylabel("cross-modal Rank-1, trial 0 (%)", fontsize=12)
     left.set_title("learning curves", fontsize=12)
@@ -117,8 +123,8 @@ def plot_budget(runs: list[dict[str, Any]], out: Path, *, title: str, target: fl
     right.set_ylabel("final figure, mean over trials (%)", fontsize=12)
     right.set_ylim(0, 100)
     right.set_title("final figures (dots: single seeds)", fontsize=12)
-    left.legend(fontsize=8, loc="upper left")
-    right.legend(fontsize=8, loc="upper left")
+    left.legend(fontsize=8, loc="lower right")
+    right.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the panel: the lines fill it
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=11)
