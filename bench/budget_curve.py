@@ -47,6 +47,8 @@ def read_runs(paths: list[Path], model: str) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise VireidError(f"{path}: not a bench/learning.py JSON file with a 'models' list ({type(exc).__name__}: "
                               f"{exc})") from None
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise VireidError(f"{path}: 'models' must be a list of bench/learning.py rows (objects)")
         for row in rows:
             if row.get("model") != model:
                 continue
@@ -57,9 +59,9 @@ def read_runs(paths: list[Path], model: str) -> list[dict[str, Any]]:
                              "ii": (row.get("infrared_to_infrared") or {}).get("rank1"),
                              "chance": float(row["chance_rank1"]), "curve": list(row.get("curve") or []),
                              "source": str(path)})
-            except (KeyError, TypeError, ValueError) as exc:
-                raise VireidError(f"{path}: a {model} run lacks {exc} (expected a bench/learning.py row: steps, "
-                                  "trained, chance_rank1)") from None
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise VireidError(f"{path}: a {model} run is not a bench/learning.py row with steps, trained rank1 "
+                                  f"and mAP, and chance_rank1 ({type(exc).__name__}: {exc})") from None
     if not runs:
         raise VireidError(f"no {model} run in {', '.join(map(str, paths))}")
     return runs

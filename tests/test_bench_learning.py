@@ -133,3 +133,14 @@ def test_budget_curve_names_the_file_that_is_not_a_learning_report(budget, tmp_p
     assert budget.main([str(agw_only), "--out", str(tmp_path / "x.png")]) == 2
     assert f"no dam run in {agw_only}" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_budget_curve_names_a_run_without_its_figures(budget, tmp_path, capsys):
+    broken = _run("dam", 480, 0, 20.0, 25.0, 70.0, 30.0)
+    del broken["trained"]
+    path = _report(tmp_path / "broken.json", [broken])
+    assert budget.main([str(path), "--out", str(tmp_path / "x.png")]) == 2
+    assert f"{path}: a dam run is not a bench/learning.py row with steps, trained rank1" in capsys.readouterr().err
+    listed = _report(tmp_path / "strings.json", ["dam"])
+    assert budget.main([str(listed), "--out", str(tmp_path / "x.png")]) == 2
+    assert "'models' must be a list of bench/learning.py rows" in capsys.readouterr().err
