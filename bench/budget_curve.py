@@ -35,7 +35,7 @@ FIGURES = (("rank1", "cross-modal Rank-1", "tab:blue", "o"), ("mAP", "cross-moda
 
 def read_runs(paths: list[Path], model: str) -> list[dict[str, Any]]:
     """The runs of ``model`` in the ``bench/learning.py`` JSON files, each ``{"steps", "seed", "rank1",
-    "mAP", "vv", "ii", "chance", "curve", "source"}``. A file that is not such a JSON, or no run of
+    "mAP", "vv", "ii", "chance", "curve"}``. A file that is not such a JSON, or no run of
     ``model`` in any, is a :class:`~vireid.errors.VireidError` naming the file."""
     from vireid.errors import VireidError
 
@@ -57,8 +57,7 @@ def read_runs(paths: list[Path], model: str) -> list[dict[str, Any]]:
                              "rank1": float(row["trained"]["rank1"]), "mAP": float(row["trained"]["mAP"]),
                              "vv": (row.get("visible_to_visible") or {}).get("rank1"),
                              "ii": (row.get("infrared_to_infrared") or {}).get("rank1"),
-                             "chance": float(row["chance_rank1"]), "curve": list(row.get("curve") or []),
-                             "source": str(path)})
+                             "chance": float(row["chance_rank1"]), "curve": list(row.get("curve") or [])})
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise VireidError(f"{path}: a {model} run is not a bench/learning.py row with steps, trained rank1 "
                                   f"and mAP, and chance_rank1 ({type(exc).__name__}: {exc})") from None
@@ -82,7 +81,9 @@ def by_steps(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def plot_budget(runs: list[dict[str, Any]], out: Path, *, title: str, target: float | None = None) -> Path:
+def plot_budget(runs: list[dict[str, Any]], summaries: list[dict[str, Any]], out: Path, *, title: str,
+                target: float | None = None) -> Path:
+    """The two panels (module docstring) of ``runs`` and their :func:`by_steps` ``summaries``, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,15 +91,15 @@ def plot_budget(runs: list[dict[str, Any]], out: Path, *, title: str, target: fl
 
     from vireid.visualization.figures import save_png
 
-    summaries = by_steps(runs)
     palette = plt.get_cmap("viridis")
     colour = {s["steps"]: palette(i / max(1, len(summaries) - 1) * 0.85) for i, s in enumerate(summaries)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(14.4, 4.6), dpi=150)
+    seeds_of = {s["steps"]: [seed for seed in s["seeds"] if seed is not None] for s in summaries}
     labelled = set()
     for run in runs:
         curve = [p for p in run["curve"] if "step" in p and "rank1" in p]
         if curve:
-            seeds = [s for s in next(s["seeds"] for s in summaries if s["steps"] == run["steps"]) if s is not None]
+            seeds = seeds_of[run["steps"]]
             label = None
             if run["steps"] not in labelled:  # one legend entry per schedule length
                 labelled.add(run["steps"])
@@ -147,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         runs = read_runs(args.files, args.model)
-        written = plot_budget(runs, args.out, title=args.title or f"tiny {args.model.upper()}: what steps buy",
-                              target=args.target)
     except VireidError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for s in by_steps(runs):
+    summaries = by_steps(runs)
+    written = plot_budget(runs, summaries, args.out, title=args.title or f"tiny {args.model.upper()}: what steps buy",
+                          target=args.target)
+    for s in summaries:
         figures = ", ".join(f"{label} {s[key]:.2f}" for key, label, *_ in FIGURES if s[key] is not None)
         print(f"{s['steps']:>6} steps, seeds {s['seeds']}: {figures}")
     print(f"written: {written}")

@@ -103,8 +103,7 @@ def _front_view(ident, cam: CameraSpec) -> Image.Image:
 
 def _save_sheet(sheet: Image.Image, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # makes the folder too
         sheet.save(tmp, format="PNG")
     return path
 
