@@ -124,6 +124,31 @@ def test_wrong_type_names_key_value_and_type(tmp_path: Path) -> None:
         load_config(section)
 
 
+def test_a_bad_value_among_many_layers_is_named_with_its_file_or_override(tmp_path: Path) -> None:
+    """The loader merges every file and override in one step, and again one at a time only to name the source
+    of a bad value; a value that a later layer replaces never reaches the run and is not an error."""
+    write(tmp_path / "base.yaml", "optim:\n  lr: fast\n")
+    top = write(tmp_path / "top.yaml", "_base_: base.yaml\ntrain:\n  epochs: 4\n")
+    with pytest.raises(ConfigError, match=r"base\.yaml: config key 'optim.lr' has the value 'fast'; expected float"):
+        load_config(top, ["train.seed=1", "train.epochs=2"])
+    assert load_config(top, ["train.seed=1", "optim.lr=0.01"]).optim.lr == pytest.approx(0.01)
+    with pytest.raises(ConfigError, match=r"override 'train.epochs=abc': config key 'train.epochs' .*expected int"):
+        load_config(None, ["train.seed=1", "train.epochs=abc", "data.flip=false"])
+
+
+def test_merging_the_layers_at_once_equals_merging_them_one_by_one() -> None:
+    from vireid.config.loader import _layers, _merge_layers
+
+    overrides = ["train.epochs=3", "model.mca_after=[3]", "optim.lr=1e-3", "train.epochs=4", "data.flip=false"]
+    configs = sorted(p for p in Path("configs").rglob("*.yaml") if "_base_" not in p.parts)
+    assert len(configs) > 40
+    for path in configs:
+        layers = _layers(path, overrides)
+        at_once, one_by_one = _merge_layers(layers, at_once=True), _merge_layers(layers, at_once=False)
+        assert config_to_yaml(at_once) == config_to_yaml(one_by_one), path
+        assert OmegaConf.is_struct(at_once) and OmegaConf.get_type(at_once) is VireidConfig
+
+
 def test_malformed_override_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["train.epochs"])

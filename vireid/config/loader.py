@@ -12,13 +12,16 @@ config in struct mode), then merges a chain of YAML files, then ``key=value`` co
 
 Every key and value is checked: an unknown key is a :class:`~vireid.errors.ConfigError` naming the key,
 the file (or the override) it came from, and the nearest valid key; a value of the wrong type names the
-key, the value and the expected type.
+key, the value and the expected type. The values checked are the merged ones: a value that a later file or
+override replaces never reaches the run, and is not checked.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import re
 import typing
 from collections.abc import Mapping, Sequence
@@ -118,11 +121,26 @@ def _expected_type(key: str) -> str:
     return "a valid value"
 
 
+@functools.lru_cache(maxsize=1)
+def _defaults() -> DictConfig:
+    """The defaults as a struct-mode structured config, built once per process (building it from the
+    dataclasses costs several times a copy). Never handed out: :func:`_fresh_defaults` copies it."""
+    cfg = OmegaConf.structured(VireidConfig)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def _fresh_defaults() -> DictConfig:
+    """A config of the defaults of its own, to merge into."""
+    return copy.deepcopy(_defaults())
+
+
 def _merge(cfg: DictConfig, data: Mapping[str, Any], source: str) -> DictConfig:
-    """``cfg`` with ``data`` merged in; a type mismatch is a ConfigError naming key, value and type."""
+    """Merge ``data`` into ``cfg`` in place (``cfg`` is the loader's own copy, so nothing is copied per layer);
+    a type mismatch is a ConfigError naming key, value and type."""
     _check_keys(data, source)
     try:
-        return typing.cast(DictConfig, OmegaConf.merge(cfg, OmegaConf.create(dict(data))))
+        return typing.cast(DictConfig, OmegaConf.unsafe_merge(cfg, OmegaConf.create(dict(data))))
     except OmegaConfBaseException as exc:
         key = exc.full_key or "?"
         expected = _expected_type(key)
@@ -195,6 +213,39 @@ def _parse_override(text: str) -> dict[str, Any]:
     return typing.cast(dict[str, Any], data)
 
 
+def _deep_update(target: dict[str, Any], data: Mapping[str, Any]) -> None:
+    """Merge the nested mapping ``data`` into ``target`` as OmegaConf merges: mappings key by key, any other
+    value (lists included) replaced."""
+    for key, value in data.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _layers(path: str | Path | None, overrides: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """``(source, keys)`` in merge order: each file of ``path``'s ``_base_`` chain, then each override."""
+    layers = [(str(file), data) for file, data in _yaml_chain(Path(path))] if path is not None else []
+    return layers + [(f"override {text!r}", _parse_override(text)) for text in overrides]
+
+
+def _merge_layers(layers: list[tuple[str, dict[str, Any]]], *, at_once: bool) -> DictConfig:
+    """The defaults with ``layers`` merged in, later layers winning: ``at_once``, the layers combined as plain
+    mappings and checked in one OmegaConf merge (a merge into the whole config costs milliseconds, and
+    configs chain several files and tests pass many overrides); otherwise one merge per layer, so that a bad
+    value is named with the file or override it comes from."""
+    cfg = _fresh_defaults()
+    if at_once and len(layers) > 1:
+        combined: dict[str, Any] = {}
+        for source, data in layers:
+            _check_keys(data, source)
+            _deep_update(combined, data)
+        return _merge(cfg, combined, "the config files and overrides")
+    for source, data in layers:
+        cfg = _merge(cfg, data, source)
+    return cfg
+
+
 # ---------------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------------
@@ -208,13 +259,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """
     if isinstance(overrides, str):
         raise TypeError("overrides must be a sequence of 'key=value' strings, not one string")
-    cfg = OmegaConf.structured(VireidConfig)
-    OmegaConf.set_struct(cfg, True)
-    if path is not None:
-        for file, data in _yaml_chain(Path(path)):
-            cfg = _merge(cfg, data, str(file))
-    for text in overrides:
-        cfg = _merge(cfg, _parse_override(text), f"override {text!r}")
+    layers = _layers(path, overrides)
+    try:
+        cfg = _merge_layers(layers, at_once=True)
+    except ConfigError:  # again one layer at a time: the error then names the file or override of the value
+        cfg = _merge_layers(layers, at_once=False)
     OmegaConf.set_struct(cfg, True)
     try:
         OmegaConf.resolve(cfg)
@@ -244,9 +293,7 @@ def save_config(cfg: DictConfig, path: str | Path) -> Path:
 def config_from_yaml(text: str, source: str = "recorded config") -> DictConfig:
     """A struct-mode config typed by the defaults, from resolved YAML text (as checkpoints, gallery indexes
     and ``--all-trials`` runs record it); ``source`` names it in the error."""
-    cfg = OmegaConf.structured(VireidConfig)
-    OmegaConf.set_struct(cfg, True)
     try:
-        return OmegaConf.merge(cfg, OmegaConf.create(text))
+        return OmegaConf.unsafe_merge(_fresh_defaults(), OmegaConf.create(text))
     except (OmegaConfBaseException, ValueError) as exc:
         raise ConfigError(f"{source}: cannot be read as a vireid config ({str(exc).splitlines()[0]})") from None
