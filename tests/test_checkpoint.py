@@ -206,3 +206,43 @@ def test_load_model_weights_shape_mismatch_and_no_overlap(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="neither a vireid checkpoint nor a state_dict"):
         load_model_weights(Net(), tmp_path / "list.pth")
+
+
+def test_a_trained_model_is_built_without_drawing_a_random_start(tmp_path, monkeypatch):
+    """load_trained_model builds the network with torch.nn.init's initialisers skipped, then loads every weight
+    strictly: the weights and the test features equal the saved model's, the global random state is the one
+    before the load, and the initialisers are back afterwards, also when building fails."""
+    from vireid.config import config_to_yaml, load_config
+    from vireid.errors import ConfigError
+    from vireid.models import build_model
+    from vireid.models.loading import load_trained_model
+    from vireid.models.weights import initialisation_skipped
+
+    cfg = load_config("configs/sysu/dam_tiny.yaml")
+    torch.manual_seed(3)
+    saved = build_model(cfg, 7).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model=saved, epoch=1, num_classes=7, config_yaml=config_to_yaml(cfg))
+    state = torch.random.get_rng_state()
+    loaded, _ = load_trained_model(cfg, path)
+    assert torch.equal(torch.random.get_rng_state(), state)  # no random start drawn
+    assert saved.state_dict().keys() == loaded.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), loaded.state_dict().values()))
+    images = torch.rand(2, 3, cfg.data.height, cfg.data.width)
+    with torch.no_grad():
+        assert torch.equal(saved.extract(images, "visible"), loaded.eval().extract(images, "visible"))
+
+    initialisers = {name: getattr(nn.init, name) for name in ("kaiming_normal_", "uniform_", "constant_")}
+    state = torch.random.get_rng_state()
+    with initialisation_skipped():
+        layer = nn.Linear(3, 2)
+        assert all(getattr(nn.init, name) is not f for name, f in initialisers.items())
+    assert all(getattr(nn.init, name) is f for name, f in initialisers.items())
+    assert torch.equal(torch.random.get_rng_state(), state) and layer.weight.shape == (2, 3)
+    with pytest.raises(ConfigError), initialisation_skipped():
+        raise ConfigError("a failed build")
+    assert all(getattr(nn.init, name) is f for name, f in initialisers.items())
+    # a file that misses a weight is refused: nothing is left as uninitialised memory
+    partial = load_checkpoint(path)
+    partial["model"] = {k: v for k, v in partial["model"].items() if "neck" not in k}
+    with pytest.raises(CheckpointError, match="missing keys: .*neck"):
+        load_trained_model(cfg, path, ckpt=partial)

@@ -12,6 +12,7 @@ from typing import Any
 
 from vireid.errors import CheckpointError, ConfigError
 from vireid.models.checkpoint import apply_model_state, load_model_checkpoint
+from vireid.models.weights import initialisation_skipped
 
 logger = logging.getLogger("vireid.models")
 
@@ -80,6 +81,7 @@ def load_trained_model(
     if not isinstance(num_classes, int) or num_classes < 1:
         raise CheckpointError(f"{checkpoint}: checkpoint does not record num_classes")
     _warn_model_config_changes(checkpoint, ckpt.get("config"), cfg)
-    model = build_model(checkpoint_model_config(cfg, ckpt, checkpoint), num_classes)
+    with initialisation_skipped():  # every weight comes from the file: no random start drawn first
+        model = build_model(checkpoint_model_config(cfg, ckpt, checkpoint), num_classes)
     apply_model_state(model, ckpt["model"], source=str(checkpoint), strict=True)
     return model, ckpt

@@ -1,9 +1,11 @@
-"""Reading pretrained weight files (the ``model.pretrained=/path`` of every backbone)."""
+"""Where a network's weights come from: pretrained weight files (the ``model.pretrained=/path`` of every
+backbone), and no random initialisation for a network whose every weight is loaded next."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,3 +99,31 @@ def load_fitting_weights(
     logger.info("loaded %d/%d tensors of %s from %s", matched, len(counted), what, source)
     return WeightLoadReport(source=source, matched=matched, expected=len(counted), missing=missing,
                             unexpected=unexpected)
+
+
+#: The initialisers of ``torch.nn.init`` that module constructors call (torch's layers, torchvision's ResNet,
+#: vireid's modules).
+_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                 "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                 "sparse_")
+
+
+@contextmanager
+def initialisation_skipped() -> Iterator[None]:
+    """Inside, ``torch.nn.init``'s initialisers leave their tensor as it is: a network built here holds
+    uninitialised memory until a state dict is loaded into it *strictly* (every parameter and persistent
+    buffer overwritten). Drawing the random start of a network whose weights are loaded next is most of the
+    time it takes to build (ResNet layers initialise twice: the layer's own start, then the ResNet's), and it
+    leaves the global random state as it found it. Not thread-safe: it patches the module for every thread."""
+    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+
+    def left_as_is(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return tensor
+
+    try:
+        for name in saved:
+            setattr(nn.init, name, left_as_is)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
