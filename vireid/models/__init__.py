@@ -1,8 +1,9 @@
 """Models: the two-stream CNN backbone, AGW, CAJ and DAM, built by name from the config.
 
 ``build_model(cfg, num_classes)`` builds ``cfg.model.name`` from :data:`MODELS`; a new model
-registers itself with ``@register_model("name")`` on a :class:`ReIDModel` subclass that has
-``from_config(cfg, num_classes)``.
+registers itself with ``@register_model("name")`` on a :class:`ReIDModel` subclass that declares the config
+keys of its constructor's arguments (``CONFIG_KEYS``, read by the default ``from_config(cfg, num_classes)``)
+or overrides ``from_config``.
 """
 
 from vireid.models.base import ReIDModel

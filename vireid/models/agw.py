@@ -14,7 +14,6 @@ L2-normalised (as the reference code; cosine and Euclidean rankings then agree).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 
@@ -64,8 +63,14 @@ class AGW(ReIDModel):
         margin: float = 0.3,
         cross_modality: bool = True,
         wrt_variant: str = "reference",
+        test_feature: str = "global",
     ) -> None:
         super().__init__()
+        if test_feature != "global":
+            raise ConfigError(
+                f"model.test_feature={test_feature!r} needs a local branch; {getattr(type(self), 'name', type(self).__name__)} has only the "
+                "global feature (use 'global', or model.name=dam with model.local_parts > 0)"
+            )
         check_choice("model.pool", pool, POOLS)
         check_choice("model.neck_feat", neck_feat, NECK_FEATS)
         if num_classes < 1:
@@ -87,32 +92,11 @@ class AGW(ReIDModel):
         self.metric_loss = metric_loss(metric, margin=margin, cross_modality=cross_modality,
                                        wrt_variant=wrt_variant, allowed=("wrt", "batch_hard", "adaptive", "esd", "none"))
 
-    @staticmethod
-    def config_kwargs(cfg: Any) -> dict[str, Any]:
-        """Constructor keywords read from ``cfg.model`` and ``cfg.loss`` (shared by AGW, CAJ and DAM)."""
-        backbone = TwoStreamResNet.config_kwargs(cfg)
-        m, loss = cfg.model, cfg.loss
-        return dict(
-            **backbone,
-            pool=m.pool,
-            gem_p=m.gem_p,
-            neck_feat=m.neck_feat,
-            id_smoothing=loss.id_smoothing,
-            metric=loss.metric,
-            margin=loss.margin,
-            cross_modality=loss.cross_modality,
-            wrt_variant=loss.wrt_variant,
-        )
-
-    @classmethod
-    def from_config(cls, cfg: Any, num_classes: int) -> AGW:
-        kwargs = cls.config_kwargs(cfg)
-        if cfg.model.test_feature != "global":
-            raise ConfigError(
-                f"model.test_feature={cfg.model.test_feature!r} needs a local branch; {cls.name} has only the "
-                "global feature (use 'global', or model.name=dam with model.local_parts > 0)"
-            )
-        return cls(num_classes=num_classes, **kwargs)
+    CONFIG_KEYS = {
+        **TwoStreamResNet.CONFIG_KEYS,
+        **{key: f"model.{key}" for key in ("pool", "gem_p", "neck_feat", "test_feature")},
+        **{key: f"loss.{key}" for key in ("id_smoothing", "metric", "margin", "cross_modality", "wrt_variant")},
+    }
 
     # ---------------------------------------------------------------------------------------------
     def stage_hooks(self) -> dict[int, Callable[[torch.Tensor], torch.Tensor]]:

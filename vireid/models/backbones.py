@@ -169,17 +169,10 @@ class TwoStreamResNet(nn.Module):
                         NonLocalBlock(channels[stage - 1], inter_channels=inter) for _ in range(count)
                     )
 
-    #: The ``model.*`` keys the constructor takes (same names).
-    CONFIG_KEYS = ("arch", "pretrained", "specific_stages", "last_stride", "non_local", "non_local_inter_channels_one")
-
-    @classmethod
-    def config_kwargs(cls, cfg: Any) -> dict[str, Any]:
-        """Constructor keywords from ``cfg.model`` (models that embed the backbone pass them on)."""
-        return {key: cfg.model[key] for key in cls.CONFIG_KEYS}
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> TwoStreamResNet:
-        return cls(**cls.config_kwargs(cfg))
+    #: Constructor argument -> config key (the ``model.*`` key of the same name), declared for the models that
+    #: embed the backbone (:attr:`vireid.models.base.ReIDModel.CONFIG_KEYS`).
+    CONFIG_KEYS = {key: f"model.{key}" for key in ("arch", "pretrained", "specific_stages", "last_stride",
+                                                   "non_local", "non_local_inter_channels_one")}
 
     def _run_stage(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if name not in self.non_local:

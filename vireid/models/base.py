@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from vireid.data.records import INTERMEDIATE_CODE, MODALITY_CODES, values_outside
@@ -53,8 +55,39 @@ def host_codes(modality: torch.Tensor | str, n: int, *, allowed: int = 3) -> np.
     return codes
 
 
+#: A constructor argument's source: a dotted config key, or a tuple of keys (the argument is the tuple of their
+#: values, e.g. ``("data.height", "data.width")``).
+ConfigSource = str | tuple[str, ...]
+
+
+def config_values(cfg: Any, keys: Mapping[str, ConfigSource]) -> dict[str, Any]:
+    """``{argument: value}`` of ``keys`` (argument -> :data:`ConfigSource`) read from the resolved config ``cfg``,
+    lists as plain lists. The loader has checked every value (:mod:`vireid.config.checks`)."""
+
+    def value(key: str) -> Any:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        return OmegaConf.to_container(node) if OmegaConf.is_config(node) else node
+
+    return {arg: tuple(value(k) for k in key) if isinstance(key, tuple) else value(key) for arg, key in keys.items()}
+
+
 class ReIDModel(nn.Module, abc.ABC):
-    """A re-id model: losses in training, features in evaluation; normalises its own [0, 1] input."""
+    """A re-id model: losses in training, features in evaluation; normalises its own [0, 1] input.
+
+    A model declares the config keys its constructor takes in :attr:`CONFIG_KEYS`; the default
+    :meth:`from_config` reads them, so a model's module never reads the configuration. A model whose
+    arguments are not plain config values overrides :meth:`from_config`."""
+
+    #: Constructor argument -> the config key it is read from (:data:`ConfigSource`); ``num_classes`` comes
+    #: from the training set.
+    CONFIG_KEYS: ClassVar[Mapping[str, ConfigSource]] = {}
+
+    @classmethod
+    def from_config(cls, cfg: Any, num_classes: int) -> ReIDModel:
+        """The model of ``cfg`` for ``num_classes`` training identities: ``CONFIG_KEYS`` read from the config."""
+        return cls(num_classes=num_classes, **config_values(cfg, cls.CONFIG_KEYS))
 
     def __init__(self) -> None:
         super().__init__()

@@ -130,29 +130,12 @@ class DAM(AGW):
         self.center_loss = HeteroCenterTripletLoss(margin=margin)
         self.hc_loss = HeteroCenterLoss()
 
-    @classmethod
-    def from_config(cls, cfg: Any, num_classes: int) -> DAM:
-        kwargs = cls.config_kwargs(cfg)  # the backbone's and AGW's keys, then DAM's own
-        m, loss = cfg.model, cfg.loss
-        return cls(
-            num_classes=num_classes,
-            **kwargs,
-            mca_after=list(m.mca_after),
-            mca_reduction=m.mca_reduction,
-            mca_pool_sizes=list(m.mca_pool_sizes),
-            mca_dilations=list(m.mca_dilations),
-            pca_after=list(m.pca_after),
-            pca_parts=m.pca_parts,
-            local_parts=m.local_parts,
-            local_dim=m.local_dim,
-            test_feature=m.test_feature,
-            mse_weight=loss.mse_weight,
-            alpha=loss.alpha,
-            lambda1=loss.lambda1,
-            lambda2=loss.lambda2,
-            lambda3=loss.lambda3,
-            center_normalize=loss.center_normalize,
-        )
+    CONFIG_KEYS = {
+        **AGW.CONFIG_KEYS,  # the backbone's and AGW's keys (model.test_feature: DAM's local branch takes it), then DAM's own
+        **{key: f"model.{key}" for key in ("mca_after", "mca_reduction", "mca_pool_sizes", "mca_dilations", "pca_after",
+                                           "pca_parts", "local_parts", "local_dim")},
+        **{key: f"loss.{key}" for key in ("mse_weight", "alpha", "lambda1", "lambda2", "lambda3", "center_normalize")},
+    }
 
     def stage_hooks(self) -> dict[int, Callable[[torch.Tensor], torch.Tensor]]:
         """After stage ``s``: MCA (if configured there), then PCA (if configured there)."""

@@ -32,7 +32,6 @@ Test (``extract``): the feature after (``model.neck_feat=after``) or before the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -85,8 +84,11 @@ class FAFE(ReIDModel):
         wrt_variant: str = "reference",
         cross_modality: bool = False,
         center_weight: float = 0.0005,
+        test_feature: str = "global",
     ) -> None:
         super().__init__()
+        if test_feature != "global":
+            raise ConfigError(f"model.test_feature={test_feature!r}: FAFE has only the global feature (use 'global')")
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
         check_choice("model.pool", pool, POOLS)
@@ -139,35 +141,15 @@ class FAFE(ReIDModel):
                                        num_classes=num_classes,
                                        feat_dim=self.feat_dim, allowed=METRICS)
 
-    @classmethod
-    def from_config(cls, cfg: Any, num_classes: int) -> FAFE:
-        m, loss = cfg.model, cfg.loss
-        if m.test_feature != "global":
-            raise ConfigError(f"model.test_feature={m.test_feature!r}: FAFE has only the global feature (use 'global')")
-        return cls(
-            num_classes=num_classes,
-            **TwoStreamResNet.config_kwargs(cfg),  # arch, pretrained and the ResNet keys (Table 3 rows without CrossViT)
-            img_size=(int(cfg.data.height), int(cfg.data.width)),
-            crossvit_patch_size=list(m.crossvit_patch_size),
-            crossvit_coarse_scale=float(m.crossvit_coarse_scale),
-            multiscale_residual=bool(m.multiscale_residual),
-            drop_path_rate=float(m.drop_path_rate),
-            csa=bool(m.csa),
-            csa_branch=m.csa_branch,
-            csa_reduction=int(m.csa_reduction),
-            csa_kernel=int(m.csa_kernel),
-            csa_combine=m.csa_combine,
-            pool=m.pool,
-            gem_p=m.gem_p,
-            neck_feat=m.neck_feat,
-            id_smoothing=loss.id_smoothing,
-            metric=loss.metric,
-            margin=loss.margin,
-            adaptive_mode=loss.adaptive_mode,
-            wrt_variant=loss.wrt_variant,
-            cross_modality=loss.cross_modality,
-            center_weight=loss.center_weight,
-        )
+    CONFIG_KEYS = {
+        **TwoStreamResNet.CONFIG_KEYS,  # arch, pretrained and the ResNet keys (Table 3 rows without CrossViT)
+        "img_size": ("data.height", "data.width"),
+        **{key: f"model.{key}" for key in ("crossvit_patch_size", "crossvit_coarse_scale", "multiscale_residual",
+                                           "drop_path_rate", "csa", "csa_branch", "csa_reduction", "csa_kernel",
+                                           "csa_combine", "pool", "gem_p", "neck_feat", "test_feature")},
+        **{key: f"loss.{key}" for key in ("id_smoothing", "metric", "margin", "adaptive_mode", "wrt_variant",
+                                          "cross_modality", "center_weight")},
+    }
 
     # ---------------------------------------------------------------------------------------------
     def _encode(self, images: torch.Tensor, modality: torch.Tensor | str) -> tuple[torch.Tensor, list[torch.Tensor]]:

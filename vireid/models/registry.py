@@ -14,8 +14,8 @@ MODELS: dict[str, type[ReIDModel]] = {}
 
 
 def register_model(name: str) -> Callable[[type[ReIDModel]], type[ReIDModel]]:
-    """Class decorator adding a model under ``name`` (also sets ``cls.name``). The class must
-    provide ``from_config(cfg, num_classes)``."""
+    """Class decorator adding a model under ``name`` (also sets ``cls.name``). The class declares its
+    constructor's config keys (``CONFIG_KEYS``) or overrides ``from_config(cfg, num_classes)``."""
 
     def deco(cls: type[ReIDModel]) -> type[ReIDModel]:
         if not (isinstance(cls, type) and issubclass(cls, ReIDModel)):
