@@ -113,8 +113,10 @@ def initialisation_skipped() -> Iterator[None]:
     """Inside, ``torch.nn.init``'s initialisers leave their tensor as it is: a network built here holds
     uninitialised memory until a state dict is loaded into it *strictly* (every parameter and persistent
     buffer overwritten). Drawing the random start of a network whose weights are loaded next is most of the
-    time it takes to build (ResNet layers initialise twice: the layer's own start, then the ResNet's), and it
-    leaves the global random state as it found it. Not thread-safe: it patches the module for every thread."""
+    time it takes to build (ResNet layers initialise twice: the layer's own start, then the ResNet's). A network
+    initialised through ``torch.nn.init`` only (the ResNet models) then leaves the global random state as it
+    found it; timm's CrossViT still draws its own truncated normals. Not thread-safe: it patches the module for
+    every thread."""
     saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
 
     def left_as_is(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
