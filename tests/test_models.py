@@ -145,7 +145,10 @@ def test_register_model_rejects_duplicates_and_non_models():
         register_model("agw")(type("Other", (MODELS["dam"],), {}))
     with pytest.raises(ValueError, match="ReIDModel subclass"):
         register_model("not_a_model")(torch.nn.Linear)
-    assert "not_a_model" not in MODELS
+    typo = type("Typo", (MODELS["agw"],), {"CONFIG_KEYS": {**MODELS["agw"].CONFIG_KEYS, "pool": "model.pol"}})
+    with pytest.raises(ValueError, match=r"Typo.CONFIG_KEYS names \['model.pol'\], which are not keys"):
+        register_model("typo")(typo)
+    assert "not_a_model" not in MODELS and "typo" not in MODELS
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -67,10 +67,9 @@ class AGW(ReIDModel):
     ) -> None:
         super().__init__()
         if test_feature != "global":
-            raise ConfigError(
-                f"model.test_feature={test_feature!r} needs a local branch; {getattr(type(self), 'name', type(self).__name__)} has only the "
-                "global feature (use 'global', or model.name=dam with model.local_parts > 0)"
-            )
+            name = getattr(type(self), "name", type(self).__name__)
+            raise ConfigError(f"model.test_feature={test_feature!r} needs a local branch; {name} has only the global "
+                              "feature (use 'global', or model.name=dam with model.local_parts > 0)")
         check_choice("model.pool", pool, POOLS)
         check_choice("model.neck_feat", neck_feat, NECK_FEATS)
         if num_classes < 1:

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
+from vireid.config import config_keys
 from vireid.errors import ConfigError
 from vireid.models.base import ReIDModel
 
@@ -20,8 +21,12 @@ def register_model(name: str) -> Callable[[type[ReIDModel]], type[ReIDModel]]:
     def deco(cls: type[ReIDModel]) -> type[ReIDModel]:
         if not (isinstance(cls, type) and issubclass(cls, ReIDModel)):
             raise ValueError(f"register_model({name!r}) expects a ReIDModel subclass, got {cls!r}")
-        if not callable(getattr(cls, "from_config", None)):
-            raise ValueError(f"register_model({name!r}): {cls.__qualname__} has no from_config(cfg, num_classes)")
+        known = set(config_keys())
+        unknown = [key for source in cls.CONFIG_KEYS.values()
+                   for key in (source if isinstance(source, tuple) else (source,)) if key not in known]
+        if unknown:
+            raise ValueError(f"register_model({name!r}): {cls.__qualname__}.CONFIG_KEYS names {unknown}, which are not "
+                             "keys of the configuration (vireid/config/defaults.py)")
         if name in MODELS and MODELS[name] is not cls:
             raise ValueError(f"model name {name!r} is already registered by {MODELS[name].__qualname__}")
         cls.name = name
