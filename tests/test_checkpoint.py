@@ -241,6 +241,22 @@ def test_a_trained_model_is_built_without_drawing_a_random_start(tmp_path, monke
     with pytest.raises(ConfigError), initialisation_skipped():
         raise ConfigError("a failed build")
     assert all(getattr(nn.init, name) is f for name, f in initialisers.items())
+    # only the thread inside skips: a layer built meanwhile in another thread starts as it would outside
+    import threading
+
+    torch.manual_seed(5)
+    expected, built = nn.Linear(8, 4).weight.detach().clone(), {}
+
+    def build_elsewhere():
+        torch.manual_seed(5)
+        built["weight"] = nn.Linear(8, 4).weight.detach().clone()
+
+    with initialisation_skipped(), initialisation_skipped():  # nested: the originals come back after the outer
+        thread = threading.Thread(target=build_elsewhere)
+        thread.start()
+        thread.join()
+    assert torch.equal(built["weight"], expected)
+    assert all(getattr(nn.init, name) is f for name, f in initialisers.items())
     # a file that misses a weight is refused: nothing is left as uninitialised memory
     partial = load_checkpoint(path)
     partial["model"] = {k: v for k, v in partial["model"].items() if "neck" not in k}

@@ -4,8 +4,9 @@ backbone), and no random initialisation for a network whose every weight is load
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,24 +109,52 @@ _INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "
                  "sparse_")
 
 
-@contextmanager
-def initialisation_skipped() -> Iterator[None]:
+class _SkippedInitialisation:
+    """While one or more threads are inside :func:`initialisation_skipped`, ``torch.nn.init``'s initialisers are
+    wrappers that skip in those threads and initialise as usual in every other; the originals are back once the
+    last thread has left."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside = 0  # threads (and nested contexts) inside
+        self.originals: dict[str, Callable] = {}
+        self.here = threading.local()
+
+    def wrap(self, original: Callable) -> Callable:
+        def initialise_or_skip(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+            return tensor if getattr(self.here, "skipping", False) else original(tensor, *args, **kwargs)
+
+        return initialise_or_skip
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self.lock:
+            if self.inside == 0:
+                self.originals = {name: getattr(nn.init, name) for name in _INITIALISERS}
+                for name, original in self.originals.items():
+                    setattr(nn.init, name, self.wrap(original))
+            self.inside += 1
+        before, self.here.skipping = getattr(self.here, "skipping", False), True
+        try:
+            yield
+        finally:
+            self.here.skipping = before
+            with self.lock:
+                self.inside -= 1
+                if self.inside == 0:
+                    for name, original in self.originals.items():
+                        setattr(nn.init, name, original)
+
+
+_skipped_initialisation = _SkippedInitialisation()
+
+
+def initialisation_skipped() -> AbstractContextManager[None]:
     """Inside, ``torch.nn.init``'s initialisers leave their tensor as it is: a network built here holds
     uninitialised memory until a state dict is loaded into it *strictly* (every parameter and persistent
     buffer overwritten). Drawing the random start of a network whose weights are loaded next is most of the
     time it takes to build (ResNet layers initialise twice: the layer's own start, then the ResNet's). A network
     initialised through ``torch.nn.init`` only (the ResNet models) then leaves the global random state as it
-    found it; timm's CrossViT still draws its own truncated normals. Not thread-safe: it patches the module for
-    every thread."""
-    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
-
-    def left_as_is(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        return tensor
-
-    try:
-        for name in saved:
-            setattr(nn.init, name, left_as_is)
-        yield
-    finally:
-        for name, function in saved.items():
-            setattr(nn.init, name, function)
+    found it; timm's CrossViT still draws its own truncated normals. Only the calling thread skips: a network
+    built meanwhile in another thread is initialised as usual."""
+    return _skipped_initialisation()
