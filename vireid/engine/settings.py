@@ -12,22 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vireid.config import config_to_yaml
 from vireid.config.checks import AMP_DTYPES, BEST_METRICS, COMPILE_MODES, SPEED_SWITCHES
 from vireid.config.defaults import OptimConfig, TrainConfig
 from vireid.errors import ConfigError, check_choice
 
 #: The defaults file's values: a setting left out when building the settings by hand takes the config's default.
 _TRAIN, _OPTIM = TrainConfig(), OptimConfig()
-
-
-def _config_yaml(cfg: Any) -> str:
-    try:
-        from vireid.config import config_to_yaml
-    except ImportError:  # the config loader is optional for library users
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_yaml(cfg)
-    return config_to_yaml(cfg)
 
 
 @dataclass(frozen=True)
@@ -70,7 +61,7 @@ class TrainSettings:
                    best_metric=str(t.best_metric), deterministic=bool(t.deterministic), amp=bool(t.amp),
                    amp_dtype=str(t.amp_dtype), channels_last=str(t.channels_last), compile=bool(t.compile),
                    compile_mode=str(t.compile_mode), clip_grad_norm=float(cfg.optim.clip_grad_norm),
-                   find_unused_parameters=bool(t.find_unused_parameters), config_yaml=_config_yaml(cfg))
+                   find_unused_parameters=bool(t.find_unused_parameters), config_yaml=config_to_yaml(cfg))
 
 
 @dataclass(frozen=True)
