@@ -23,6 +23,8 @@ import os
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -31,6 +33,35 @@ import vireid
 
 ROOT = str(Path(vireid.__file__).parent)
 REPO = Path(vireid.__file__).resolve().parents[1]
+
+
+@contextmanager
+def config_reads(root: str = ROOT) -> Iterator[list[str]]:
+    """Inside, every attribute or item read of an OmegaConf config made by code under ``root`` is appended to the
+    yielded list, as that file's path relative to ``root`` (OmegaConf's own frames skipped)."""
+    reads: list[str] = []
+    get_attr, get_item = DictConfig.__getattr__, DictConfig.__getitem__
+
+    def record() -> None:
+        frame = sys._getframe(2)
+        while frame and "omegaconf" in frame.f_code.co_filename:
+            frame = frame.f_back
+        if frame and frame.f_code.co_filename.startswith(root):
+            reads.append(os.path.relpath(frame.f_code.co_filename, root))
+
+    def traced_attr(self, key):
+        record()
+        return get_attr(self, key)
+
+    def traced_item(self, key):
+        record()
+        return get_item(self, key)
+
+    DictConfig.__getattr__, DictConfig.__getitem__ = traced_attr, traced_item
+    try:
+        yield reads
+    finally:
+        DictConfig.__getattr__, DictConfig.__getitem__ = get_attr, get_item
 
 
 def main() -> None:
@@ -43,24 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--by", choices=("reads", "calls"), default="reads")
     by = parser.parse_args().by
-    reads: list[str] = []
-    get_attr, get_item = DictConfig.__getattr__, DictConfig.__getitem__
-
-    def reader() -> str:
-        frame = sys._getframe(2)
-        while frame and "omegaconf" in frame.f_code.co_filename:
-            frame = frame.f_back
-        return frame.f_code.co_filename if frame else "?"
-
-    def traced_attr(self, key):
-        if (name := reader()).startswith(ROOT):
-            reads.append(os.path.relpath(name, ROOT))
-        return get_attr(self, key)
-
-    def traced_item(self, key):
-        if (name := reader()).startswith(ROOT):
-            reads.append(os.path.relpath(name, ROOT))
-        return get_item(self, key)
+    calls: list[str] = []
 
     def traced_call(frame, event, arg):
         code = frame.f_code
@@ -69,7 +83,7 @@ def main() -> None:
         # at a call the locals are the arguments, then the closure's variables: the arguments only
         arguments = list(frame.f_locals.values())[:code.co_argcount + code.co_kwonlyargcount]
         if any(isinstance(v, DictConfig) for v in arguments):
-            reads.append(os.path.relpath(code.co_filename, ROOT))
+            calls.append(os.path.relpath(code.co_filename, ROOT))
 
     with tempfile.TemporaryDirectory(prefix="vireid-config-walk-") as folder:
         tmp = Path(folder)
@@ -78,14 +92,15 @@ def main() -> None:
                           [f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", "train.epochs=1",
                            "train.iters_per_epoch=1", "test.trials=1", "data.ids_per_batch=2", "train.eval_every=0"])
         if by == "reads":
-            DictConfig.__getattr__, DictConfig.__getitem__ = traced_attr, traced_item
+            with config_reads() as reads:
+                run_training(cfg)
         else:
             sys.setprofile(traced_call)
-        try:
-            run_training(cfg)
-        finally:
-            DictConfig.__getattr__, DictConfig.__getitem__ = get_attr, get_item
-            sys.setprofile(None)
+            try:
+                run_training(cfg)
+            finally:
+                sys.setprofile(None)
+            reads = calls
     stays = reads[:1]
     for name in reads[1:]:
         if name != stays[-1]:

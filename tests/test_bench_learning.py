@@ -3,27 +3,20 @@ means and sample standard deviations, the refusal of bad seed lists, and a two-s
 runs land in their own folders with their own seeds; bench/budget_curve.py's means per schedule length and
 its refusal of a file that is not a learning report."""
 
-import importlib.util
 import json
 import statistics
 from pathlib import Path
 
 import pytest
 
+from tests.bench_scripts import bench_script
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _bench_script(name):
-    """A script of bench/ imported as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def learning():
-    return _bench_script("learning")
+    return bench_script("learning")
 
 
 def _row(seed, rank1, mAP, ii=None):
@@ -93,7 +86,7 @@ def test_two_training_seeds_run_in_their_own_folders_and_are_summarised(learning
 
 @pytest.fixture(scope="module")
 def budget():
-    return _bench_script("budget_curve")
+    return bench_script("budget_curve")
 
 
 def _report(path, rows):

@@ -152,45 +152,25 @@ def test_register_model_rejects_duplicates_and_non_models():
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_a_model_declares_its_config_keys_and_its_module_reads_no_config(name, monkeypatch):
+def test_a_model_declares_its_config_keys_and_its_module_reads_no_config(name):
     """Each declared source is a key of the defaults file and each argument one of the constructor's; building
     the model reads the configuration in the registry and the model base only (ReIDModel.from_config)."""
     import inspect
-    import sys
-    from pathlib import Path
 
-    from omegaconf import DictConfig
-
+    from tests.bench_scripts import bench_script
     from vireid.config import config_keys
+    from vireid.models.base import source_keys
 
     cls, keys = MODELS[name], set(config_keys())
     for arg, source in cls.CONFIG_KEYS.items():
-        assert set(source if isinstance(source, tuple) else (source,)) <= keys, (arg, source)
+        assert set(source_keys(source)) <= keys, (arg, source)
         assert any(arg in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c)), arg
     arch = "crossvit_micro" if name == "fafe" else "resnet18"
     cfg = load_config(None, [f"model.name={name}", f"model.arch={arch}", "model.pretrained=none"])
-    readers: set[str] = set()
-    get_attr, get_item = DictConfig.__getattr__, DictConfig.__getitem__
-
-    def reader() -> str:
-        frame = sys._getframe(2)
-        while "omegaconf" in frame.f_code.co_filename:
-            frame = frame.f_back
-        return Path(frame.f_code.co_filename).name
-
-    def traced_attr(self, key):
-        readers.add(reader())
-        return get_attr(self, key)
-
-    def traced_item(self, key):
-        readers.add(reader())
-        return get_item(self, key)
-
-    monkeypatch.setattr(DictConfig, "__getattr__", traced_attr)
-    monkeypatch.setattr(DictConfig, "__getitem__", traced_item)
-    model = build_model(cfg, NUM_CLASSES)
-    monkeypatch.undo()
-    assert type(model) is cls and readers == {"registry.py", "base.py"}, readers
+    with bench_script("config_walk").config_reads() as reads:
+        model = build_model(cfg, NUM_CLASSES)
+    readers = set(reads)
+    assert type(model) is cls and readers == {"models/registry.py", "models/base.py"}, readers
 
 
 def test_build_model_rejects_bad_num_classes():

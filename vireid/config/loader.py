@@ -233,14 +233,13 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], *, at_once: bool) ->
     """The defaults with ``layers`` merged in, later layers winning: ``at_once``, the layers combined as plain
     mappings and checked in one OmegaConf merge (a merge into the whole config costs milliseconds, and
     configs chain several files and tests pass many overrides); otherwise one merge per layer, so that a bad
-    value is named with the file or override it comes from."""
+    key or value is named with the file or override it comes from."""
     cfg = _fresh_defaults()
     if at_once and len(layers) > 1:
         combined: dict[str, Any] = {}
-        for source, data in layers:
-            _check_keys(data, source)
+        for _, data in layers:
             _deep_update(combined, data)
-        return _merge(cfg, combined, "the config files and overrides")
+        return _merge(cfg, combined, "the config files and overrides")  # an error: the caller merges again
     for source, data in layers:
         cfg = _merge(cfg, data, source)
     return cfg

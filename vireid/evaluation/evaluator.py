@@ -29,7 +29,7 @@ from tqdm import tqdm
 from vireid.data.base import EvalProtocol
 from vireid.data.records import MODALITY_CODES, ImageRecord, load_rgb
 from vireid.data.training import default_workers
-from vireid.data.transforms import resize_to_tensor
+from vireid.data.transforms import build_test_transform
 from vireid.evaluation.feature_metrics import rank_metrics_from_features
 from vireid.evaluation.metrics import rank_metrics
 from vireid.evaluation.verification import mean_verification, verification_metrics
@@ -156,12 +156,10 @@ class Evaluator:
         device: str | torch.device = "cpu",
         progress: bool = True,
     ) -> Evaluator:
-        """Test transform of ``data.height/width`` and ``data.resize``, ``test.batch_size``, ``test.flip``,
-        ``data.workers``: every key read here, the transform built from the values."""
-        data = cfg.data
+        """Test transform of ``data.height/width``, ``test.batch_size``, ``test.flip``, ``data.workers``."""
         return cls(
             protocol,
-            transform=resize_to_tensor((int(data.height), int(data.width)), str(data.resize)),
+            transform=build_test_transform(cfg.data),
             batch_size=int(cfg.test.batch_size),
             device=device,
             flip=bool(cfg.test.flip),

@@ -60,6 +60,11 @@ def host_codes(modality: torch.Tensor | str, n: int, *, allowed: int = 3) -> np.
 ConfigSource = str | tuple[str, ...]
 
 
+def source_keys(source: ConfigSource) -> tuple[str, ...]:
+    """The config keys of one :data:`ConfigSource`."""
+    return source if isinstance(source, tuple) else (source,)
+
+
 def config_values(cfg: Any, keys: Mapping[str, ConfigSource]) -> dict[str, Any]:
     """``{argument: value}`` of ``keys`` (argument -> :data:`ConfigSource`) read from the resolved config ``cfg``,
     lists as plain lists. The loader has checked every value (:mod:`vireid.config.checks`)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from vireid.config import config_keys
 from vireid.errors import ConfigError
-from vireid.models.base import ReIDModel
+from vireid.models.base import ReIDModel, source_keys
 
 #: Registered models by name (the built-in ones register when :mod:`vireid.models` is imported).
 MODELS: dict[str, type[ReIDModel]] = {}
@@ -22,8 +22,7 @@ def register_model(name: str) -> Callable[[type[ReIDModel]], type[ReIDModel]]:
         if not (isinstance(cls, type) and issubclass(cls, ReIDModel)):
             raise ValueError(f"register_model({name!r}) expects a ReIDModel subclass, got {cls!r}")
         known = set(config_keys())
-        unknown = [key for source in cls.CONFIG_KEYS.values()
-                   for key in (source if isinstance(source, tuple) else (source,)) if key not in known]
+        unknown = [key for source in cls.CONFIG_KEYS.values() for key in source_keys(source) if key not in known]
         if unknown:
             raise ValueError(f"register_model({name!r}): {cls.__qualname__}.CONFIG_KEYS names {unknown}, which are not "
                              "keys of the configuration (vireid/config/defaults.py)")
